@@ -1,0 +1,48 @@
+# embedding-operator developer targets. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+export DO_NOT_TRACK := 1
+export DAFT_ANALYTICS_ENABLED := 0
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: help install lint format typecheck test test-unit test-integration demo clean
+
+help: ## List targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python ## Create .venv and install the job package with pipeline and dev extras
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e 'job_image[pipeline,dev]'
+
+lint: ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: ## Apply ruff formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: ## mypy (strict on the spec contract)
+	$(BIN)/mypy job_image/embedding_job
+
+test: ## Run the whole test suite (what CI runs)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: ## Fast tests only: config, decode, embedder parity
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: ## The real pipeline on Daft's native runner and a local Ray cluster
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+demo: ## Run the main job on generated sample images (random-init model unless a real one is on disk)
+	$(BIN)/embedding-job demo --workdir .demo
+
+clean: ## Remove demo output and caches
+	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache

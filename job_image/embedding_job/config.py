@@ -1,0 +1,427 @@
+"""The spec contract: one typed model of an embedding job, shared by the operator and the job.
+
+This module imports nothing heavy (pydantic and the standard library only), so that the
+operator image can validate and embed it in the CRD without torch or daft. Field names on the
+wire are camelCase (``srcType``, ``batchSize``) as Kubernetes users expect; Python code uses
+snake_case attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+#: The models the original ImageViTEmbedding component documents; any other Hugging Face
+#: ViT or DINOv2 checkpoint laid out the same way is accepted too.
+KNOWN_MODELS: dict[str, int] = {
+    "facebook/dinov2-large": 1024,
+    "facebook/dinov2-base": 768,
+    "google/vit-base-patch16-224-in21k": 768,
+    "google/vit-large-patch16-224-in21k": 1024,
+}
+
+DEFAULT_MODEL = "facebook/dinov2-large"
+DEFAULT_MODELS_ROOT = "/models"
+
+_REMOTE_SCHEMES = ("s3://", "s3a://", "gs://", "gcs://", "http://", "https://", "az://", "abfs://")
+_COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+class ConfigError(ValueError):
+    """A job configuration that cannot run; ``str()`` names every offending field."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid job config:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class InputFormat(StrEnum):
+    PARQUET = "parquet"
+    CSV = "csv"
+    JSON = "json"
+    LANCE = "lance"
+    IMAGES_GLOB = "images-glob"
+
+
+class SrcType(StrEnum):
+    IMAGE_URL = "image_url"
+    IMAGE_BASE64 = "image_base64"
+    IMAGE_BINARY = "image_binary"
+
+
+class DType(StrEnum):
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+    FLOAT32 = "float32"
+
+
+class Pooling(StrEnum):
+    CLS = "cls"
+    MEAN = "mean"
+
+
+class Device(StrEnum):
+    AUTO = "auto"
+    CUDA = "cuda"
+    CPU = "cpu"
+
+
+class OutputFormat(StrEnum):
+    PARQUET = "parquet"
+    LANCE = "lance"
+
+
+class WriteMode(StrEnum):
+    ERROR = "error"
+    OVERWRITE = "overwrite"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(validation_alias=to_camel, serialization_alias=to_camel),
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_enum_values=False,
+        validate_default=True,
+    )
+
+
+ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def _check_column(value: str) -> str:
+    if not _COLUMN_RE.match(value):
+        raise ValueError(f"{value!r} is not a valid column name (letters, digits, '_', '.', '-')")
+    return value
+
+
+class DownloadSpec(_Spec):
+    """How URL inputs are fetched (Daft IO: http(s), s3, gcs, local paths)."""
+
+    max_connections: int = Field(
+        32, ge=1, le=1024, description="Concurrent connections per download call."
+    )
+    timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Connect and read timeout for one image, in seconds."
+    )
+    retries: int = Field(
+        2, ge=0, le=10, description="Retries of a failed download before the row is an error."
+    )
+
+
+class InputSpec(_Spec):
+    """Where the images come from."""
+
+    uri: str = Field(
+        ...,
+        min_length=1,
+        description=(
+            "Input location: a file path, a directory or glob of images, or an s3://, gs:// or "
+            "http(s):// URI of a table or of images."
+        ),
+    )
+    format: InputFormat | None = Field(
+        None,
+        description=(
+            "parquet | csv | json | lance | images-glob. Inferred from the URI when omitted: a "
+            "table file extension picks the table format, anything else is read as images."
+        ),
+    )
+    image_column: ColumnName = Field(
+        "image", description="Column holding the image (URL/path, base64 text or raw bytes)."
+    )
+    src_type: SrcType = Field(
+        SrcType.IMAGE_URL,
+        description="How imageColumn encodes the image: image_url | image_base64 | image_binary.",
+    )
+    id_column: ColumnName | None = Field(
+        None,
+        description=(
+            "Column that identifies a row; copied to the output. For images-glob input the "
+            "image path is the id."
+        ),
+    )
+    columns: list[ColumnName] = Field(
+        default_factory=list, description="Extra input columns copied unchanged to the output."
+    )
+    download: DownloadSpec = Field(
+        default_factory=DownloadSpec,
+        description="Download settings for URL inputs.",
+    )
+
+    @field_validator("image_column", "id_column")
+    @classmethod
+    def _column_names(cls, value: str | None) -> str | None:
+        return None if value is None else _check_column(value)
+
+    @field_validator("columns")
+    @classmethod
+    def _passthrough(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _check_column(name)
+        if len(set(value)) != len(value):
+            raise ValueError("columns must not repeat a name")
+        return value
+
+    @model_validator(mode="after")
+    def _format_and_source(self) -> InputSpec:
+        fmt = self.resolved_format
+        if fmt is InputFormat.IMAGES_GLOB and self.src_type is not SrcType.IMAGE_URL:
+            raise ValueError("images-glob input reads image files: srcType must be image_url")
+        return self
+
+    @property
+    def resolved_format(self) -> InputFormat:
+        """The explicit format, or the one the URI's extension names (images otherwise)."""
+        if self.format is not None:
+            return self.format
+        return infer_input_format(self.uri)
+
+
+class ModelSpec(_Spec):
+    """Which ViT-family model embeds the images, and how its output becomes a vector."""
+
+    name: str = Field(
+        DEFAULT_MODEL,
+        min_length=1,
+        max_length=256,
+        description=(
+            "Hugging Face model id, e.g. facebook/dinov2-large, facebook/dinov2-base, "
+            "google/vit-base-patch16-224-in21k, google/vit-large-patch16-224-in21k, or any other "
+            "ViT/DINOv2 checkpoint."
+        ),
+    )
+    path: str = Field(
+        DEFAULT_MODELS_ROOT,
+        min_length=1,
+        description="Models root directory: the model is loaded from <path>/<name>.",
+    )
+    download: bool = Field(
+        False,
+        description=(
+            "When the model is not under path, download it from the Hugging Face hub into "
+            "<path>/<name> (uses HF_TOKEN if set). Off by default: a job never fetches weights "
+            "unless asked."
+        ),
+    )
+    dtype: DType = Field(
+        DType.FLOAT16,
+        description=(
+            "Inference precision on GPU: float16 | bfloat16 | float32. On CPU, low precision "
+            "falls back to float32."
+        ),
+    )
+    pooling: Pooling = Field(
+        Pooling.CLS,
+        description="cls: the CLS token of the last hidden state; mean: the mean over all tokens.",
+    )
+    normalize: bool = Field(True, description="L2-normalise each embedding.")
+
+    @field_validator("name")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/") or "\\" in value:
+            raise ValueError(
+                "name must be a relative model id like 'facebook/dinov2-large'; "
+                "put the directory in model.path"
+            )
+        return value
+
+
+class InferenceSpec(_Spec):
+    """How inference is spread over devices."""
+
+    batch_size: int = Field(32, ge=1, le=8192, description="Images per model forward pass.")
+    gpus_per_worker: float = Field(
+        1.0,
+        ge=0,
+        le=16,
+        description=(
+            "GPUs requested by each embedding worker (model replica); 0 runs on CPU. Ignored "
+            "with a log line when the cluster has no GPU."
+        ),
+    )
+    concurrency: int = Field(1, ge=1, le=4096, description="Number of embedding workers.")
+    device: Device = Field(Device.AUTO, description="auto | cuda | cpu.")
+    rank: int = Field(
+        0, ge=0, description="GPU index for a worker, taken modulo the visible GPU count."
+    )
+
+
+class OutputSpec(_Spec):
+    """Where the embeddings are written."""
+
+    uri: str = Field(..., min_length=1, description="Output directory: local path, s3:// or gs://.")
+    format: OutputFormat = Field(OutputFormat.PARQUET, description="parquet | lance.")
+    mode: WriteMode = Field(
+        WriteMode.ERROR,
+        description="error: refuse to write where output already exists; overwrite: replace it.",
+    )
+    embedding_column: ColumnName = Field("embedding", description="Name of the embedding column.")
+    error_column: ColumnName = Field(
+        "embedding_error", description="Name of the per-row error column (null when embedded)."
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _writable(cls, value: str) -> str:
+        if value.startswith(("http://", "https://")):
+            raise ValueError(
+                "output cannot be written to an http(s) URL; use a path, s3:// or gs://"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> OutputSpec:
+        if self.embedding_column == self.error_column:
+            raise ValueError("embeddingColumn and errorColumn must differ")
+        return self
+
+
+class ErrorPolicy(_Spec):
+    """When bad rows fail the whole job."""
+
+    max_failed_fraction: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description=(
+            "Fail the job when more than this fraction of rows could not be embedded "
+            "(1 never fails on bad rows)."
+        ),
+    )
+
+
+class EmbeddingJobConfig(_Spec):
+    """An embedding job: read images, embed them with a ViT-family model, write vectors."""
+
+    input: InputSpec = Field(..., description="Where the images come from.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="The model and pooling.")
+    inference: InferenceSpec = Field(
+        default_factory=InferenceSpec, description="Devices and batching."
+    )
+    output: OutputSpec = Field(..., description="Where the embeddings are written.")
+    errors: ErrorPolicy = Field(default_factory=ErrorPolicy, description="Bad-row policy.")
+
+    @model_validator(mode="after")
+    def _no_column_clash(self) -> EmbeddingJobConfig:
+        produced = {self.output.embedding_column, self.output.error_column}
+        kept = set(self.input.columns) | {c for c in [self.input.id_column] if c}
+        clash = produced & kept
+        if clash:
+            raise ValueError(
+                f"input columns {sorted(clash)} clash with output columns; rename "
+                "output.embeddingColumn/errorColumn"
+            )
+        return self
+
+    def to_wire(self) -> dict[str, Any]:
+        """The camelCase JSON form (what the CRD stores and the job receives)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_wire(), sort_keys=True, separators=(",", ":"))
+
+
+def infer_input_format(uri: str) -> InputFormat:
+    """Guess the input format from a URI: table extensions, otherwise image files."""
+    lowered = uri.lower().rstrip("/")
+    for suffix, fmt in (
+        (".parquet", InputFormat.PARQUET),
+        (".pq", InputFormat.PARQUET),
+        (".csv", InputFormat.CSV),
+        (".json", InputFormat.JSON),
+        (".jsonl", InputFormat.JSON),
+        (".ndjson", InputFormat.JSON),
+        (".lance", InputFormat.LANCE),
+    ):
+        if lowered.endswith(suffix):
+            return fmt
+    return InputFormat.IMAGES_GLOB
+
+
+def is_remote(uri: str) -> bool:
+    """True for object-store and http(s) URIs, False for local paths."""
+    return uri.lower().startswith(_REMOTE_SCHEMES)
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        problems.append(f"{loc or '<root>'}: {msg}")
+    return problems
+
+
+def parse_config(data: Mapping[str, Any]) -> EmbeddingJobConfig:
+    """Validate a job config mapping (camelCase or snake_case keys), applying defaults.
+
+    Raises ConfigError naming each offending field.
+    """
+    try:
+        return EmbeddingJobConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML scalars) to a config mapping."""
+    result: dict[str, Any] = json.loads(json.dumps(dict(data)))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError([f"--set {item!r}: expected key.path=value"])
+        parts = [to_camel(p) for p in key.strip().split(".")]
+        node = result
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError([f"--set {item!r}: {part} is not a section"])
+            node = child
+        node[parts[-1]] = _parse_scalar(raw)
+    return result
+
+
+def load_config(text: str, overrides: Iterable[str] = ()) -> EmbeddingJobConfig:
+    """Parse YAML or JSON config text, apply overrides, validate."""
+    try:
+        data = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"<file>: not valid YAML/JSON: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(["<root>: the config must be a mapping with input and output sections"])
+    # Accept a whole EmbeddingJob manifest too: its spec carries the job config.
+    if data.get("kind") == "EmbeddingJob" and isinstance(data.get("spec"), dict):
+        data = {k: v for k, v in data["spec"].items() if k in EmbeddingJobConfig.model_fields}
+    return parse_config(apply_overrides(data, overrides))
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the wire form (camelCase), for the CRD and documentation."""
+    return EmbeddingJobConfig.model_json_schema(by_alias=True, mode="validation")

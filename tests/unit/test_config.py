@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from embedding_job.config import (
+    ConfigError,
+    DType,
+    InputFormat,
+    Pooling,
+    SrcType,
+    json_schema,
+    load_config,
+    parse_config,
+)
+
+MINIMAL = {"input": {"uri": "/data/images"}, "output": {"uri": "/data/out"}}
+
+
+def test_defaults_match_the_original_component() -> None:
+    cfg = parse_config(MINIMAL)
+    assert cfg.model.name == "facebook/dinov2-large"
+    assert cfg.model.dtype is DType.FLOAT16
+    assert cfg.model.pooling is Pooling.CLS
+    assert cfg.model.normalize is True
+    assert cfg.inference.batch_size == 32
+    assert cfg.input.src_type is SrcType.IMAGE_URL
+    assert cfg.input.image_column == "image"
+    assert cfg.output.embedding_column == "embedding"
+    assert cfg.output.mode.value == "error"
+
+
+def test_wire_form_is_camel_case_json_and_round_trips() -> None:
+    cfg = parse_config(MINIMAL)
+    wire = json.loads(cfg.to_json())
+    assert wire["inference"]["batchSize"] == 32
+    assert wire["input"]["srcType"] == "image_url"
+    assert parse_config(wire) == cfg
+
+
+def test_snake_case_keys_are_accepted() -> None:
+    cfg = parse_config({**MINIMAL, "inference": {"batch_size": 4}})
+    assert cfg.inference.batch_size == 4
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"inference": {"batchSize": -1}}, "inference.batchSize"),
+        ({"model": {"dtype": "int8"}}, "model.dtype"),
+        ({"input": {"uri": "/x", "srcType": "image_path"}}, "input.srcType"),
+        ({"model": {"pooling": "max"}}, "model.pooling"),
+        ({"output": {"uri": "/o", "mode": "append"}}, "output.mode"),
+        ({"errors": {"maxFailedFraction": 1.5}}, "errors.maxFailedFraction"),
+        ({"model": {"nmae": "x"}}, "model.nmae"),
+        ({"model": {"name": "/abs/path"}}, "model.name"),
+        ({"output": {"uri": "https://example.invalid/out"}}, "output.uri"),
+        ({"input": {"uri": "/x", "imageColumn": "bad name!"}}, "input.imageColumn"),
+    ],
+)
+def test_errors_name_the_field(patch: dict, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({**MINIMAL, **patch})
+    assert any(problem.startswith(field + ":") for problem in info.value.problems), (
+        info.value.problems
+    )
+
+
+def test_missing_sections_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({})
+    assert {p.split(":")[0] for p in info.value.problems} == {"input", "output"}
+
+
+def test_format_is_inferred_from_the_uri() -> None:
+    assert parse_config(MINIMAL).input.resolved_format is InputFormat.IMAGES_GLOB
+    table = {**MINIMAL, "input": {"uri": "s3://b/rows.parquet"}}
+    assert parse_config(table).input.resolved_format is InputFormat.PARQUET
+    csv = {**MINIMAL, "input": {"uri": "gs://b/rows.csv"}}
+    assert parse_config(csv).input.resolved_format is InputFormat.CSV
+
+
+def test_images_glob_requires_url_sources() -> None:
+    with pytest.raises(ConfigError, match="input: images-glob"):
+        parse_config({**MINIMAL, "input": {"uri": "/x", "srcType": "image_base64"}})
+
+
+def test_output_columns_must_not_clash_with_kept_input_columns() -> None:
+    with pytest.raises(ConfigError, match="clash"):
+        parse_config(
+            {"input": {"uri": "/t.parquet", "idColumn": "embedding"}, "output": {"uri": "/o"}}
+        )
+
+
+def test_overrides_parse_yaml_scalars_and_snake_keys() -> None:
+    text = "input: {uri: /x}\noutput: {uri: /o}\n"
+    cfg = load_config(
+        text, ["model.dtype=float32", "inference.batch_size=8", "model.normalize=false"]
+    )
+    assert cfg.model.dtype is DType.FLOAT32
+    assert cfg.inference.batch_size == 8
+    assert cfg.model.normalize is False
+
+
+def test_bad_override_and_bad_yaml_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"expected key\.path=value"):
+        load_config("input: {uri: /x}\noutput: {uri: /o}", ["novalue"])
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config("input: [unclosed")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config("- a list")
+
+
+def test_an_embeddingjob_manifest_is_accepted_as_config() -> None:
+    manifest = """
+apiVersion: embedding.dev/v1alpha1
+kind: EmbeddingJob
+metadata: {name: demo}
+spec:
+  input: {uri: s3://bucket/images/}
+  model: {name: facebook/dinov2-large, dtype: float16}
+  output: {uri: s3://bucket/out/}
+  cluster: {image: example/job:1}
+"""
+    cfg = load_config(manifest)
+    assert cfg.input.uri == "s3://bucket/images/"
+
+
+def test_json_schema_describes_every_field() -> None:
+    schema = json_schema()
+    json.dumps(schema)
+    defs = schema["$defs"]
+    for definition in defs.values():
+        for name, prop in definition.get("properties", {}).items():
+            assert prop.get("description"), f"{definition['title']}.{name} has no description"
+    assert defs["InferenceSpec"]["properties"]["batchSize"]["minimum"] == 1
