@@ -1,0 +1,186 @@
+"""``embedding-job``: run, validate or demo an embedding job.
+
+Exit codes: 0 success; 1 unexpected failure; 2 invalid config or usage; 3 model, input or output
+not usable (before any data is processed); 4 too many rows failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from embedding_job.config import ConfigError, EmbeddingJobConfig, json_schema, load_config
+
+log = logging.getLogger("embedding_job")
+
+EXIT_CONFIG = 2
+
+
+def _telemetry_off() -> None:
+    # Batch jobs on customer data never phone home.
+    for key, value in (
+        ("DO_NOT_TRACK", "1"),
+        ("DAFT_ANALYTICS_ENABLED", "0"),
+        ("RAY_USAGE_STATS_ENABLED", "0"),
+        ("HF_HUB_DISABLE_TELEMETRY", "1"),
+    ):
+        os.environ.setdefault(key, value)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="embedding-job", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default=os.environ.get("EMBEDDING_JOB_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "text", "json"],
+        default="auto",
+        help="auto: text on a terminal, JSON lines otherwise",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def config_args(p: argparse.ArgumentParser) -> None:
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--config", "-c", help="job config file (YAML/JSON, or - for stdin)")
+        src.add_argument("--config-json", help="job config as a JSON string")
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a field, e.g. --set model.dtype=float32 (repeatable)",
+        )
+
+    run = sub.add_parser("run", help="run an embedding job")
+    config_args(run)
+    run.add_argument(
+        "--runner",
+        choices=["native", "ray"],
+        default=os.environ.get("EMBEDDING_JOB_RUNNER", "native"),
+    )
+    run.add_argument(
+        "--ray-address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="Ray cluster address (ray runner)",
+    )
+
+    validate = sub.add_parser("validate", help="validate a job config and print it with defaults")
+    config_args(validate)
+
+    sub.add_parser("schema", help="print the job config's JSON Schema")
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the job on generated sample images (random-init model if no real one is found)",
+    )
+    demo.add_argument("--workdir", default=".demo", help="where sample images, model and output go")
+    demo.add_argument("--images", type=int, default=24, help="number of sample images")
+    demo.add_argument(
+        "--model-path", default="/models", help="models root to look for a real model in"
+    )
+    demo.add_argument("--model-name", default="facebook/dinov2-base")
+    demo.add_argument("--runner", choices=["native", "ray"], default="native")
+    return parser
+
+
+def _read_config(args: argparse.Namespace) -> EmbeddingJobConfig:
+    if args.config_json is not None:
+        text = args.config_json
+    elif args.config == "-":
+        text = sys.stdin.read()
+    else:
+        path = Path(args.config)
+        if not path.is_file():
+            raise ConfigError([f"--config: file {path} not found"])
+        text = path.read_text()
+    return load_config(text, args.overrides)
+
+
+def _run(cfg: EmbeddingJobConfig, runner: str, ray_address: str | None) -> dict[str, Any]:
+    from embedding_job.pipeline import RunOptions, run_job
+
+    return run_job(cfg, RunOptions(runner=runner, ray_address=ray_address))
+
+
+def _demo(args: argparse.Namespace) -> dict[str, Any]:
+    from embedding_job.config import parse_config
+    from embedding_job.demo import DEMO_MODEL_NAME, SMALL, make_random_model, make_sample_images
+    from embedding_job.model_files import missing_files
+
+    workdir = Path(args.workdir).resolve()
+    images = workdir / "images"
+    if not images.is_dir():
+        make_sample_images(images, count=args.images)
+        # One unreadable file shows per-row error isolation: it becomes one error row.
+        (images / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    model_path, model_name = args.model_path, args.model_name
+    if missing_files(Path(model_path) / model_name):
+        model_path, model_name = str(workdir / "models"), DEMO_MODEL_NAME
+        if missing_files(Path(model_path) / model_name):
+            make_random_model(Path(model_path) / model_name, "dinov2", SMALL)
+        log.warning(
+            "DEMO: %s not found under %s; using a RANDOM-INIT demo model (%s): the embeddings are "
+            "meaningless. Put a real checkpoint there for real vectors.",
+            args.model_name,
+            args.model_path,
+            model_name,
+        )
+    cfg = parse_config(
+        {
+            "input": {"uri": str(images), "format": "images-glob"},
+            "model": {"name": model_name, "path": model_path, "dtype": "float32"},
+            "inference": {"batchSize": 8},
+            "output": {"uri": str(workdir / "output"), "mode": "overwrite"},
+        }
+    )
+    return _run(cfg, args.runner, None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``embedding-job`` command."""
+    _telemetry_off()
+    args = _parser().parse_args(argv)
+    structured = {"auto": None, "text": False, "json": True}[args.log_format]
+    from embedding_job.logs import setup_logging
+
+    setup_logging(args.log_level, structured)
+    if structured or (structured is None and not sys.stderr.isatty()):
+        os.environ.setdefault("DAFT_PROGRESS_BAR", "0")
+    try:
+        if args.command == "schema":
+            print(json.dumps(json_schema(), indent=2, sort_keys=True))
+            return 0
+        if args.command == "demo":
+            manifest = _demo(args)
+        else:
+            cfg = _read_config(args)
+            if args.command == "validate":
+                print(json.dumps(cfg.to_wire(), indent=2, sort_keys=True))
+                return 0
+            manifest = _run(cfg, args.runner, args.ray_address)
+    except ConfigError as exc:
+        print(f"embedding-job: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:
+        from embedding_job.errors import JobError
+
+        if isinstance(exc, JobError):
+            log.error("%s", exc)
+            return exc.exit_code
+        log.exception("job failed unexpectedly")
+        return 1
+    summary = {
+        k: manifest[k] for k in ("status", "rowsIn", "rowsEmbedded", "rowsFailed", "embeddingDim")
+    }
+    summary["output"] = manifest["output"]["uri"]
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

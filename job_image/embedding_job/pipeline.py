@@ -1,0 +1,388 @@
+"""The embedding job as a Daft plan: read → resolve bytes → embed → write, plus its manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import daft
+from daft import DataType, col
+from daft.functions import download
+
+from embedding_job import storage
+from embedding_job.config import (
+    EmbeddingJobConfig,
+    InputFormat,
+    OutputFormat,
+    SrcType,
+    WriteMode,
+)
+from embedding_job.daft_io import io_config
+from embedding_job.errors import (
+    InputNotFoundError,
+    JobError,
+    OutputExistsError,
+    TooManyFailuresError,
+)
+from embedding_job.model import EmbedderSettings
+from embedding_job.model_files import embedding_dim, locate_model
+from embedding_job.udf import EmbedImages
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "_manifest.json"
+SUCCESS_NAME = "_SUCCESS"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+_RESULT = "__embedding_result"
+_GLOB_CHARS = set("*?[")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How to execute: Daft's native runner in-process, or a Ray cluster."""
+
+    runner: str = "native"  # native | ray
+    ray_address: str | None = None
+
+
+def configure_runner(options: RunOptions) -> None:
+    """Select Daft's runner once per process."""
+    if options.runner == "ray":
+        daft.set_runner_ray(address=options.ray_address, noop_if_initialized=True)
+    elif options.runner == "native":
+        daft.set_runner_native()
+    else:
+        raise JobError(f"unknown runner {options.runner!r}: use native or ray")
+
+
+def read_input(cfg: EmbeddingJobConfig, io: daft.io.IOConfig) -> daft.DataFrame:
+    """The input as a DataFrame, with the columns the job needs checked up front."""
+    spec = cfg.input
+    fmt = spec.resolved_format
+    try:
+        if fmt is InputFormat.IMAGES_GLOB:
+            return _read_images(spec.uri, io)
+        if fmt is InputFormat.PARQUET:
+            df = daft.read_parquet(spec.uri, io_config=io)
+        elif fmt is InputFormat.CSV:
+            df = daft.read_csv(spec.uri, io_config=io)
+        elif fmt is InputFormat.JSON:
+            df = daft.read_json(spec.uri, io_config=io)
+        else:
+            df = _read_lance(spec.uri, io)
+        _check_columns(cfg, df.schema())
+    except FileNotFoundError as exc:
+        raise InputNotFoundError(f"input {spec.uri!r} not found: {exc}") from None
+    return df
+
+
+def _read_images(uri: str, io: daft.io.IOConfig) -> daft.DataFrame:
+    explicit_glob = bool(_GLOB_CHARS & set(uri))
+    pattern = uri if explicit_glob else uri.rstrip("/") + "/**"
+    if not explicit_glob and storage.is_file(uri):
+        pattern = uri
+    # Daft's glob of a missing location only warns (and can stall), so look first.
+    if not explicit_glob and not storage.exists(uri):
+        raise InputNotFoundError(f"input {uri!r} not found")
+    if not storage.has_files(uri, IMAGE_EXTENSIONS if not explicit_glob else None):
+        raise InputNotFoundError(f"input {uri!r}: no image files found")
+    try:
+        df = daft.from_glob_path(pattern, io_config=io)
+    except FileNotFoundError:
+        raise InputNotFoundError(f"input {uri!r}: no files found ({pattern})") from None
+    if not explicit_glob:
+        # A directory may hold READMEs or manifests next to its images: take images only.
+        lowered = col("path").lower()
+        keep = lowered.endswith(IMAGE_EXTENSIONS[0])
+        for ext in IMAGE_EXTENSIONS[1:]:
+            keep = keep | lowered.endswith(ext)
+        df = df.where(keep)
+    return df.select(col("path"))
+
+
+def _read_lance(uri: str, io: daft.io.IOConfig) -> daft.DataFrame:
+    try:
+        import daft_lance
+    except ImportError:
+        raise JobError(
+            "input.format lance needs the lance extra: pip install 'embedding-job[lance]'"
+        ) from None
+    df: daft.DataFrame = daft_lance.read_lance(uri, io_config=io)
+    return df
+
+
+def _is_string(dtype: DataType) -> bool:
+    return bool(dtype.is_string())
+
+
+def _is_binary(dtype: DataType) -> bool:
+    return bool(dtype.is_binary())
+
+
+_SRC_DTYPES = {
+    SrcType.IMAGE_URL: ("a String", _is_string),
+    SrcType.IMAGE_BASE64: ("a String", _is_string),
+    SrcType.IMAGE_BINARY: ("a Binary", _is_binary),
+}
+
+
+def _check_columns(cfg: EmbeddingJobConfig, schema: daft.Schema) -> None:
+    names = schema.column_names()
+    wanted = {"input.imageColumn": cfg.input.image_column}
+    if cfg.input.id_column:
+        wanted["input.idColumn"] = cfg.input.id_column
+    for name in cfg.input.columns:
+        wanted[f"input.columns[{name}]"] = name
+    problems = [
+        f"{field}: column {column!r} is not in the input (it has: {', '.join(names)})"
+        for field, column in wanted.items()
+        if column not in names
+    ]
+    if not problems:
+        kind, accepts = _SRC_DTYPES[cfg.input.src_type]
+        dtype = schema[cfg.input.image_column].dtype
+        if not accepts(dtype):
+            problems.append(
+                f"input.srcType: {cfg.input.src_type.value} needs {kind} column, but "
+                f"{cfg.input.image_column!r} is {dtype}"
+            )
+    if problems:
+        from embedding_job.config import ConfigError
+
+        raise ConfigError(problems)
+
+
+def output_columns(cfg: EmbeddingJobConfig) -> list[str]:
+    """Input columns copied to the output, in order: id, pass-through, then the image URL."""
+    spec = cfg.input
+    if spec.resolved_format is InputFormat.IMAGES_GLOB:
+        return ["path"]
+    keep: list[str] = []
+    for name in [spec.id_column, *spec.columns]:
+        if name and name not in keep:
+            keep.append(name)
+    # A URL identifies the image; base64 or raw bytes would only bloat the output.
+    if spec.src_type is SrcType.IMAGE_URL and spec.image_column not in keep:
+        keep.append(spec.image_column)
+    return keep
+
+
+def embed(
+    df: daft.DataFrame,
+    cfg: EmbeddingJobConfig,
+    settings: EmbedderSettings,
+    dim: int,
+    io: daft.io.IOConfig,
+    gpus: float,
+) -> daft.DataFrame:
+    """Add the embedding and error columns; one output row per input row."""
+    spec = cfg.input
+    source = (
+        col("path") if spec.resolved_format is InputFormat.IMAGES_GLOB else col(spec.image_column)
+    )
+    if spec.src_type is SrcType.IMAGE_URL:
+        data = download(
+            source, max_connections=spec.download.max_connections, on_error="null", io_config=io
+        )
+    else:
+        data = source
+    udf: Any = EmbedImages(settings, spec.src_type, io)
+    # Resources are decided per run (GPUs present, concurrency, batch size), not at import time.
+    call = dataclasses.replace(
+        udf.embed,
+        gpus=gpus,
+        max_concurrency=cfg.inference.concurrency,
+        batch_size=cfg.inference.batch_size,
+    )
+    out = cfg.output
+    vector_type = DataType.fixed_size_list(DataType.float32(), dim)
+    return (
+        df.with_column(_RESULT, call(source, data))
+        .with_columns(
+            {
+                out.embedding_column: col(_RESULT)["embedding"].cast(vector_type),
+                out.error_column: col(_RESULT)["error"],
+            }
+        )
+        .select(*output_columns(cfg), out.embedding_column, out.error_column)
+    )
+
+
+def effective_gpus(cfg: EmbeddingJobConfig, options: RunOptions) -> float:
+    """GPUs per embedding worker that the cluster can actually provide (0 on CPU-only)."""
+    requested = cfg.inference.gpus_per_worker
+    if requested == 0 or cfg.inference.device.value == "cpu":
+        return 0.0
+    if options.runner == "ray":
+        import ray
+
+        available = ray.cluster_resources().get("GPU", 0)
+    else:
+        import torch
+
+        available = torch.cuda.device_count()
+    if available == 0:
+        log.warning("no GPU in the cluster: embedding workers run on CPU")
+        return 0.0
+    return requested
+
+
+def check_output(cfg: EmbeddingJobConfig) -> None:
+    """Refuse to write over existing output unless ``mode: overwrite``."""
+    existing = storage.list_files(cfg.output.uri)
+    if existing and cfg.output.mode is WriteMode.ERROR:
+        raise OutputExistsError(
+            f"output {cfg.output.uri!r} already holds {len(existing)} file(s); "
+            "choose another output.uri or set output.mode=overwrite"
+        )
+    if existing:
+        # The old marker and manifest would describe data this run is about to replace.
+        storage.delete_file(cfg.output.uri, SUCCESS_NAME)
+        storage.delete_file(cfg.output.uri, MANIFEST_NAME)
+
+
+def write(df: daft.DataFrame, cfg: EmbeddingJobConfig) -> list[str]:
+    """Write with Daft's writers; returns the data files written."""
+    out = cfg.output
+    mode: Literal["overwrite", "append"] = (
+        "overwrite" if out.mode is WriteMode.OVERWRITE else "append"
+    )
+    if out.format is OutputFormat.PARQUET:
+        written = df.write_parquet(out.uri, write_mode=mode)
+        return [str(p) for p in written.to_pydict()["path"]]
+    try:
+        df.write_lance(out.uri, mode="overwrite" if mode == "overwrite" else "create")
+    except ImportError:
+        raise JobError(
+            "output.format lance needs the lance extra: pip install 'embedding-job[lance]'"
+        ) from None
+    return [p for p in storage.list_files(out.uri) if not p.endswith((MANIFEST_NAME, SUCCESS_NAME))]
+
+
+def count_results(cfg: EmbeddingJobConfig, files: list[str], sample: int = 5) -> dict[str, Any]:
+    """Rows written, rows failed and the first few errors, read back from the output."""
+    err = cfg.output.error_column
+    if not files:
+        return {"rows": 0, "failed": 0, "errors": []}
+    if cfg.output.format is OutputFormat.PARQUET:
+        df = daft.read_parquet(files).select(col(err))
+    else:
+        import daft_lance
+
+        df = daft_lance.read_lance(cfg.output.uri).select(col(err))
+    totals = df.agg(col(err).count("all").alias("rows"), col(err).count("valid").alias("failed"))
+    counts = totals.to_pydict()
+    errors = df.where(col(err).not_null()).limit(sample).to_pydict()[err]
+    return {"rows": int(counts["rows"][0]), "failed": int(counts["failed"][0]), "errors": errors}
+
+
+def build_manifest(
+    cfg: EmbeddingJobConfig,
+    *,
+    status: str,
+    dim: int,
+    files: list[str],
+    counts: dict[str, Any],
+    started: datetime,
+    finished: datetime,
+    message: str | None = None,
+) -> dict[str, Any]:
+    """The JSON manifest written next to the data."""
+    base = storage.filesystem(cfg.output.uri)[1].rstrip("/") + "/"
+    return {
+        "status": status,
+        "message": message,
+        "output": {"uri": cfg.output.uri, "format": cfg.output.format.value},
+        "files": sorted(f.removeprefix("file://").removeprefix(base) for f in files),
+        "rowsIn": counts["rows"],
+        "rowsEmbedded": counts["rows"] - counts["failed"],
+        "rowsFailed": counts["failed"],
+        "firstErrors": counts["errors"],
+        "embeddingDim": dim,
+        "embeddingColumn": cfg.output.embedding_column,
+        "errorColumn": cfg.output.error_column,
+        "model": cfg.model.name,
+        "dtype": cfg.model.dtype.value,
+        "pooling": cfg.model.pooling.value,
+        "normalize": cfg.model.normalize,
+        "startedAt": started.isoformat(timespec="seconds"),
+        "finishedAt": finished.isoformat(timespec="seconds"),
+        "config": cfg.to_wire(),
+    }
+
+
+def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[str, Any]:
+    """Run the whole job; returns the manifest. Raises JobError subclasses on failure."""
+    options = options or RunOptions()
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    # Cheap checks first: a missing model or an occupied output must fail before any data moves.
+    model_path = locate_model(cfg.model)
+    dim = embedding_dim(model_path)
+    check_output(cfg)
+    configure_runner(options)
+    io = io_config(cfg.input.download)
+    df = read_input(cfg, io)
+    settings = EmbedderSettings(
+        model_dir=str(model_path),
+        dtype=cfg.model.dtype,
+        pooling=cfg.model.pooling,
+        normalize=cfg.model.normalize,
+        batch_size=cfg.inference.batch_size,
+        device=cfg.inference.device,
+        rank=cfg.inference.rank,
+    )
+    gpus = effective_gpus(cfg, options)
+    log.info(
+        "embedding %s (%s) with %s → %s",
+        cfg.input.uri,
+        cfg.input.resolved_format.value,
+        cfg.model.name,
+        cfg.output.uri,
+    )
+    files = write(embed(df, cfg, settings, dim, io, gpus), cfg)
+    counts = count_results(cfg, files)
+    finished = datetime.now(UTC)
+    if counts["rows"] == 0:
+        raise InputNotFoundError(f"input {cfg.input.uri!r} has no rows")
+    failed_fraction = counts["failed"] / counts["rows"]
+    if failed_fraction > cfg.errors.max_failed_fraction:
+        message = (
+            f"{counts['failed']} of {counts['rows']} rows failed ({failed_fraction:.1%} > "
+            f"errors.maxFailedFraction {cfg.errors.max_failed_fraction:.1%}); first errors: "
+            + "; ".join(counts["errors"])
+        )
+        manifest = build_manifest(
+            cfg,
+            status="failed",
+            dim=dim,
+            files=files,
+            counts=counts,
+            started=started,
+            finished=finished,
+            message=message,
+        )
+        storage.write_json(cfg.output.uri, MANIFEST_NAME, manifest)
+        raise TooManyFailuresError(message + f" — output at {cfg.output.uri} is incomplete")
+    manifest = build_manifest(
+        cfg,
+        status="succeeded",
+        dim=dim,
+        files=files,
+        counts=counts,
+        started=started,
+        finished=finished,
+    )
+    storage.write_json(cfg.output.uri, MANIFEST_NAME, manifest)
+    storage.write_json(cfg.output.uri, SUCCESS_NAME, {"rows": counts["rows"]})
+    log.info(
+        "wrote %d rows (%d failed) to %s in %.1fs",
+        counts["rows"],
+        counts["failed"],
+        cfg.output.uri,
+        time.monotonic() - clock,
+    )
+    return manifest

@@ -1,0 +1,138 @@
+"""The model's image preprocessing, read from its ``preprocessor_config.json``.
+
+Resize and crop run per image in Pillow on uint8 pixels (exactly as Hugging Face's PIL backend
+does); rescale and normalise run once per batch as tensor ops on the model's device, so images
+travel to the device as uint8.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+_BILINEAR = 2
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Resize/crop/normalise parameters of a ViT-family image processor."""
+
+    resize_to: tuple[int, int] | None = None  # fixed (height, width)
+    shortest_edge: int | None = None
+    resample: int = _BILINEAR
+    crop: tuple[int, int] | None = None  # (height, width)
+    rescale: float | None = 1 / 255
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> ImageTransform:
+        """Build from a Hugging Face image processor config dict."""
+        size = cfg.get("size") or {}
+        if isinstance(size, int):
+            size = {"shortest_edge": size}
+        resize_to = shortest = None
+        if cfg.get("do_resize", True):
+            if "height" in size and "width" in size:
+                resize_to = (int(size["height"]), int(size["width"]))
+            elif "shortest_edge" in size:
+                shortest = int(size["shortest_edge"])
+            else:
+                raise ValueError(f"unsupported image processor size {size!r}")
+        crop = None
+        if cfg.get("do_center_crop"):
+            crop_size = cfg.get("crop_size") or {}
+            if isinstance(crop_size, int):
+                crop_size = {"height": crop_size, "width": crop_size}
+            crop = (int(crop_size["height"]), int(crop_size["width"]))
+        mean = std = None
+        if cfg.get("do_normalize", True):
+            mean = _triple(cfg.get("image_mean", 0.5))
+            std = _triple(cfg.get("image_std", 0.5))
+        rescale = float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else None
+        return cls(
+            resize_to=resize_to,
+            shortest_edge=shortest,
+            resample=int(cfg.get("resample", _BILINEAR)),
+            crop=crop,
+            rescale=rescale,
+            mean=mean,
+            std=std,
+        )
+
+    @classmethod
+    def from_pretrained(cls, model_dir: Path) -> ImageTransform:
+        path = Path(model_dir) / "preprocessor_config.json"
+        return cls.from_config(json.loads(path.read_text()))
+
+    @property
+    def output_size(self) -> tuple[int, int] | None:
+        """(height, width) of every output image, when fixed by the config."""
+        return self.crop or self.resize_to
+
+    def to_uint8(self, image: Image.Image) -> np.ndarray:
+        """Resize and crop one RGB image; returns an (H, W, 3) uint8 array."""
+        width, height = image.size
+        if self.resize_to is not None:
+            target = self.resize_to
+        elif self.shortest_edge is not None:
+            target = _shortest_edge_size(height, width, self.shortest_edge)
+        else:
+            target = (height, width)
+        if target != (height, width):
+            image = image.resize((target[1], target[0]), resample=self.resample)
+        array = np.asarray(image, dtype=np.uint8)
+        if self.crop is not None:
+            array = _center_crop(array, self.crop)
+        return array
+
+    def normalize(self, batch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(N, H, W, 3) uint8 → (N, 3, H, W) normalised pixel values in ``dtype``.
+
+        Computed in float32 and cast once at the end, like the reference processor.
+        """
+        pixels = batch.permute(0, 3, 1, 2).to(torch.float32)
+        if self.rescale is not None:
+            pixels = pixels * self.rescale
+        if self.mean is not None and self.std is not None:
+            mean = torch.tensor(self.mean, device=pixels.device).view(1, 3, 1, 1)
+            std = torch.tensor(self.std, device=pixels.device).view(1, 3, 1, 1)
+            pixels = (pixels - mean) / std
+        return pixels.to(dtype)
+
+
+def _triple(value: Any) -> tuple[float, float, float]:
+    if isinstance(value, (int, float)):
+        return (float(value),) * 3
+    values = tuple(float(v) for v in value)
+    if len(values) != 3:
+        raise ValueError(f"expected 3 channel values, got {value!r}")
+    return (values[0], values[1], values[2])
+
+
+def _shortest_edge_size(height: int, width: int, edge: int) -> tuple[int, int]:
+    # Same rounding as transformers' get_resize_output_image_size(default_to_square=False).
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(edge * long / short)
+    return (new_long, edge) if width <= height else (edge, new_long)
+
+
+def _center_crop(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    crop_h, crop_w = size
+    height, width = array.shape[:2]
+    if height < crop_h or width < crop_w:
+        # Zero-pad to at least the crop size, centred (what the reference processor does).
+        new_h, new_w = max(height, crop_h), max(width, crop_w)
+        padded = np.zeros((new_h, new_w, array.shape[2]), dtype=array.dtype)
+        top, left = -(-(new_h - height) // 2), -(-(new_w - width) // 2)
+        padded[top : top + height, left : left + width] = array
+        array, height, width = padded, new_h, new_w
+    top = (height - crop_h) // 2
+    left = (width - crop_w) // 2
+    return array[top : top + crop_h, left : left + crop_w]

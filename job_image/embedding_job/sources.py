@@ -1,0 +1,80 @@
+"""Turn one input cell (URL/path, base64 text, raw bytes) into image bytes, or a row error."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+from embedding_job.config import SrcType
+from embedding_job.errors import RowError
+
+_DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
+_WHITESPACE = re.compile(r"\s+")
+
+
+def decode_base64(text: Any) -> bytes:
+    """Strict base64 (standard or URL-safe alphabet, optional ``data:`` prefix)."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", errors="replace")
+    if not isinstance(text, str):
+        raise RowError(f"invalid base64: expected text, got {type(text).__name__}")
+    body = _WHITESPACE.sub("", _DATA_URL.sub("", text.strip(), count=1))
+    if not body:
+        raise RowError("empty image data")
+    if "-" in body or "_" in body:
+        body = body.replace("-", "+").replace("_", "/")
+    body += "=" * (-len(body) % 4)
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RowError(f"invalid base64: {exc}") from None
+
+
+def resolve_inline(value: Any, src_type: SrcType) -> bytes:
+    """Bytes of an inline (base64 or binary) cell."""
+    if value is None:
+        raise RowError("missing image (null)")
+    if src_type is SrcType.IMAGE_BASE64:
+        return decode_base64(value)
+    if isinstance(value, str):
+        raise RowError("expected raw bytes for image_binary, got text (is srcType right?)")
+    data = bytes(value)
+    if not data:
+        raise RowError("empty image data")
+    return data
+
+
+def fetch_error(url: Any, io_config: Any) -> str:
+    """Why fetching ``url`` fails: one more read through Daft's IO, reduced to a short reason.
+
+    Called only for rows whose batched download came back empty, so its cost is per bad row.
+    """
+    if url is None:
+        return "missing image (null)"
+    if not isinstance(url, str) or not url.strip():
+        return "missing image (empty URL)"
+    import daft
+
+    try:
+        with daft.open_file(url, "rb", io_config=io_config) as handle:
+            data = handle.read()
+    except Exception as exc:  # noqa: BLE001 - any IO failure is this row's error
+        return "download failed: " + short_error(exc)
+    return "download failed: empty response" if not data else "download failed (transient)"
+
+
+def short_error(exc: BaseException, limit: int = 300) -> str:
+    """First line and innermost cause of an exception message, bounded in length."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    first = lines[0]
+    causes = [ln for ln in lines[1:] if re.match(r"^\d+:", ln)]
+    text = first
+    if causes:
+        last = re.sub(r"^\d+:\s*", "", causes[-1])
+        if last not in first:
+            text = f"{first} ({last})"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

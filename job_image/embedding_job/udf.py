@@ -1,0 +1,67 @@
+"""Daft class UDFs that run the Embedder inside Daft workers (threads, processes or Ray actors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import daft
+import pyarrow as pa
+from daft import DataType, Series
+
+from embedding_job.config import SrcType
+from embedding_job.model import Embedder, EmbedderSettings
+from embedding_job.sources import fetch_error, resolve_inline
+
+#: What the embedding UDF returns per row: a vector, or null and the reason.
+RESULT_DTYPE = DataType.struct(
+    {"embedding": DataType.list(DataType.float32()), "error": DataType.string()}
+)
+_ARROW_RESULT = pa.struct([("embedding", pa.list_(pa.float32())), ("error", pa.string())])
+
+
+def result_array(vectors: list[Any], errors: list[str | None]) -> pa.Array:
+    """Arrow struct array of (embedding, error) rows."""
+    embedding = pa.array(
+        [None if v is None else v.tolist() for v in vectors], type=pa.list_(pa.float32())
+    )
+    error = pa.array(errors, type=pa.string())
+    return pa.StructArray.from_arrays([embedding, error], fields=list(_ARROW_RESULT))
+
+
+@daft.cls(name_override="EmbedImages")
+class EmbedImages:
+    """Embeds one column of images; every input row yields one output row.
+
+    For ``image_url`` sources the caller passes the batched download result as ``data`` and the
+    URL as ``source``; rows whose download came back empty are retried once, alone, to capture
+    why they failed. For inline sources ``data`` is the cell itself (base64 text or bytes).
+    """
+
+    def __init__(self, settings: EmbedderSettings, src_type: SrcType, io_config: Any = None):
+        self.embedder = Embedder(settings)
+        self.src_type = src_type
+        self.io_config = io_config
+
+    @daft.method.batch(return_dtype=RESULT_DTYPE)
+    def embed(self, source: Series, data: Series) -> pa.Array:
+        sources = source.to_pylist()
+        cells = data.to_pylist()
+        items: list[bytes | None] = []
+        errors: list[str | None] = []
+        for src, cell in zip(sources, cells, strict=True):
+            if self.src_type is SrcType.IMAGE_URL:
+                if cell:
+                    items.append(cell)
+                    errors.append(None)
+                else:
+                    items.append(None)
+                    errors.append(fetch_error(src, self.io_config))
+                continue
+            try:
+                items.append(resolve_inline(cell, self.src_type))
+                errors.append(None)
+            except Exception as exc:  # noqa: BLE001 - RowError or anything else: this row only
+                items.append(None)
+                errors.append(str(exc))
+        vectors, row_errors = self.embedder.embed_bytes(items, errors)
+        return result_array(vectors, row_errors)

@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny random-init models saved locally, sample images, a loopback web server."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DAFT_ANALYTICS_ENABLED", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("DAFT_PROGRESS_BAR", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from embedding_job.demo import make_random_model
+
+VIT = "google/vit-base-patch16-224-in21k"
+DINOV2 = "facebook/dinov2-base"
+
+
+@pytest.fixture(scope="session")
+def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models root holding tiny random-init models under two of the original model names."""
+    root = tmp_path_factory.mktemp("models")
+    make_random_model(root / VIT, "vit", seed=1)
+    make_random_model(root / DINOV2, "dinov2", seed=2)
+    return root
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    # http.server's default backlog of 5 drops connections under Daft's parallel downloads.
+    request_queue_size = 256
+    daemon_threads = True
+
+
+@pytest.fixture
+def web_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """(directory, base URL) of a threaded HTTP server on 127.0.0.1 serving that directory."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = _Server(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

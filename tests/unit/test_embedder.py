@@ -1,0 +1,103 @@
+"""The embedder against the original component's computation (shared/ANCHORS.md)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModel
+
+from embedding_job.config import Device, DType, Pooling
+from embedding_job.demo import encode, sample_image
+from embedding_job.model import Embedder, EmbedderSettings
+from tests.conftest import DINOV2, VIT
+from tests.images import bad_images, good_images
+
+SIZES = [(500, 375), (375, 500), (224, 224), (640, 333), (97, 130)]
+
+
+def reference_embeddings(model_dir: Path, images: list[bytes], cls_token: bool) -> np.ndarray:
+    """The original component: AutoImageProcessor(use_fast=True) + AutoModel, CLS or mean, L2."""
+    processor = AutoImageProcessor.from_pretrained(model_dir, use_fast=True)
+    model = AutoModel.from_pretrained(model_dir).to(torch.float32).eval()
+    pil = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
+    pixel_values = processor(images=pil, return_tensors="pt")["pixel_values"].to(torch.float32)
+    with torch.no_grad():
+        hidden = model(pixel_values=pixel_values).last_hidden_state
+    pooled = hidden[:, 0] if cls_token else hidden.mean(dim=1)
+    return torch.nn.functional.normalize(pooled, dim=-1).numpy()
+
+
+@pytest.mark.parametrize("name", [VIT, DINOV2])
+@pytest.mark.parametrize("pooling", [Pooling.CLS, Pooling.MEAN])
+def test_parity_with_the_reference_computation(
+    models_root: Path, name: str, pooling: Pooling
+) -> None:
+    images = [encode(sample_image(i, size), "JPEG", quality=92) for i, size in enumerate(SIZES)]
+    embedder = Embedder(
+        EmbedderSettings(
+            model_dir=str(models_root / name),
+            dtype=DType.FLOAT32,
+            pooling=pooling,
+            batch_size=2,
+            device=Device.CPU,
+        )
+    )
+    vectors, errors = embedder.embed_bytes(images)
+    assert errors == [None] * len(images)
+    ours = np.stack(vectors)
+    expected = reference_embeddings(models_root / name, images, pooling is Pooling.CLS)
+    cosine = (ours * expected).sum(axis=1) / (
+        np.linalg.norm(ours, axis=1) * np.linalg.norm(expected, axis=1)
+    )
+    assert np.all(1 - cosine < 1e-4), 1 - cosine
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, rtol=1e-5)
+
+
+def test_a_bad_row_never_costs_its_neighbours(models_root: Path) -> None:
+    good = good_images()
+    bad = bad_images()
+    items: list[bytes | None] = [
+        good["jpeg"],
+        bad["truncated"],
+        good["cmyk"],
+        None,
+        bad["random"],
+        good["sixteen"],
+        bad["empty"],
+    ]
+    embedder = Embedder(
+        EmbedderSettings(model_dir=str(models_root / DINOV2), dtype=DType.FLOAT32, batch_size=2)
+    )
+    vectors, errors = embedder.embed_bytes(items)
+    assert [v is None for v in vectors] == [False, True, False, True, True, False, True]
+    assert [e is None for e in errors] == [v is not None for v in vectors]
+    assert "corrupt" in errors[1] and "null" in errors[3] and "not an image" in errors[4]
+    alone, _ = embedder.embed_bytes([good["cmyk"]])
+    np.testing.assert_allclose(vectors[2], alone[0], atol=1e-5)
+
+
+def test_upstream_errors_are_kept(models_root: Path) -> None:
+    embedder = Embedder(EmbedderSettings(model_dir=str(models_root / VIT), dtype=DType.FLOAT32))
+    vectors, errors = embedder.embed_bytes(
+        [None, good_images()["png"]], ["download failed: 404", None]
+    )
+    assert vectors[0] is None and errors[0] == "download failed: 404"
+    assert vectors[1] is not None and vectors[1].shape == (32,)
+
+
+def test_half_precision_on_cpu_falls_back_to_float32(
+    models_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    embedder = Embedder(
+        EmbedderSettings(model_dir=str(models_root / VIT), dtype=DType.FLOAT16, device=Device.AUTO)
+    )
+    assert embedder.device.type == "cpu" or torch.cuda.is_available()
+    if embedder.device.type == "cpu":
+        assert embedder.dtype == torch.float32
+        assert next(embedder.model.parameters()).dtype == torch.float32
+        assert "using float32" in caplog.text
