@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 export DAFT_ANALYTICS_ENABLED := 0
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install lint format typecheck test test-unit test-integration demo clean
+.PHONY: help install lint format typecheck test test-unit test-integration demo clean sync-crds check-crds
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -19,7 +19,7 @@ $(BIN)/python:
 
 install: $(BIN)/python ## Create .venv and install the job package with pipeline and dev extras
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e 'job_image[pipeline,dev]'
+	$(BIN)/pip install -e 'job_image[pipeline,dev]' -e operator
 
 lint: ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -30,7 +30,13 @@ format: ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff format .
 
 typecheck: ## mypy (strict on the spec contract)
-	$(BIN)/mypy job_image/embedding_job
+	$(BIN)/mypy job_image/embedding_job operator/embedding_operator
+
+sync-crds: ## Regenerate crds/ from the spec contract
+	$(BIN)/python -m embedding_operator.crd > crds/embeddingjobs.embedding.dev.yaml
+
+check-crds: ## Fail when crds/ drifts from the spec contract
+	$(BIN)/python -m embedding_operator.crd | diff -u crds/embeddingjobs.embedding.dev.yaml -
 
 test: ## Run the whole test suite (what CI runs)
 	$(BIN)/pytest $(PYTEST_ARGS)

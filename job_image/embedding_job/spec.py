@@ -1,0 +1,203 @@
+"""The EmbeddingJob resource's spec: the job config plus where and how it runs on Kubernetes.
+
+Light like ``embedding_job.config``: the operator validates user specs with this model and the
+CRD schema is generated from it, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+
+from embedding_job.config import ConfigError, EmbeddingJobConfig, _format_errors, _Spec
+
+#: KubeRay refuses RayJob names longer than this; our RayJob carries the EmbeddingJob's name.
+MAX_NAME_LENGTH = 47
+
+_QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SECRET_KEYS = re.compile(
+    r"(^|_)(key|secret|token|password|credential)s?$|accesskey|secretkey", re.IGNORECASE
+)
+
+
+class SubmissionMode(StrEnum):
+    HTTP = "HTTPMode"
+    K8S_JOB = "K8sJobMode"
+
+
+class PullPolicy(StrEnum):
+    IF_NOT_PRESENT = "IfNotPresent"
+    ALWAYS = "Always"
+    NEVER = "Never"
+
+
+class TolerationOperator(StrEnum):
+    EXISTS = "Exists"
+    EQUAL = "Equal"
+
+
+class TaintEffect(StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+class Toleration(_Spec):
+    """A Kubernetes toleration."""
+
+    key: str | None = Field(None, description="Taint key to tolerate (empty with Exists: all).")
+    operator: TolerationOperator = Field(TolerationOperator.EQUAL, description="Exists | Equal.")
+    value: str | None = Field(None, description="Taint value (with Equal).")
+    effect: TaintEffect | None = Field(
+        None, description="NoSchedule | PreferNoSchedule | NoExecute (empty: all)."
+    )
+    toleration_seconds: int | None = Field(
+        None, ge=0, description="How long a NoExecute taint is tolerated."
+    )
+
+
+class SecretRef(_Spec):
+    """A Secret in the job's namespace whose keys become environment variables."""
+
+    name: str = Field(..., min_length=1, max_length=253, description="Secret name.")
+
+
+class HeadSpec(_Spec):
+    """The Ray head pod: schedules work, runs the driver; never uses a GPU."""
+
+    cpu: str = Field("2", pattern=_QUANTITY, description="CPU request and limit.")
+    memory: str = Field("8Gi", pattern=_QUANTITY, description="Memory request and limit.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the head pod must match."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations of the head pod."
+    )
+
+
+class WorkerSpec(_Spec):
+    """The GPU worker group: the pods that embed."""
+
+    replicas: int = Field(1, ge=1, le=1000, description="Number of worker pods.")
+    gpus: int = Field(1, ge=0, le=16, description="GPUs per worker pod (0: CPU-only workers).")
+    gpu_resource: str = Field(
+        "nvidia.com/gpu", min_length=1, description="Extended resource name of a GPU."
+    )
+    cpu: str = Field("8", pattern=_QUANTITY, description="CPU request and limit per worker.")
+    memory: str = Field(
+        "32Gi", pattern=_QUANTITY, description="Memory request and limit per worker."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels worker pods must match."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations of worker pods (e.g. for GPU taints)."
+    )
+
+
+class LifecycleSpec(_Spec):
+    """Deadlines, retries and clean-up."""
+
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Fail the job when it runs longer than this."
+    )
+    backoff_limit: int = Field(
+        0, ge=0, le=100, description="Retries of a failed job, each on a fresh Ray cluster."
+    )
+    ttl_seconds_after_finished: int = Field(
+        600,
+        ge=0,
+        description="Seconds the finished Ray cluster is kept (for logs) before it is deleted.",
+    )
+    queue_name: str | None = Field(
+        None,
+        max_length=63,
+        description="Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label on the RayJob.",
+    )
+
+
+class ClusterSpec(_Spec):
+    """Where the job runs: the Ray cluster KubeRay creates for it."""
+
+    image: str | None = Field(
+        None, description="Job image (Ray + embedding_job); empty: the operator's default."
+    )
+    image_pull_policy: PullPolicy = Field(
+        PullPolicy.IF_NOT_PRESENT, description="IfNotPresent | Always | Never."
+    )
+    head: HeadSpec = Field(default_factory=HeadSpec, description="The Ray head pod.")
+    worker: WorkerSpec = Field(default_factory=WorkerSpec, description="The GPU worker group.")
+    service_account_name: str | None = Field(
+        None, max_length=253, description="ServiceAccount of the Ray pods."
+    )
+    storage_secret_ref: SecretRef | None = Field(
+        None,
+        description="Secret with object-store credentials (e.g. AWS_ACCESS_KEY_ID), as env vars.",
+    )
+    hf_token_secret_ref: SecretRef | None = Field(
+        None, description="Secret with HF_TOKEN, for model.download from the Hugging Face hub."
+    )
+    models_volume_claim: str | None = Field(
+        None,
+        max_length=253,
+        description="PersistentVolumeClaim holding the models, mounted read-only at model.path.",
+    )
+    lifecycle: LifecycleSpec = Field(
+        default_factory=LifecycleSpec, description="Deadlines, retries and clean-up."
+    )
+    submission_mode: SubmissionMode = Field(
+        SubmissionMode.HTTP,
+        description=(
+            "How KubeRay submits the job: HTTPMode (no submitter pod; the default) or K8sJobMode."
+        ),
+    )
+
+
+class EmbeddingJobSpec(EmbeddingJobConfig):
+    """spec of an EmbeddingJob: what to embed (the job config) and where to run it."""
+
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="The Ray cluster.")
+    suspend: bool = Field(
+        False, description="Suspend the job (Kueue admission or by hand); the only mutable field."
+    )
+
+    @field_validator("cluster", mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            inline = [k for k in value if _SECRET_KEYS.search(k)]
+            if inline:
+                raise ValueError(
+                    f"inline credentials {inline} are not accepted: put them in a Secret and use "
+                    "storageSecretRef / hfTokenSecretRef"
+                )
+        return value
+
+    def job_config(self) -> EmbeddingJobConfig:
+        """The part of the spec that the job itself receives."""
+        data = self.model_dump(by_alias=True, exclude={"cluster", "suspend"})
+        return EmbeddingJobConfig.model_validate(data)
+
+
+def parse_spec(data: dict[str, Any]) -> EmbeddingJobSpec:
+    """Validate an EmbeddingJob spec; ConfigError names each offending field as spec.<path>."""
+    try:
+        return EmbeddingJobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([f"spec.{p}" for p in _format_errors(exc)]) from None
+
+
+def check_name(name: str) -> list[str]:
+    """Problems with an EmbeddingJob name (empty when fine)."""
+    problems = []
+    if len(name) > MAX_NAME_LENGTH:
+        problems.append(
+            f"metadata.name: {len(name)} characters; at most {MAX_NAME_LENGTH} (KubeRay's limit)"
+        )
+    if not _DNS_LABEL.match(name):
+        problems.append("metadata.name: must be a DNS label (lowercase letters, digits, '-')")
+    return problems

@@ -1,0 +1,213 @@
+"""Pure builders: an EmbeddingJob → the KubeRay RayJob that runs it. No API calls here."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from embedding_job.spec import EmbeddingJobSpec, HeadSpec, Toleration, WorkerSpec
+from embedding_operator import GROUP, KIND, VERSION
+
+RAY_VERSION = "2.59.0"
+LABEL_JOB = f"{GROUP}/job"
+LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
+WORKER_GROUP = "gpu-workers"
+_TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "1",
+    "DAFT_ANALYTICS_ENABLED": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The EmbeddingJob a RayJob belongs to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Operator-wide settings (from the Helm chart) that a spec may leave empty."""
+
+    job_image: str = "ghcr.io/embedding-operator/embedding-job:0.1.0"
+
+
+def labels(owner: Owner, spec: EmbeddingJobSpec) -> dict[str, str]:
+    """Labels of the RayJob (KubeRay copies them to its cluster)."""
+    result = {
+        "app.kubernetes.io/name": "embedding-job",
+        "app.kubernetes.io/instance": owner.name,
+        "app.kubernetes.io/managed-by": "embedding-operator",
+        LABEL_JOB: owner.name,
+    }
+    if spec.cluster.lifecycle.queue_name:
+        result[LABEL_QUEUE] = spec.cluster.lifecycle.queue_name
+    return result
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    """Makes the RayJob (and so its cluster and pods) garbage with its EmbeddingJob."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def entrypoint(spec: EmbeddingJobSpec) -> str:
+    """The driver command: the job validates its config with the same contract."""
+    return shlex.join(
+        ["embedding-job", "run", "--runner", "ray", "--config-json", spec.job_config().to_json()]
+    )
+
+
+def _env(spec: EmbeddingJobSpec) -> list[dict[str, str]]:
+    env = dict(_TELEMETRY_OFF)
+    if not spec.model.download:
+        env["HF_HUB_OFFLINE"] = "1"
+    return [{"name": k, "value": v} for k, v in sorted(env.items())]
+
+
+def _env_from(spec: EmbeddingJobSpec) -> list[dict[str, Any]]:
+    refs = [spec.cluster.storage_secret_ref, spec.cluster.hf_token_secret_ref]
+    return [{"secretRef": {"name": ref.name}} for ref in refs if ref is not None]
+
+
+def _tolerations(items: list[Toleration]) -> list[dict[str, Any]]:
+    return [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in items]
+
+
+def _container(
+    name: str, image: str, spec: EmbeddingJobSpec, resources: dict[str, Any]
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": spec.cluster.image_pull_policy.value,
+        "resources": resources,
+        "env": _env(spec),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+        },
+    }
+    env_from = _env_from(spec)
+    if env_from:
+        container["envFrom"] = env_from
+    if spec.cluster.models_volume_claim:
+        container["volumeMounts"] = [
+            {"name": "models", "mountPath": spec.model.path, "readOnly": True}
+        ]
+    return container
+
+
+def _pod(
+    container: dict[str, Any],
+    spec: EmbeddingJobSpec,
+    node_selector: dict[str, str],
+    tolerations: list[Toleration],
+) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "containers": [container],
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    if node_selector:
+        pod["nodeSelector"] = dict(sorted(node_selector.items()))
+    if tolerations:
+        pod["tolerations"] = _tolerations(tolerations)
+    if spec.cluster.service_account_name:
+        pod["serviceAccountName"] = spec.cluster.service_account_name
+    if spec.cluster.models_volume_claim:
+        pod["volumes"] = [
+            {
+                "name": "models",
+                "persistentVolumeClaim": {
+                    "claimName": spec.cluster.models_volume_claim,
+                    "readOnly": True,
+                },
+            }
+        ]
+    return {"spec": pod}
+
+
+def _head_resources(head: HeadSpec) -> dict[str, Any]:
+    amounts = {"cpu": head.cpu, "memory": head.memory}
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _worker_resources(worker: WorkerSpec) -> dict[str, Any]:
+    amounts: dict[str, Any] = {"cpu": worker.cpu, "memory": worker.memory}
+    if worker.gpus:
+        amounts[worker.gpu_resource] = worker.gpus
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def ray_cluster_spec(spec: EmbeddingJobSpec, image: str) -> dict[str, Any]:
+    """One CPU head (``num-gpus: 0``: GPUs are for workers only) and one GPU worker group."""
+    head, worker = spec.cluster.head, spec.cluster.worker
+    return {
+        "rayVersion": RAY_VERSION,
+        # Token auth: an open dashboard would let anyone who reaches it run code on the cluster.
+        "authOptions": {"mode": "token"},
+        "headGroupSpec": {
+            "rayStartParams": {"num-gpus": "0", "dashboard-host": "0.0.0.0"},
+            "template": _pod(
+                _container("ray-head", image, spec, _head_resources(head)),
+                spec,
+                head.node_selector,
+                head.tolerations,
+            ),
+        },
+        "workerGroupSpecs": [
+            {
+                "groupName": WORKER_GROUP,
+                "replicas": worker.replicas,
+                "minReplicas": worker.replicas,
+                "maxReplicas": worker.replicas,
+                "rayStartParams": {"num-gpus": str(worker.gpus)},
+                "template": _pod(
+                    _container("ray-worker", image, spec, _worker_resources(worker)),
+                    spec,
+                    worker.node_selector,
+                    worker.tolerations,
+                ),
+            }
+        ],
+    }
+
+
+def build_rayjob(owner: Owner, spec: EmbeddingJobSpec, defaults: Defaults) -> dict[str, Any]:
+    """The RayJob manifest for an EmbeddingJob; deterministic for the same inputs."""
+    lifecycle = spec.cluster.lifecycle
+    image = spec.cluster.image or defaults.job_image
+    rayjob_spec: dict[str, Any] = {
+        "entrypoint": entrypoint(spec),
+        "submissionMode": spec.cluster.submission_mode.value,
+        "shutdownAfterJobFinishes": True,
+        "ttlSecondsAfterFinished": lifecycle.ttl_seconds_after_finished,
+        "backoffLimit": lifecycle.backoff_limit,
+        "suspend": spec.suspend,
+        "rayClusterSpec": ray_cluster_spec(spec, image),
+    }
+    if lifecycle.active_deadline_seconds is not None:
+        rayjob_spec["activeDeadlineSeconds"] = lifecycle.active_deadline_seconds
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {
+            "name": owner.name,
+            "namespace": owner.namespace,
+            "labels": labels(owner, spec),
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": rayjob_spec,
+    }

@@ -1,0 +1,139 @@
+"""Pure builders: spec → RayJob manifest."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import pytest
+
+from embedding_job.config import ConfigError, load_config
+from embedding_job.spec import check_name, parse_spec
+from embedding_operator.builders import Defaults, Owner, build_rayjob, entrypoint
+
+OWNER = Owner(name="photos", namespace="team-a", uid="1234-uid")
+SPEC: dict[str, Any] = {
+    "input": {"uri": "s3://bucket/images/", "format": "images-glob"},
+    "model": {"name": "facebook/dinov2-large", "path": "/models", "dtype": "float16"},
+    "output": {"uri": "s3://bucket/out/"},
+    "cluster": {
+        "worker": {
+            "replicas": 3,
+            "gpus": 2,
+            "nodeSelector": {"gpu": "h100"},
+            "tolerations": [
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+            ],
+        },
+        "storageSecretRef": {"name": "s3-creds"},
+        "hfTokenSecretRef": {"name": "hf"},
+        "modelsVolumeClaim": "models-pvc",
+        "serviceAccountName": "embedder",
+        "lifecycle": {"activeDeadlineSeconds": 3600, "backoffLimit": 2, "queueName": "gpu-queue"},
+    },
+}
+
+
+def rayjob(spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    return build_rayjob(OWNER, parse_spec(spec or SPEC), Defaults(job_image="registry/job:1"))
+
+
+def test_worker_group_requests_the_gpus_ray_advertises() -> None:
+    worker = rayjob()["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert (worker["replicas"], worker["minReplicas"], worker["maxReplicas"]) == (3, 3, 3)
+    assert worker["rayStartParams"]["num-gpus"] == "2"
+    container = worker["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert container["image"] == "registry/job:1"
+    assert worker["template"]["spec"]["nodeSelector"] == {"gpu": "h100"}
+    assert worker["template"]["spec"]["tolerations"][0]["operator"] == "Exists"
+
+
+def test_head_never_takes_gpus_and_runs_the_same_image() -> None:
+    head = rayjob()["spec"]["rayClusterSpec"]["headGroupSpec"]
+    assert head["rayStartParams"]["num-gpus"] == "0"
+    container = head["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry/job:1"
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+
+
+def test_secrets_by_reference_and_models_mounted_read_only() -> None:
+    pod = rayjob()["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["envFrom"] == [
+        {"secretRef": {"name": "s3-creds"}},
+        {"secretRef": {"name": "hf"}},
+    ]
+    assert container["volumeMounts"] == [
+        {"name": "models", "mountPath": "/models", "readOnly": True}
+    ]
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {
+        "claimName": "models-pvc",
+        "readOnly": True,
+    }
+    assert pod["serviceAccountName"] == "embedder"
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert {"name": "HF_HUB_OFFLINE", "value": "1"} in container["env"]
+
+
+def test_metadata_owner_reference_labels_and_lifecycle() -> None:
+    manifest = rayjob()
+    meta, spec = manifest["metadata"], manifest["spec"]
+    assert (manifest["apiVersion"], manifest["kind"]) == ("ray.io/v1", "RayJob")
+    assert (meta["name"], meta["namespace"]) == ("photos", "team-a")
+    ref = meta["ownerReferences"][0]
+    assert (ref["kind"], ref["uid"], ref["controller"]) == ("EmbeddingJob", "1234-uid", True)
+    assert meta["labels"]["embedding.dev/job"] == "photos"
+    assert meta["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    assert spec["submissionMode"] == "HTTPMode"
+    assert spec["shutdownAfterJobFinishes"] is True
+    assert (
+        spec["backoffLimit"],
+        spec["activeDeadlineSeconds"],
+        spec["ttlSecondsAfterFinished"],
+    ) == (2, 3600, 600)
+    assert spec["suspend"] is False
+    assert spec["rayClusterSpec"]["authOptions"] == {"mode": "token"}
+
+
+def test_entrypoint_config_round_trips_through_the_contract() -> None:
+    spec = parse_spec(SPEC)
+    argv = shlex.split(entrypoint(spec))
+    assert argv[:4] == ["embedding-job", "run", "--runner", "ray"]
+    assert argv[4] == "--config-json"
+    assert load_config(argv[5]) == spec.job_config()
+
+
+def test_output_is_deterministic() -> None:
+    assert rayjob() == rayjob()
+
+
+def test_default_image_and_cpu_workers() -> None:
+    spec = {**SPEC, "cluster": {"worker": {"gpus": 0}}}
+    manifest = build_rayjob(OWNER, parse_spec(spec), Defaults(job_image="default/job:2"))
+    worker = manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    container = worker["template"]["spec"]["containers"][0]
+    assert container["image"] == "default/job:2"
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    assert worker["rayStartParams"]["num-gpus"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("cluster", "field"),
+    [
+        ({"awsSecretAccessKey": "AKIA..."}, "spec.cluster"),
+        ({"worker": {"gpus": -1}}, "spec.cluster.worker.gpus"),
+        ({"worker": {"memory": "lots"}}, "spec.cluster.worker.memory"),
+        ({"submissionMode": "SidecarMode"}, "spec.cluster.submissionMode"),
+    ],
+)
+def test_bad_cluster_specs_name_the_field(cluster: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_spec({**SPEC, "cluster": cluster})
+    assert any(p.startswith(field + ":") for p in info.value.problems), info.value.problems
+
+
+def test_names_longer_than_kuberay_allows_are_refused() -> None:
+    assert check_name("a" * 47) == []
+    assert "47" in check_name("a" * 48)[0]
+    assert check_name("Bad_Name")
