@@ -9,7 +9,8 @@ export DO_NOT_TRACK := 1
 export DAFT_ANALYTICS_ENABLED := 0
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install lint format typecheck test test-unit test-integration demo clean sync-crds check-crds
+.PHONY: help install lint format typecheck test test-unit test-integration demo clean sync-crds check-crds tools cluster-up cluster-down operator
+CLUSTER_DIR ?= $(HOME)/.cache/embedding-operator/cluster
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -46,6 +47,22 @@ test-unit: ## Fast tests only: config, decode, embedder parity
 
 test-integration: ## The real pipeline on Daft's native runner and a local Ray cluster
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+tools: ## Build (once, cached outside the repo) etcd, kube-apiserver, kube-controller-manager, kubectl
+	hack/tools.sh ensure etcd kube-apiserver kube-controller-manager kubectl
+	hack/tools.sh kuberay-crds
+
+cluster-up: tools ## Start a local control plane on 127.0.0.1 with our and KubeRay's CRDs
+	hack/cluster.sh up $(CLUSTER_DIR)
+	$$(hack/tools.sh path kubectl) --kubeconfig $(CLUSTER_DIR)/kubeconfig apply --server-side \
+	  -f crds/ -f $$(hack/tools.sh kuberay-crds)/ray.io_rayjobs.yaml -f $$(hack/tools.sh kuberay-crds)/ray.io_rayclusters.yaml
+	@echo "export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig"
+
+cluster-down: ## Stop the local control plane and delete its data
+	hack/cluster.sh down $(CLUSTER_DIR)
+
+operator: ## Run the operator against $$KUBECONFIG (e.g. after make cluster-up)
+	$(BIN)/kopf run -m embedding_operator.main --all-namespaces --liveness=http://127.0.0.1:8080/healthz
 
 demo: ## Run the main job on generated sample images (random-init model unless a real one is on disk)
 	$(BIN)/embedding-job demo --workdir .demo

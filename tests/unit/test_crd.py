@@ -67,3 +67,14 @@ def test_printer_columns() -> None:
 
 def test_committed_file_is_valid_yaml() -> None:
     assert yaml.safe_load(COMMITTED.read_text())["kind"] == "CustomResourceDefinition"
+
+
+def test_every_example_is_a_valid_spec() -> None:
+    from embedding_job.spec import check_name, parse_spec
+
+    examples = sorted((ROOT / "examples").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        manifest = yaml.safe_load(path.read_text())
+        assert check_name(manifest["metadata"]["name"]) == []
+        parse_spec(manifest["spec"])

@@ -1,0 +1,130 @@
+"""Thin kopf handlers: parse → decide (pure modules) → act (kube.py)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+
+from embedding_job.config import ConfigError
+from embedding_job.spec import check_name, parse_spec
+from embedding_operator import GROUP, KIND, PLURAL, VERSION, kube
+from embedding_operator.builders import LABEL_JOB, Defaults, Owner, build_rayjob
+from embedding_operator.settings import operator_defaults
+from embedding_operator.status import (
+    FAILED,
+    PENDING,
+    TERMINAL,
+    conditions,
+    observe,
+    status_patch,
+    transition_event,
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _invalid(body: kopf.Body, patch: kopf.Patch, problems: list[str]) -> None:
+    message = "; ".join(problems)
+    generation = body.meta.get("generation", 1)
+    patch.status.update(
+        {
+            "phase": FAILED,
+            "reason": "InvalidSpec",
+            "message": message,
+            "observedGeneration": generation,
+            "conditions": conditions(FAILED, "InvalidSpec", message, generation, _now()),
+        }
+    )
+    kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+def submit(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **_: Any,
+) -> None:
+    """Validate the spec and create (or adopt) the job's RayJob, exactly once."""
+    status = body.get("status") or {}
+    if status.get("phase") in TERMINAL:
+        return
+    name, namespace = str(body.metadata.name), str(body.metadata.namespace)
+    uid = str(body.metadata.uid)
+    try:
+        problems = check_name(name)
+        spec = parse_spec(dict(body.spec))
+    except ConfigError as exc:
+        problems = [*problems, *exc.problems]
+    if problems:
+        # Retrying cannot fix a bad spec: report once, never create a RayJob.
+        _invalid(body, patch, problems)
+        return
+    defaults: Defaults = operator_defaults()
+    manifest = build_rayjob(Owner(name, namespace, uid), spec, defaults)
+    rayjob, created = kube.create_or_get_rayjob(manifest)
+    owners = [ref.get("uid") for ref in rayjob["metadata"].get("ownerReferences", [])]
+    if uid not in owners:
+        raise kopf.PermanentError(f"RayJob {name} exists and is not owned by this EmbeddingJob")
+    if created:
+        kopf.event(body, type="Normal", reason="CreatedRayJob", message=f"created RayJob {name}")
+        logger.info("created RayJob %s/%s", namespace, name)
+    if not status.get("phase") or status.get("phase") == PENDING:
+        observation = observe(rayjob.get("status"))
+        generation = body.meta.get("generation", 1)
+        patch.status.update(
+            status_patch(observation, rayjob.get("status"), status, generation, _now())
+        )
+        patch.status["rayJobName"] = name
+        patch.status["output"] = {"uri": spec.output.uri, "format": spec.output.format.value}
+
+
+@kopf.on.field(GROUP, VERSION, PLURAL, field="spec.suspend")
+def suspend(body: kopf.Body, new: Any, old: Any, **_: Any) -> None:
+    """spec.suspend is the one mutable field: pass it to the RayJob."""
+    if old is None or (body.get("status") or {}).get("phase") in TERMINAL:
+        return
+    kube.patch_rayjob_suspend(str(body.metadata.namespace), str(body.metadata.name), bool(new))
+
+
+@kopf.on.event("ray.io", "v1", "rayjobs", labels={LABEL_JOB: kopf.PRESENT})
+def rayjob_changed(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002
+    """Reflect a RayJob's status on its EmbeddingJob, with an Event per phase change."""
+    if type == "DELETED":
+        return
+    owner = next(
+        (
+            ref
+            for ref in body.metadata.get("ownerReferences", [])
+            if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(GROUP)
+        ),
+        None,
+    )
+    if owner is None:
+        return
+    namespace = str(body.metadata.namespace)
+    ej = kube.get_embeddingjob(namespace, owner["name"])
+    if ej is None or ej["metadata"]["uid"] != owner.get("uid"):
+        return
+    current = ej.get("status") or {}
+    if current.get("reason") == "InvalidSpec":
+        return
+    rayjob_status = dict(body.get("status") or {})
+    observation = observe(rayjob_status)
+    generation = ej["metadata"].get("generation", 1)
+    patch = status_patch(observation, rayjob_status, current, generation, _now())
+    patch["rayJobName"] = body.metadata.name
+    unchanged = {k: v for k, v in current.items() if k in patch} == patch
+    if unchanged:
+        return
+    kube.patch_embeddingjob_status(namespace, owner["name"], patch)
+    event = transition_event(current.get("phase"), observation)
+    if event is not None:
+        kind, reason, message = event
+        kopf.event(kopf.Body(cast(kopf.RawBody, ej)), type=kind, reason=reason, message=message)

@@ -1,0 +1,88 @@
+"""The only module that talks to the Kubernetes API (the official client, sync calls)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import kopf
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from embedding_operator import GROUP, PLURAL, VERSION
+
+RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayjobs"
+_RETRYABLE = {408, 429, 500, 502, 503, 504}
+
+
+def login() -> None:
+    """Load credentials: in-cluster when running in a pod, else the kubeconfig."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def _api() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi()
+
+
+def _retry_or_raise(exc: ApiException, what: str) -> kopf.TemporaryError:
+    if exc.status in _RETRYABLE or exc.status is None or exc.status == 0:
+        return kopf.TemporaryError(f"{what}: API {exc.status} {exc.reason}; retrying", delay=10)
+    raise kopf.PermanentError(f"{what}: API {exc.status} {exc.reason}: {exc.body}") from exc
+
+
+def create_or_get_rayjob(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Create the RayJob; if it already exists (a restart, a retry), return the existing one.
+
+    Returns (rayjob, created).
+    """
+    meta = manifest["metadata"]
+    try:
+        created = _api().create_namespaced_custom_object(
+            RAY_GROUP, RAY_VERSION, meta["namespace"], RAY_PLURAL, manifest
+        )
+        return cast(dict[str, Any], created), True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise _retry_or_raise(exc, f"creating RayJob {meta['name']}") from exc
+    try:
+        existing = _api().get_namespaced_custom_object(
+            RAY_GROUP, RAY_VERSION, meta["namespace"], RAY_PLURAL, meta["name"]
+        )
+    except ApiException as exc:
+        raise _retry_or_raise(exc, f"reading RayJob {meta['name']}") from exc
+    return cast(dict[str, Any], existing), False
+
+
+def get_embeddingjob(namespace: str, name: str) -> dict[str, Any] | None:
+    """The EmbeddingJob, or None when it is gone."""
+    try:
+        body = _api().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        return cast(dict[str, Any], body)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise _retry_or_raise(exc, f"reading EmbeddingJob {name}") from exc
+
+
+def patch_embeddingjob_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Merge-patch the status subresource."""
+    try:
+        _api().patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise _retry_or_raise(exc, f"updating status of EmbeddingJob {name}") from exc
+
+
+def patch_rayjob_suspend(namespace: str, name: str, suspend: bool) -> None:
+    """Suspend or resume the RayJob (KubeRay deletes or recreates its cluster)."""
+    try:
+        _api().patch_namespaced_custom_object(
+            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, {"spec": {"suspend": suspend}}
+        )
+    except ApiException as exc:
+        raise _retry_or_raise(exc, f"suspending RayJob {name}") from exc

@@ -1,0 +1,36 @@
+"""Operator settings from the environment (set by the Helm chart)."""
+
+from __future__ import annotations
+
+import os
+
+import kopf
+
+from embedding_operator import GROUP
+from embedding_operator.builders import Defaults
+
+
+def operator_defaults() -> Defaults:
+    """Defaults a spec may leave empty, e.g. the job image."""
+    image = os.environ.get("EMBEDDING_OPERATOR_JOB_IMAGE")
+    return Defaults(job_image=image) if image else Defaults()
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Our own annotation/finalizer prefix, watch timeouts and event posting."""
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Watches end and restart on these timeouts, so a silently dropped connection heals.
+    settings.watching.server_timeout = int(
+        os.environ.get("EMBEDDING_OPERATOR_WATCH_SERVER_TIMEOUT", "300")
+    )
+    settings.watching.client_timeout = int(
+        os.environ.get("EMBEDDING_OPERATOR_WATCH_CLIENT_TIMEOUT", "330")
+    )
+    settings.watching.connect_timeout = int(
+        os.environ.get("EMBEDDING_OPERATOR_WATCH_CONNECT_TIMEOUT", "30")
+    )
+    settings.posting.reporting_component = "embedding-operator"

@@ -1,0 +1,261 @@
+"""The operator (a real `kopf run` process) against the real apiserver and GC."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from embedding_job.config import load_config
+from tests.integration.conftest import examples
+from tests.integration.kube import Cluster, Operator
+from tests.waiting import wait_for
+
+JOB = """
+apiVersion: embedding.dev/v1alpha1
+kind: EmbeddingJob
+metadata: {{name: {name}}}
+spec:
+  input: {{uri: "s3://bucket/images/"}}
+  model: {{name: facebook/dinov2-base}}
+  output: {{uri: "s3://bucket/out/{name}/"}}
+  cluster:
+    worker: {{replicas: 2, gpus: 4}}
+"""
+
+
+def apply(cluster: Cluster, namespace: str, name: str, text: str | None = None) -> dict[str, Any]:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=text or JOB.format(name=name))
+    return cluster.get("ej", name, namespace)  # type: ignore[return-value]
+
+
+def ej_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return (cluster.get("ej", name, namespace) or {}).get("status") or {}
+
+
+def wait_phase(cluster: Cluster, namespace: str, name: str, phase: str) -> dict[str, Any]:
+    return wait_for(
+        lambda: (s := ej_status(cluster, namespace, name)).get("phase") == phase and s,
+        message=lambda: f"phase {phase}; status is {ej_status(cluster, namespace, name)}",
+    )
+
+
+def drive(cluster: Cluster, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Play KubeRay: write the RayJob's status subresource."""
+    cluster.kubectl(
+        "patch",
+        "rayjob",
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+
+
+def events(cluster: Cluster, namespace: str) -> list[tuple[str, str, str]]:
+    items = cluster.items("events", namespace)
+    return [
+        (e["type"], e["reason"], e.get("message", ""))
+        for e in items
+        if e["involvedObject"]["kind"] == "EmbeddingJob"
+    ]
+
+
+def test_create_makes_exactly_one_rayjob(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    ej = apply(cluster, namespace, "photos")
+    rayjob = wait_for(lambda: cluster.get("rayjob", "photos", namespace), message="RayJob photos")
+    assert len(cluster.items("rayjob", namespace)) == 1
+    ref = rayjob["metadata"]["ownerReferences"][0]
+    assert (ref["kind"], ref["uid"], ref["controller"]) == (
+        "EmbeddingJob",
+        ej["metadata"]["uid"],
+        True,
+    )
+    assert rayjob["metadata"]["labels"]["embedding.dev/job"] == "photos"
+    cluster_spec = rayjob["spec"]["rayClusterSpec"]
+    worker = cluster_spec["workerGroupSpecs"][0]
+    assert worker["replicas"] == 2 and worker["rayStartParams"]["num-gpus"] == "4"
+    container = worker["template"]["spec"]["containers"][0]
+    assert str(container["resources"]["limits"]["nvidia.com/gpu"]) == "4"
+    assert container["image"] == "example.invalid/embedding-job:test"
+    assert cluster_spec["headGroupSpec"]["rayStartParams"]["num-gpus"] == "0"
+    argv = shlex.split(rayjob["spec"]["entrypoint"])
+    assert load_config(argv[argv.index("--config-json") + 1]).model.name == "facebook/dinov2-base"
+    status = wait_phase(cluster, namespace, "photos", "Submitted")
+    assert status["rayJobName"] == "photos" and status["output"]["uri"] == "s3://bucket/out/photos/"
+    assert ("Normal", "CreatedRayJob", "created RayJob photos") in events(cluster, namespace)
+
+
+def test_status_follows_the_rayjob_to_success(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    apply(cluster, namespace, "ok")
+    wait_for(lambda: cluster.get("rayjob", "ok", namespace), message="RayJob ok")
+    drive(
+        cluster,
+        namespace,
+        "ok",
+        {"jobDeploymentStatus": "Initializing", "rayClusterName": "ok-raycluster-x"},
+    )
+    status = wait_for(
+        lambda: (
+            (s := ej_status(cluster, namespace, "ok")).get("reason") == "ClusterInitializing" and s
+        ),
+        message="Initializing",
+    )
+    assert status["phase"] == "Submitted" and status["rayClusterName"] == "ok-raycluster-x"
+    drive(
+        cluster,
+        namespace,
+        "ok",
+        {
+            "jobDeploymentStatus": "Running",
+            "jobStatus": "RUNNING",
+            "jobId": "ok-123",
+            "startTime": "2026-11-28T10:00:00Z",
+            "dashboardURL": "ok-head-svc.ns.svc.cluster.local:8265",
+        },
+    )
+    status = wait_phase(cluster, namespace, "ok", "Running")
+    assert (status["jobId"], status["startTime"]) == ("ok-123", "2026-11-28T10:00:00Z")
+    drive(
+        cluster,
+        namespace,
+        "ok",
+        {
+            "jobDeploymentStatus": "Complete",
+            "jobStatus": "SUCCEEDED",
+            "endTime": "2026-11-28T10:30:00Z",
+        },
+    )
+    status = wait_phase(cluster, namespace, "ok", "Succeeded")
+    assert status["completionTime"] == "2026-11-28T10:30:00Z"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (
+        conditions["Succeeded"]["status"] == "True" and conditions["Running"]["status"] == "False"
+    )
+    assert all(c["observedGeneration"] == 1 for c in status["conditions"])
+    reasons = [reason for _, reason, _ in events(cluster, namespace)]
+    wait_for(
+        lambda: {"JobRunning", "JobSucceeded"} <= {r for _, r, _ in events(cluster, namespace)},
+        message=f"events, have {reasons}",
+    )
+
+
+def test_a_failed_rayjob_carries_kuberay_reason_and_message(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    apply(cluster, namespace, "doomed")
+    wait_for(lambda: cluster.get("rayjob", "doomed", namespace), message="RayJob doomed")
+    drive(
+        cluster,
+        namespace,
+        "doomed",
+        {
+            "jobDeploymentStatus": "Failed",
+            "jobStatus": "FAILED",
+            "reason": "AppFailed",
+            "message": "embedding-job exited with 3: model not found",
+        },
+    )
+    status = wait_phase(cluster, namespace, "doomed", "Failed")
+    assert status["reason"] == "AppFailed" and "model not found" in status["message"]
+    assert status["completionTime"]
+    wait_for(
+        lambda: any(
+            t == "Warning" and r == "JobFailed" and "model not found" in m
+            for t, r, m in events(cluster, namespace)
+        ),
+        message="JobFailed event",
+    )
+
+
+def test_semantically_invalid_spec_fails_once_without_a_rayjob(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    # Passes the schema (each field is fine) but not the contract: images-glob needs URL sources.
+    text = JOB.format(name="confused").replace(
+        'input: {uri: "s3://bucket/images/"}',
+        'input: {uri: "s3://bucket/images/", format: images-glob, srcType: image_base64}',
+    )
+    apply(cluster, namespace, "confused", text)
+    status = wait_phase(cluster, namespace, "confused", "Failed")
+    assert status["reason"] == "InvalidSpec" and "srcType must be image_url" in status["message"]
+    wait_for(
+        lambda: any(r == "InvalidSpec" for _, r, _ in events(cluster, namespace)),
+        message="InvalidSpec event",
+    )
+    assert cluster.get("rayjob", "confused", namespace) is None
+    assert sum(1 for _, r, _ in events(cluster, namespace) if r == "InvalidSpec") == 1
+
+
+def test_restart_creates_no_duplicate_and_keeps_tracking(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    apply(cluster, namespace, "sturdy")
+    first = wait_for(lambda: cluster.get("rayjob", "sturdy", namespace), message="RayJob sturdy")
+    operator.stop()
+    drive(cluster, namespace, "sturdy", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
+    operator.start()
+    wait_phase(cluster, namespace, "sturdy", "Running")
+    rayjobs = cluster.items("rayjob", namespace)
+    assert [r["metadata"]["uid"] for r in rayjobs] == [first["metadata"]["uid"]]
+    drive(
+        cluster, namespace, "sturdy", {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}
+    )
+    wait_phase(cluster, namespace, "sturdy", "Succeeded")
+
+
+def test_deleting_the_job_garbage_collects_the_rayjob(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    apply(cluster, namespace, "gone")
+    wait_for(lambda: cluster.get("rayjob", "gone", namespace), message="RayJob gone")
+    cluster.kubectl("delete", "ej", "gone", "-n", namespace, "--wait=true")
+    wait_for(
+        lambda: cluster.get("rayjob", "gone", namespace) is None, message="RayJob garbage-collected"
+    )
+    assert cluster.items("ej", namespace) == []
+
+
+def test_suspend_is_passed_to_the_rayjob(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    apply(cluster, namespace, "paused")
+    wait_for(lambda: cluster.get("rayjob", "paused", namespace), message="RayJob paused")
+    cluster.kubectl(
+        "patch",
+        "ej",
+        "paused",
+        "-n",
+        namespace,
+        "--type",
+        "merge",
+        "-p",
+        '{"spec": {"suspend": true}}',
+    )
+    wait_for(
+        lambda: (
+            (cluster.get("rayjob", "paused", namespace) or {}).get("spec", {}).get("suspend")
+            is True
+        ),
+        message="RayJob suspended",
+    )
+    drive(cluster, namespace, "paused", {"jobDeploymentStatus": "Suspended"})
+    wait_phase(cluster, namespace, "paused", "Suspended")
+
+
+def test_examples_get_rayjobs(cluster: Cluster, namespace: str, operator: Operator) -> None:
+    for example in examples():
+        cluster.kubectl("apply", "-n", namespace, "-f", str(example))
+    names = sorted(e["metadata"]["name"] for e in cluster.items("ej", namespace))
+    wait_for(
+        lambda: sorted(r["metadata"]["name"] for r in cluster.items("rayjob", namespace)) == names,
+        message="a RayJob per example",
+    )
