@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 export DAFT_ANALYTICS_ENABLED := 0
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install lint format typecheck test test-unit test-integration demo clean sync-crds check-crds tools cluster-up cluster-down operator
+.PHONY: help install lint format typecheck test test-unit test-integration demo clean sync-crds check-crds helm-lint tools cluster-up cluster-down operator
 CLUSTER_DIR ?= $(HOME)/.cache/embedding-operator/cluster
 
 help: ## List targets
@@ -33,11 +33,20 @@ format: ## Apply ruff formatting and safe fixes
 typecheck: ## mypy (strict on the spec contract)
 	$(BIN)/mypy job_image/embedding_job operator/embedding_operator
 
-sync-crds: ## Regenerate crds/ from the spec contract
-	$(BIN)/python -m embedding_operator.crd > crds/embeddingjobs.embedding.dev.yaml
+CRD_FILE := embeddingjobs.embedding.dev.yaml
+CHART_DIR := charts/embedding-operator
 
-check-crds: ## Fail when crds/ drifts from the spec contract
-	$(BIN)/python -m embedding_operator.crd | diff -u crds/embeddingjobs.embedding.dev.yaml -
+sync-crds: ## Regenerate crds/ (and the chart's copy) from the spec contract
+	$(BIN)/python -m embedding_operator.crd > crds/$(CRD_FILE)
+	cp crds/$(CRD_FILE) $(CHART_DIR)/crds/$(CRD_FILE)
+
+check-crds: ## Fail when crds/ or the chart's copy drifts from the spec contract
+	$(BIN)/python -m embedding_operator.crd | diff -u crds/$(CRD_FILE) -
+	diff -u crds/$(CRD_FILE) $(CHART_DIR)/crds/$(CRD_FILE)
+
+helm-lint: ## helm lint --strict with default values and every file in the chart's ci/
+	$$(hack/tools.sh ensure helm) lint --strict $(CHART_DIR) --kube-version 1.36.5
+	for f in $(CHART_DIR)/ci/*.yaml; do $$(hack/tools.sh ensure helm) lint --strict $(CHART_DIR) --kube-version 1.36.5 -f $$f || exit 1; done
 
 test: ## Run the whole test suite (what CI runs)
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -48,8 +57,8 @@ test-unit: ## Fast tests only: config, decode, embedder parity
 test-integration: ## The real pipeline on Daft's native runner and a local Ray cluster
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-tools: ## Build (once, cached outside the repo) etcd, kube-apiserver, kube-controller-manager, kubectl
-	hack/tools.sh ensure etcd kube-apiserver kube-controller-manager kubectl
+tools: ## Build (once, cached outside the repo) etcd, kube-apiserver, kube-controller-manager, kubectl, helm
+	hack/tools.sh ensure etcd kube-apiserver kube-controller-manager kubectl helm
 	hack/tools.sh kuberay-crds
 
 cluster-up: tools ## Start a local control plane on 127.0.0.1 with our and KubeRay's CRDs

@@ -83,13 +83,24 @@ class WorkerSpec(_Spec):
     """The GPU worker group: the pods that embed."""
 
     replicas: int = Field(1, ge=1, le=1000, description="Number of worker pods.")
-    gpus: int = Field(1, ge=0, le=16, description="GPUs per worker pod (0: CPU-only workers).")
+    gpus: int | None = Field(
+        None,
+        ge=0,
+        le=16,
+        description="GPUs per worker pod (0: CPU-only workers); empty: the operator's default.",
+    )
     gpu_resource: str = Field(
         "nvidia.com/gpu", min_length=1, description="Extended resource name of a GPU."
     )
-    cpu: str = Field("8", pattern=_QUANTITY, description="CPU request and limit per worker.")
-    memory: str = Field(
-        "32Gi", pattern=_QUANTITY, description="Memory request and limit per worker."
+    cpu: str | None = Field(
+        None,
+        pattern=_QUANTITY,
+        description="CPU request and limit per worker; empty: the operator's default.",
+    )
+    memory: str | None = Field(
+        None,
+        pattern=_QUANTITY,
+        description="Memory request and limit per worker; empty: the operator's default.",
     )
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Node labels worker pods must match."

@@ -35,6 +35,28 @@ class Defaults:
     """Operator-wide settings (from the Helm chart) that a spec may leave empty."""
 
     job_image: str = "ghcr.io/embedding-operator/embedding-job:0.1.0"
+    worker_gpus: int = 1
+    worker_cpu: str = "8"
+    worker_memory: str = "32Gi"
+
+
+@dataclass(frozen=True)
+class WorkerShape:
+    """A worker pod's resources once the operator's defaults fill the gaps of the spec."""
+
+    gpus: int
+    cpu: str
+    memory: str
+    gpu_resource: str
+
+    @classmethod
+    def resolve(cls, worker: WorkerSpec, defaults: Defaults) -> WorkerShape:
+        return cls(
+            gpus=defaults.worker_gpus if worker.gpus is None else worker.gpus,
+            cpu=worker.cpu or defaults.worker_cpu,
+            memory=worker.memory or defaults.worker_memory,
+            gpu_resource=worker.gpu_resource,
+        )
 
 
 def labels(owner: Owner, spec: EmbeddingJobSpec) -> dict[str, str]:
@@ -144,16 +166,17 @@ def _head_resources(head: HeadSpec) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _worker_resources(worker: WorkerSpec) -> dict[str, Any]:
-    amounts: dict[str, Any] = {"cpu": worker.cpu, "memory": worker.memory}
-    if worker.gpus:
-        amounts[worker.gpu_resource] = worker.gpus
+def _worker_resources(shape: WorkerShape) -> dict[str, Any]:
+    amounts: dict[str, Any] = {"cpu": shape.cpu, "memory": shape.memory}
+    if shape.gpus:
+        amounts[shape.gpu_resource] = shape.gpus
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def ray_cluster_spec(spec: EmbeddingJobSpec, image: str) -> dict[str, Any]:
+def ray_cluster_spec(spec: EmbeddingJobSpec, image: str, defaults: Defaults) -> dict[str, Any]:
     """One CPU head (``num-gpus: 0``: GPUs are for workers only) and one GPU worker group."""
     head, worker = spec.cluster.head, spec.cluster.worker
+    shape = WorkerShape.resolve(worker, defaults)
     return {
         "rayVersion": RAY_VERSION,
         # Token auth: an open dashboard would let anyone who reaches it run code on the cluster.
@@ -173,9 +196,9 @@ def ray_cluster_spec(spec: EmbeddingJobSpec, image: str) -> dict[str, Any]:
                 "replicas": worker.replicas,
                 "minReplicas": worker.replicas,
                 "maxReplicas": worker.replicas,
-                "rayStartParams": {"num-gpus": str(worker.gpus)},
+                "rayStartParams": {"num-gpus": str(shape.gpus)},
                 "template": _pod(
-                    _container("ray-worker", image, spec, _worker_resources(worker)),
+                    _container("ray-worker", image, spec, _worker_resources(shape)),
                     spec,
                     worker.node_selector,
                     worker.tolerations,
@@ -196,7 +219,7 @@ def build_rayjob(owner: Owner, spec: EmbeddingJobSpec, defaults: Defaults) -> di
         "ttlSecondsAfterFinished": lifecycle.ttl_seconds_after_finished,
         "backoffLimit": lifecycle.backoff_limit,
         "suspend": spec.suspend,
-        "rayClusterSpec": ray_cluster_spec(spec, image),
+        "rayClusterSpec": ray_cluster_spec(spec, image, defaults),
     }
     if lifecycle.active_deadline_seconds is not None:
         rayjob_spec["activeDeadlineSeconds"] = lifecycle.active_deadline_seconds

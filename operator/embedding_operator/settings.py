@@ -11,9 +11,15 @@ from embedding_operator.builders import Defaults
 
 
 def operator_defaults() -> Defaults:
-    """Defaults a spec may leave empty, e.g. the job image."""
-    image = os.environ.get("EMBEDDING_OPERATOR_JOB_IMAGE")
-    return Defaults(job_image=image) if image else Defaults()
+    """Defaults a spec may leave empty: the job image and the GPU worker shape."""
+    base = Defaults()
+    env = os.environ
+    return Defaults(
+        job_image=env.get("EMBEDDING_OPERATOR_JOB_IMAGE") or base.job_image,
+        worker_gpus=int(env.get("EMBEDDING_OPERATOR_WORKER_GPUS") or base.worker_gpus),
+        worker_cpu=env.get("EMBEDDING_OPERATOR_WORKER_CPU") or base.worker_cpu,
+        worker_memory=env.get("EMBEDDING_OPERATOR_WORKER_MEMORY") or base.worker_memory,
+    )
 
 
 def configure(settings: kopf.OperatorSettings) -> None:

@@ -103,12 +103,16 @@ class Operator:
     """`kopf run -m embedding_operator.main` as a separate process, restartable."""
 
     def __init__(
-        self, cluster: Cluster, log: Path, job_image: str = "example.invalid/embedding-job:test"
+        self,
+        cluster: Cluster,
+        log: Path,
+        job_image: str = "example.invalid/embedding-job:test",
+        kubeconfig: Path | None = None,
     ):
         self.cluster, self.log = cluster, log
         self.env = {
             **os.environ,
-            "KUBECONFIG": str(cluster.kubeconfig),
+            "KUBECONFIG": str(kubeconfig or cluster.kubeconfig),
             "EMBEDDING_OPERATOR_JOB_IMAGE": job_image,
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -108,6 +108,17 @@ def test_output_is_deterministic() -> None:
     assert rayjob() == rayjob()
 
 
+def test_operator_defaults_fill_an_empty_worker_shape() -> None:
+    spec = {**SPEC, "cluster": {"worker": {"replicas": 1}}}
+    defaults = Defaults(job_image="d/job:1", worker_gpus=8, worker_cpu="64", worker_memory="512Gi")
+    worker = build_rayjob(OWNER, parse_spec(spec), defaults)["spec"]["rayClusterSpec"][
+        "workerGroupSpecs"
+    ][0]
+    limits = worker["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits == {"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": 8}
+    assert worker["rayStartParams"]["num-gpus"] == "8"
+
+
 def test_default_image_and_cpu_workers() -> None:
     spec = {**SPEC, "cluster": {"worker": {"gpus": 0}}}
     manifest = build_rayjob(OWNER, parse_spec(spec), Defaults(job_image="default/job:2"))

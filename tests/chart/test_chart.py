@@ -1,0 +1,154 @@
+"""The Helm chart, rendered by real helm and asserted on as data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.render import CHART, KUBE_VERSION, by_kind, helm, render
+from tests.integration.kube import ROOT
+
+CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
+OPERATOR_RULES = {
+    ("embedding.dev", "embeddingjobs"): {"get", "list", "watch", "patch", "update"},
+    ("embedding.dev", "embeddingjobs/status"): {"get", "patch", "update"},
+    ("ray.io", "rayjobs"): {"get", "list", "watch", "create", "patch"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+DISCOVERY_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+
+
+def rules_of(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    rules: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                rules[(group, resource)] = set(rule["verbs"])
+    return rules
+
+
+def assert_hardened(deployment: dict[str, Any]) -> None:
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    ctx = container["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] is True and ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["limits"] and container["resources"]["requests"]
+
+
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda p: p.stem if p else "default")
+def test_lint_strict(values: Path | None) -> None:
+    args = ["lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION]
+    helm(*args, *(["-f", str(values)] if values else []))
+
+
+def test_default_install_is_cluster_wide_least_privilege_and_hardened() -> None:
+    docs = render()
+    (deployment,) = by_kind(docs, "Deployment")
+    assert_hardened(deployment)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/embedding-operator/operator:0.1.0"
+    assert "--all-namespaces" in container["args"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["EMBEDDING_OPERATOR_JOB_IMAGE"] == "ghcr.io/embedding-operator/embedding-job:0.1.0"
+    worker_shape = [env[f"EMBEDDING_OPERATOR_WORKER_{k}"] for k in ("GPUS", "CPU", "MEMORY")]
+    assert worker_shape == ["1", "8", "32Gi"]
+    (role,) = by_kind(docs, "ClusterRole")
+    assert rules_of(role) == OPERATOR_RULES | DISCOVERY_RULES
+    (binding,) = by_kind(docs, "ClusterRoleBinding")
+    assert (
+        binding["subjects"][0]["name"]
+        == deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    )
+    assert not by_kind(docs, "Role")
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.stem)
+def test_every_ci_values_file_renders_hardened_with_explicit_verbs(values: Path) -> None:
+    docs = render(values)
+    (deployment,) = by_kind(docs, "Deployment")
+    assert_hardened(deployment)
+    for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role"):
+        for rule in role["rules"]:
+            assert (
+                "*" not in rule["verbs"]
+                and "*" not in rule["resources"]
+                and "*" not in rule["apiGroups"]
+            )
+
+
+def test_namespaced_install_has_roles_only_in_watched_namespaces() -> None:
+    docs = render(CHART / "ci" / "namespaced-values.yaml")
+    # Cluster-wide: only read access to CRDs, which kopf needs to discover resources.
+    (discovery,) = by_kind(docs, "ClusterRole")
+    assert rules_of(discovery) == DISCOVERY_RULES
+    assert len(by_kind(docs, "ClusterRoleBinding")) == 1
+    assert sorted(r["metadata"]["namespace"] for r in by_kind(docs, "Role")) == ["team-a", "team-b"]
+    assert all(rules_of(r) == OPERATOR_RULES for r in by_kind(docs, "Role"))
+    args = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["--namespace=team-a", "--namespace=team-b", "--debug"]
+
+
+def test_custom_images_and_service_account() -> None:
+    docs = render(CHART / "ci" / "custom-images-values.yaml")
+    pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "embedder-operator"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["containers"][0]["image"] == "registry.example.com/ml/embedding-operator:0.1.0-rc1"
+    (account,) = by_kind(docs, "ServiceAccount")
+    assert account["metadata"]["annotations"] == {"iam.example.com/role": "embedder"}
+
+
+def test_chart_crd_is_identical_to_the_root_copy() -> None:
+    chart_crd = CHART / "crds" / "embeddingjobs.embedding.dev.yaml"
+    assert (
+        chart_crd.read_text() == (ROOT / "crds" / "embeddingjobs.embedding.dev.yaml").read_text()
+    ), "run `make sync-crds`"
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"watch": {"allNamespaces": "yes"}}, "/watch/allNamespaces"),
+        ({"image": {"repo": "x"}}, "'repo' not allowed"),
+        ({"logLevel": "loud"}, "/logLevel"),
+        ({"replicas": 3}, "'replicas' not allowed"),
+    ],
+)
+def test_schema_rejects_bad_values_naming_the_key(
+    tmp_path: Path, bad: dict[str, Any], named: str
+) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(bad))
+    result = helm(
+        "template", "eo", str(CHART), "--kube-version", KUBE_VERSION, "-f", str(values), check=False
+    )
+    assert result.returncode != 0
+    assert named in result.stderr, result.stderr
+
+
+def test_every_values_key_is_commented() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "-")) or ":" not in stripped:
+            continue
+        previous = lines[index - 1].strip() if index else ""
+        indent = len(line) - len(line.lstrip())
+        parent_comment = any(
+            lines[j].strip().startswith("#") and len(lines[j]) - len(lines[j].lstrip()) < indent
+            for j in range(max(0, index - 6), index)
+        )
+        assert previous.startswith("#") or parent_comment or indent >= 4, (
+            f"values.yaml:{index + 1} {stripped} has no comment"
+        )

@@ -1,0 +1,157 @@
+"""helm install into the real apiserver, and the operator running with exactly the chart's RBAC."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.chart.render import CHART, helm
+from tests.conftest import Operator
+from tests.integration.kube import Cluster
+from tests.waiting import wait_for
+
+RELEASE, RELEASE_NS = "eo", "embedding-system"
+SA = "eo-embedding-operator"
+JOB = """
+apiVersion: embedding.dev/v1alpha1
+kind: EmbeddingJob
+metadata: {name: rbac-proof}
+spec:
+  input: {uri: "s3://bucket/images/"}
+  output: {uri: "s3://bucket/out/"}
+"""
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Cluster) -> Iterator[Cluster]:
+    """The chart installed with default values (cluster-wide), uninstalled afterwards."""
+    # Start from a cluster without our CRD, so that the install is what creates it.
+    cluster.kubectl(
+        "delete", "crd", "embeddingjobs.embedding.dev", "--ignore-not-found", "--wait=true"
+    )
+    helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        RELEASE_NS,
+        "--create-namespace",
+        "--wait=false",
+        kubeconfig=cluster.kubeconfig,
+    )
+    cluster.kubectl(
+        "wait", "--for", "condition=established", "crd/embeddingjobs.embedding.dev", "--timeout=60s"
+    )
+    try:
+        yield cluster
+    finally:
+        helm(
+            "uninstall",
+            RELEASE,
+            "--namespace",
+            RELEASE_NS,
+            "--wait",
+            check=False,
+            kubeconfig=cluster.kubeconfig,
+        )
+
+
+def test_install_creates_crd_rbac_and_deployment(installed: Cluster) -> None:
+    assert installed.get("crd", "embeddingjobs.embedding.dev", "default") is not None
+    assert installed.get("clusterrole", SA, "default") is not None
+    assert installed.get("clusterrolebinding", SA, "default") is not None
+    assert installed.get("serviceaccount", SA, RELEASE_NS) is not None
+    deployment = installed.get("deployment", SA, RELEASE_NS)
+    assert deployment is not None and deployment["spec"]["strategy"]["type"] == "Recreate"
+    status = json.loads(
+        helm(
+            "status", RELEASE, "-n", RELEASE_NS, "-o", "json", kubeconfig=installed.kubeconfig
+        ).stdout
+    )
+    assert status["info"]["status"] == "deployed"
+
+
+def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
+    """A kubeconfig that authenticates as the chart's ServiceAccount (TokenRequest API)."""
+    token = cluster.kubectl("create", "token", SA, "-n", RELEASE_NS, "--duration=1h").stdout.strip()
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    config["users"] = [{"name": "operator-sa", "user": {"token": token}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = "operator-sa"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_operator_works_with_exactly_the_chart_permissions(
+    installed: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    kubeconfig = service_account_kubeconfig(installed, tmp_path / "sa-kubeconfig")
+
+    def can(*args: str) -> str:
+        result = installed.kubectl(
+            "--kubeconfig", str(kubeconfig), "auth", "can-i", *args, check=False
+        )
+        return result.stdout.strip()
+
+    assert can("create", "rayjobs.ray.io", "-n", namespace) == "yes"
+    assert can("patch", "embeddingjobs.embedding.dev/status", "-n", namespace) == "yes"
+    assert can("delete", "pods", "-n", namespace) == "no"
+    assert can("get", "secrets", "-n", namespace) == "no"
+    refused = installed.kubectl(
+        "--kubeconfig", str(kubeconfig), "delete", "pods", "--all", "-n", "kube-system", check=False
+    )
+    assert refused.returncode != 0 and "forbidden" in refused.stderr.lower()
+
+    operator = Operator(installed, tmp_path / "operator.log", kubeconfig=kubeconfig)
+    operator.start()
+    try:
+        installed.kubectl("apply", "-n", namespace, "-f", "-", stdin=JOB)
+        wait_for(
+            lambda: installed.get("rayjob", "rbac-proof", namespace),
+            message=lambda: f"RayJob; operator log:\n{operator.output()}",
+        )
+        installed.kubectl(
+            "patch",
+            "rayjob",
+            "rbac-proof",
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type",
+            "merge",
+            "-p",
+            json.dumps({"status": {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}}),
+        )
+        wait_for(
+            lambda: (
+                ((installed.get("ej", "rbac-proof", namespace) or {}).get("status") or {}).get(
+                    "phase"
+                )
+                == "Running"
+            ),
+            message=lambda: f"phase Running; operator log:\n{operator.output()}",
+        )
+        events = installed.items("events", namespace)
+        assert {"CreatedRayJob", "JobRunning"} <= {e["reason"] for e in events}
+        assert "Forbidden" not in operator.output() and "forbidden" not in operator.output()
+    finally:
+        operator.stop()
+
+
+def test_uninstall_removes_rbac_and_deployment_but_keeps_the_crd(installed: Cluster) -> None:
+    helm("uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", kubeconfig=installed.kubeconfig)
+    wait_for(
+        lambda: installed.get("deployment", SA, RELEASE_NS) is None, message="Deployment removed"
+    )
+    assert installed.get("clusterrole", SA, "default") is None
+    assert installed.get("clusterrolebinding", SA, "default") is None
+    assert installed.get("serviceaccount", SA, RELEASE_NS) is None
+    # Helm never deletes CRDs from crds/ (that would delete every EmbeddingJob): by design.
+    assert installed.get("crd", "embeddingjobs.embedding.dev", "default") is not None
+    # Installing again over the kept CRD works (Helm skips existing CRDs).
+    helm("install", RELEASE, str(CHART), "--namespace", RELEASE_NS, kubeconfig=installed.kubeconfig)
+    assert installed.get("deployment", SA, RELEASE_NS) is not None
