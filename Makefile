@@ -20,7 +20,7 @@ $(BIN)/python:
 
 install: $(BIN)/python ## Create .venv and install the job package with pipeline and dev extras
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e 'job_image[pipeline,dev]' -e operator
+	$(BIN)/pip install -e 'job_image[pipeline,lance,dev]' -e operator
 
 lint: ## ruff lint and format check
 	$(BIN)/ruff check .

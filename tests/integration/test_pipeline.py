@@ -24,7 +24,7 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def job(models_root: Path, input_uri: Path | str, output: Path, **extra: Any) -> dict[str, Any]:
+def job(models_root: Path, input_uri: Path | str, out_uri: Path, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "input": {
             "uri": str(input_uri),
@@ -33,7 +33,7 @@ def job(models_root: Path, input_uri: Path | str, output: Path, **extra: Any) ->
         },
         "model": {"name": DINOV2, "path": str(models_root), "dtype": "float32"},
         "inference": {"batchSize": 4},
-        "output": {"uri": str(output)},
+        "output": {"uri": str(out_uri)},
         "errors": {"maxFailedFraction": 1.0},
     }
     for section, values in extra.items():
@@ -306,3 +306,27 @@ def test_invalid_config_exits_2_naming_the_field(tmp_path: Path) -> None:
         assert "inference.batchSize" in result.stderr
     ok = run_cli("validate", "--config", str(path), "--set", "inference.batchSize=16")
     assert ok.returncode == 0 and json.loads(ok.stdout)["inference"]["batchSize"] == 16
+
+
+def test_lance_input_and_output(tmp_path: Path, models_root: Path) -> None:
+    import daft
+    import daft_lance
+
+    ids = ["a", "b", "bad"]
+    cells = [good_images()["jpeg"], good_images()["palette"], b"not an image"]
+    source = tmp_path / "input.lance"
+    daft.from_pydict({"id": ids, "image": cells}).write_lance(str(source))
+    config = job(
+        models_root,
+        source,
+        tmp_path / "out.lance",
+        input={"srcType": "image_binary", "format": "lance"},
+        output={"format": "lance"},
+    )
+    result = run_cli("run", "--config", str(write_config(tmp_path / "job.yaml", config)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = daft_lance.read_lance(str(tmp_path / "out.lance")).to_pydict()
+    assert_exactly_bad_rows_null(out, ids, {"bad"}, dim=32)
+    manifest = read_manifest(tmp_path / "out.lance")
+    assert (manifest["status"], manifest["rowsIn"], manifest["rowsFailed"]) == ("succeeded", 3, 1)
+    assert manifest["output"]["format"] == "lance" and manifest["files"]
