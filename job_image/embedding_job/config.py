@@ -257,7 +257,15 @@ class InferenceSpec(_Spec):
             "with a log line when the cluster has no GPU."
         ),
     )
-    concurrency: int = Field(1, ge=1, le=4096, description="Number of embedding workers.")
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description=(
+            "Number of embedding workers (model replicas). Empty: on Ray, one per "
+            "gpusPerWorker GPUs in the cluster (1 without GPUs); on the native runner, 1."
+        ),
+    )
     device: Device = Field(Device.AUTO, description="auto | cuda | cpu.")
     rank: int = Field(
         0, ge=0, description="GPU index for a worker, taken modulo the visible GPU count."

@@ -17,12 +17,32 @@ DEFAULT_MAX_PIXELS = 89_478_485
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 _WHITE = (255, 255, 255)
+_ORIENTATION = 0x0112
+#: EXIF orientations that transpose the image (width and height swap).
+_SWAPS_AXES = (5, 6, 7, 8)
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode image bytes into an RGB image.
+    """Decode image bytes into an RGB image at full resolution.
 
     Raises RowError with a short reason for anything that is not a readable image.
+    """
+    return decode_scaled(data, max_pixels=max_pixels)[0]
+
+
+def decode_scaled(
+    data: bytes,
+    *,
+    min_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode image bytes into an RGB image, JPEGs reduced in the DCT domain when allowed.
+
+    With ``min_size``, a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's scaled IDCT, via
+    Pillow's ``draft``) as long as both sides stay at least ``min_size`` pixels; other formats
+    decode at full size. Returns the image and the (width, height) the image has at full
+    resolution after EXIF orientation, so that resize targets are computed exactly as for a full
+    decode. Raises RowError with a short reason for anything that is not a readable image.
     """
     if not data:
         raise RowError("empty image data")
@@ -36,6 +56,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
                     f"image too large: {width}x{height} exceeds {max_pixels} pixels "
                     "(decompression bomb guard)"
                 )
+            if min_size is not None and image.format == "JPEG":
+                # Keeps the mode; only picks the largest 1/s scale with both sides >= min_size.
+                image.draft(None, (min_size, min_size))
             image.load()
     except RowError:
         raise
@@ -46,10 +69,15 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     except (OSError, SyntaxError, ValueError) as exc:
         raise RowError(f"corrupt image: {exc}") from None
     try:
-        image = ImageOps.exif_transpose(image)
+        orientation = image.getexif().get(_ORIENTATION, 1)
+        if orientation != 1:
+            # In place: without an orientation tag exif_transpose would copy the whole image.
+            ImageOps.exif_transpose(image, in_place=True)
+            if orientation in _SWAPS_AXES:
+                width, height = height, width
     except Exception as exc:  # noqa: BLE001 - a broken EXIF block is this row's problem only
         raise RowError(f"bad EXIF data: {exc}") from None
-    return to_rgb(image)
+    return to_rgb(image), (width, height)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModel
 from transformers.utils import logging as hf_logging
 
 from embedding_job.config import Device, DType, Pooling
-from embedding_job.decode import decode_image
+from embedding_job.datapath import DEFAULT_DRAFT_FACTOR, DataPath, default_decode_threads
 from embedding_job.errors import RowError
 from embedding_job.model_files import embedding_dim
 from embedding_job.preprocess import ImageTransform
@@ -38,6 +38,14 @@ class EmbedderSettings:
     batch_size: int = 32
     device: Device = Device.AUTO
     rank: int = 0
+    #: CPU threads decoding ahead of the model; None: 1 on CPU, up to 8 with a GPU; 0: inline.
+    decode_threads: int | None = None
+    #: JPEGs decode at reduced size down to this multiple of the model's input size; None: full.
+    jpeg_draft_factor: float | None = DEFAULT_DRAFT_FACTOR
+    #: torch.compile the model (first batches are slow while it compiles).
+    compile: bool = False
+    #: Decode JPEGs on the GPU with torchvision (nvJPEG) when available; others stay on the CPU.
+    gpu_decode: bool = False
 
 
 def select_device(device: Device, rank: int) -> torch.device:
@@ -87,24 +95,34 @@ class Embedder:
         model_dir = Path(settings.model_dir)
         self.transform = ImageTransform.from_pretrained(model_dir)
         self.model = load_model(model_dir, self.device, self.dtype)
+        if settings.compile:
+            self.model = compile_model(self.model)
         self.dim = embedding_dim(model_dir)
+        threads = settings.decode_threads
+        if threads is None:
+            threads = default_decode_threads(self.device)
+        self.datapath = DataPath(
+            self.transform, draft_factor=settings.jpeg_draft_factor, threads=threads
+        )
+        self.gpu_decoder = None
+        if settings.gpu_decode:
+            from embedding_job.gpu_decode import GpuJpegDecoder
+
+            self.gpu_decoder = GpuJpegDecoder.create(self.datapath, self.device)
         log.info(
-            "loaded %s on %s as %s (dim %d, pooling %s)",
+            "loaded %s on %s as %s (dim %d, pooling %s, %d decode threads%s)",
             model_dir,
             self.device,
             str(self.dtype).removeprefix("torch."),
             self.dim,
             settings.pooling.value,
+            threads,
+            ", GPU JPEG decode" if self.gpu_decoder is not None else "",
         )
 
     def pixels(self, data: bytes) -> np.ndarray:
         """One image's bytes → resized, cropped (H, W, 3) uint8 pixels; RowError if unusable."""
-        try:
-            return self.transform.to_uint8(decode_image(data))
-        except RowError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a decoder bug must not sink the batch
-            raise RowError(f"decode failed: {type(exc).__name__}: {exc}") from None
+        return self.datapath.pixels(data)
 
     @torch.inference_mode()
     def embed_pixels(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -112,43 +130,95 @@ class Embedder:
         out = np.empty((len(images), self.dim), dtype=np.float32)
         step = self.settings.batch_size
         for start in range(0, len(images), step):
-            chunk = torch.from_numpy(np.stack(images[start : start + step]))
-            if self.device.type == "cuda":
-                chunk = chunk.pin_memory().to(self.device, non_blocking=True)
-            pixel_values = self.transform.normalize(chunk, self.dtype)
-            hidden = self.model(pixel_values=pixel_values).last_hidden_state
-            pooled = hidden[:, 0] if self.settings.pooling is Pooling.CLS else hidden.mean(dim=1)
-            pooled = pooled.float()
-            if self.settings.normalize:
-                pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
-            out[start : start + len(chunk)] = pooled.cpu().numpy()
+            chunk = images[start : start + step]
+            out[start : start + len(chunk)] = self._forward(
+                self.datapath.to_device(chunk, self.device, self.dtype)
+            )
         return out
+
+    @torch.inference_mode()
+    def _forward(self, pixel_values: torch.Tensor) -> np.ndarray:
+        hidden = self.model(pixel_values=pixel_values).last_hidden_state
+        pooled = hidden[:, 0] if self.settings.pooling is Pooling.CLS else hidden.mean(dim=1)
+        pooled = pooled.float()
+        if self.settings.normalize:
+            pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
+        result: np.ndarray = pooled.cpu().numpy()
+        return result
 
     def embed_bytes(
         self, items: Sequence[bytes | None], errors: Sequence[str | None] | None = None
     ) -> tuple[list[np.ndarray | None], list[str | None]]:
         """Embed each item; a row that fails gets ``None`` and a short error, the rest embed.
 
-        ``errors`` carries failures found upstream (e.g. a download), kept as they are.
+        ``errors`` carries failures found upstream (e.g. a download), kept as they are. Images
+        are decoded on the data path's threads while the model runs on earlier batches; model
+        batches are ``batch_size`` images whatever the number of items.
         """
         vectors: list[np.ndarray | None] = [None] * len(items)
         row_errors: list[str | None] = list(errors) if errors is not None else [None] * len(items)
-        good: list[int] = []
-        pixels: list[np.ndarray] = []
+        todo: list[int] = []
         for index, data in enumerate(items):
             if row_errors[index] is not None:
                 continue
             if data is None:
                 row_errors[index] = "missing image (null)"
                 continue
-            try:
-                pixels.append(self.pixels(data))
-            except RowError as exc:
-                row_errors[index] = str(exc)
+            todo.append(index)
+        if not todo:
+            return vectors, row_errors
+        if self.gpu_decoder is not None:
+            self._embed_on_gpu(items, todo, vectors, row_errors)
+            return vectors, row_errors
+        step = self.settings.batch_size
+        rows: list[int] = []
+        pixels: list[np.ndarray] = []
+        decoded = self.datapath.map((items[i] or b"" for i in todo), window=2 * step)
+        for index, result in zip(todo, decoded, strict=True):
+            if isinstance(result, RowError):
+                row_errors[index] = str(result)
                 continue
-            good.append(index)
-        if good:
-            embedded = self.embed_pixels(pixels)
+            rows.append(index)
+            pixels.append(result)
+            if len(pixels) == step:
+                self._embed_rows(rows, pixels, vectors)
+                rows, pixels = [], []
+        if pixels:
+            self._embed_rows(rows, pixels, vectors)
+        return vectors, row_errors
+
+    def _embed_rows(
+        self, rows: list[int], pixels: list[np.ndarray], vectors: list[np.ndarray | None]
+    ) -> None:
+        embedded = self.embed_pixels(pixels)
+        for row, index in enumerate(rows):
+            vectors[index] = embedded[row]
+
+    def _embed_on_gpu(
+        self,
+        items: Sequence[bytes | None],
+        todo: list[int],
+        vectors: list[np.ndarray | None],
+        row_errors: list[str | None],
+    ) -> None:
+        assert self.gpu_decoder is not None
+        step = self.settings.batch_size
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            batch, failures = self.gpu_decoder.decode([items[i] or b"" for i in chunk])
+            for position, message in failures.items():
+                row_errors[chunk[position]] = message
+            if batch is None:
+                continue
+            good = [i for p, i in enumerate(chunk) if p not in failures]
+            pixel_values = self.transform.normalize(batch, self.dtype)
+            embedded = self._forward(pixel_values)
             for row, index in enumerate(good):
                 vectors[index] = embedded[row]
-        return vectors, row_errors
+
+
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """torch.compile the model; shapes are static per batch size (a short last batch recompiles
+    once)."""
+    compiled: torch.nn.Module = torch.compile(model, dynamic=False)  # type: ignore[assignment]
+    return compiled

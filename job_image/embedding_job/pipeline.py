@@ -176,7 +176,7 @@ def embed(
     settings: EmbedderSettings,
     dim: int,
     io: daft.io.IOConfig,
-    gpus: float,
+    workers: Workers,
 ) -> daft.DataFrame:
     """Add the embedding and error columns; one output row per input row."""
     spec = cfg.input
@@ -193,8 +193,8 @@ def embed(
     # Resources are decided per run (GPUs present, concurrency, batch size), not at import time.
     call = dataclasses.replace(
         udf.embed,
-        gpus=gpus,
-        max_concurrency=cfg.inference.concurrency,
+        gpus=workers.gpus,
+        max_concurrency=workers.concurrency,
         batch_size=cfg.inference.batch_size,
     )
     out = cfg.output
@@ -211,23 +211,40 @@ def embed(
     )
 
 
-def effective_gpus(cfg: EmbeddingJobConfig, options: RunOptions) -> float:
-    """GPUs per embedding worker that the cluster can actually provide (0 on CPU-only)."""
+@dataclasses.dataclass(frozen=True)
+class Workers:
+    """How many embedding workers run, and the GPUs each one holds."""
+
+    gpus: float
+    concurrency: int
+
+
+def plan_workers(cfg: EmbeddingJobConfig, options: RunOptions) -> Workers:
+    """Workers the cluster can actually provide: GPUs only where there are GPUs, and by
+    default one worker per ``gpusPerWorker`` GPUs so that no GPU of the cluster idles."""
     requested = cfg.inference.gpus_per_worker
-    if requested == 0 or cfg.inference.device.value == "cpu":
-        return 0.0
-    if options.runner == "ray":
-        import ray
+    explicit = cfg.inference.concurrency
+    available = 0.0
+    if requested > 0 and cfg.inference.device.value != "cpu":
+        if options.runner == "ray":
+            import ray
 
-        available = ray.cluster_resources().get("GPU", 0)
+            available = float(ray.cluster_resources().get("GPU", 0))
+        else:
+            import torch
+
+            available = float(torch.cuda.device_count())
+        if available == 0:
+            log.warning("no GPU in the cluster: embedding workers run on CPU")
+    gpus = requested if available > 0 else 0.0
+    if explicit is not None:
+        concurrency = explicit
+    elif gpus > 0 and options.runner == "ray":
+        concurrency = max(1, int(available // gpus))
     else:
-        import torch
-
-        available = torch.cuda.device_count()
-    if available == 0:
-        log.warning("no GPU in the cluster: embedding workers run on CPU")
-        return 0.0
-    return requested
+        concurrency = 1
+    log.info("embedding workers: %d, %s GPU each", concurrency, gpus)
+    return Workers(gpus=gpus, concurrency=concurrency)
 
 
 def check_output(cfg: EmbeddingJobConfig) -> None:
@@ -335,7 +352,7 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
         device=cfg.inference.device,
         rank=cfg.inference.rank,
     )
-    gpus = effective_gpus(cfg, options)
+    workers = plan_workers(cfg, options)
     log.info(
         "embedding %s (%s) with %s → %s",
         cfg.input.uri,
@@ -343,7 +360,7 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
         cfg.model.name,
         cfg.output.uri,
     )
-    files = write(embed(df, cfg, settings, dim, io, gpus), cfg)
+    files = write(embed(df, cfg, settings, dim, io, workers), cfg)
     counts = count_results(cfg, files)
     finished = datetime.now(UTC)
     if counts["rows"] == 0:

@@ -1,13 +1,15 @@
 """The model's image preprocessing, read from its ``preprocessor_config.json``.
 
-Resize and crop run per image in Pillow on uint8 pixels (exactly as Hugging Face's PIL backend
-does); rescale and normalise run once per batch as tensor ops on the model's device, so images
-travel to the device as uint8.
+Resize and crop run per image on uint8 pixels: bilinear and bicubic resizes use PyTorch's
+antialiased uint8 kernels (a port of Pillow's resampling, within one grey level of it and 4-7x
+faster on CPU), other filters use Pillow itself. Rescale and normalise run once per batch as
+tensor ops on the model's device, so images travel to the device as uint8.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,11 @@ import torch
 from PIL import Image
 
 _BILINEAR = 2
+_BICUBIC = 3
+#: Pillow resample filters that torch.nn.functional.interpolate reproduces (antialias=True).
+_TORCH_MODES = {_BILINEAR: "bilinear", _BICUBIC: "bicubic"}
+#: Resize backends: "torch" (fast, bilinear/bicubic only, Pillow otherwise) or "pil".
+RESIZE_BACKENDS = ("torch", "pil")
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ class ImageTransform:
     rescale: float | None = 1 / 255
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+    resize_backend: str = "torch"
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ImageTransform:
@@ -76,18 +84,43 @@ class ImageTransform:
         """(height, width) of every output image, when fixed by the config."""
         return self.crop or self.resize_to
 
-    def to_uint8(self, image: Image.Image) -> np.ndarray:
-        """Resize and crop one RGB image; returns an (H, W, 3) uint8 array."""
-        width, height = image.size
+    def draft_size(self, factor: float) -> int | None:
+        """Smallest side a reduced-size decode may produce: ``factor`` x the resize target.
+
+        None when the transform does not resize (a reduced decode would change the output).
+        """
         if self.resize_to is not None:
-            target = self.resize_to
-        elif self.shortest_edge is not None:
-            target = _shortest_edge_size(height, width, self.shortest_edge)
+            return int(math.ceil(factor * max(self.resize_to)))
+        if self.shortest_edge is not None:
+            return int(math.ceil(factor * self.shortest_edge))
+        return None
+
+    def target_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) after the resize step, for an image of this full-resolution size."""
+        if self.resize_to is not None:
+            return self.resize_to
+        if self.shortest_edge is not None:
+            return _shortest_edge_size(height, width, self.shortest_edge)
+        return (height, width)
+
+    def to_uint8(
+        self, image: Image.Image, full_size: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """Resize and crop one RGB image; returns an (H, W, 3) uint8 array.
+
+        ``full_size`` is the (width, height) of the image at full resolution when ``image`` was
+        decoded at reduced size: the resize target is computed from it, as for a full decode.
+        """
+        width, height = full_size or image.size
+        target = self.target_size(height, width)
+        if target == (image.height, image.width):
+            array = np.asarray(image, dtype=np.uint8)
+        elif self.resize_backend == "torch" and self.resample in _TORCH_MODES:
+            array = _torch_resize(image, target, _TORCH_MODES[self.resample])
         else:
-            target = (height, width)
-        if target != (height, width):
-            image = image.resize((target[1], target[0]), resample=self.resample)
-        array = np.asarray(image, dtype=np.uint8)
+            array = np.asarray(
+                image.resize((target[1], target[0]), resample=self.resample), dtype=np.uint8
+            )
         if self.crop is not None:
             array = _center_crop(array, self.crop)
         return array
@@ -105,6 +138,17 @@ class ImageTransform:
             std = torch.tensor(self.std, device=pixels.device).view(1, 3, 1, 1)
             pixels = (pixels - mean) / std
         return pixels.to(dtype)
+
+
+def _torch_resize(image: Image.Image, size: tuple[int, int], mode: str) -> np.ndarray:
+    # np.array (not asarray): a writable buffer that torch can wrap without a warning.
+    pixels = torch.from_numpy(np.array(image, dtype=np.uint8))
+    # (H, W, 3) viewed as (1, 3, H, W) is channels-last: the layout of the fast uint8 kernels.
+    batch = pixels.permute(2, 0, 1).unsqueeze(0)
+    resized = torch.nn.functional.interpolate(
+        batch, size=size, mode=mode, antialias=True, align_corners=False
+    )
+    return np.asarray(resized[0].permute(1, 2, 0).numpy())
 
 
 def _triple(value: Any) -> tuple[float, float, float]:

@@ -135,3 +135,20 @@ def test_json_schema_describes_every_field() -> None:
         for name, prop in definition.get("properties", {}).items():
             assert prop.get("description"), f"{definition['title']}.{name} has no description"
     assert defs["InferenceSpec"]["properties"]["batchSize"]["minimum"] == 1
+
+
+def test_worker_plan_uses_every_gpu_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    from embedding_job.pipeline import RunOptions, plan_workers
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 64.0, "GPU": 8.0})
+    ray_run = RunOptions(runner="ray")
+    assert plan_workers(parse_config(MINIMAL), ray_run).concurrency == 8
+    half = parse_config({**MINIMAL, "inference": {"gpusPerWorker": 2}})
+    assert plan_workers(half, ray_run).concurrency == 4
+    pinned = parse_config({**MINIMAL, "inference": {"concurrency": 3}})
+    assert plan_workers(pinned, ray_run).concurrency == 3
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    cpu_only = plan_workers(parse_config(MINIMAL), ray_run)
+    assert (cpu_only.gpus, cpu_only.concurrency) == (0.0, 1)

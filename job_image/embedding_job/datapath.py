@@ -1,0 +1,118 @@
+"""Bytes → model-ready pixels: decode, resize and crop on CPU threads, ahead of the model.
+
+The work per image (Pillow's JPEG/PNG decoders, PyTorch's resize kernels) releases the GIL, so a
+small thread pool scales across cores and runs while the calling thread runs the model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from embedding_job.decode import DEFAULT_MAX_PIXELS, decode_scaled
+from embedding_job.errors import RowError
+from embedding_job.preprocess import ImageTransform
+
+#: JPEGs decode at reduced size (1/2, 1/4, 1/8) while both sides stay >= this x the model's
+#: resize target; measured within the 1e-4 cosine parity bound (BENCHMARKS.md).
+DEFAULT_DRAFT_FACTOR = 2.0
+
+
+def default_decode_threads(device: torch.device) -> int:
+    """Decode threads when not configured: enough to feed a GPU; one background thread on CPU.
+
+    On CPU the model already uses every core, so one thread only overlaps decoding with it.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if device.type == "cuda":
+        return max(1, min(8, (cpus or 1) - 1))
+    return 1
+
+
+class DataPath:
+    """Turns image bytes into (H, W, 3) uint8 model inputs, one RowError per unusable image.
+
+    ``threads`` 0 decodes inline on the calling thread; ``threads`` >= 1 uses a pool of that
+    many threads and decodes up to ``window`` images ahead of the consumer.
+    """
+
+    def __init__(
+        self,
+        transform: ImageTransform,
+        *,
+        draft_factor: float | None = DEFAULT_DRAFT_FACTOR,
+        threads: int = 0,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
+        if threads < 0:
+            raise ValueError("threads must be >= 0")
+        self.transform = transform
+        self.min_size = transform.draft_size(draft_factor) if draft_factor else None
+        self.threads = threads
+        self.max_pixels = max_pixels
+        self._pool = (
+            ThreadPoolExecutor(threads, thread_name_prefix="embedding-decode") if threads else None
+        )
+
+    def pixels(self, data: bytes) -> np.ndarray:
+        """One image's bytes → resized, cropped (H, W, 3) uint8 pixels; RowError if unusable."""
+        try:
+            image, full_size = decode_scaled(
+                data, min_size=self.min_size, max_pixels=self.max_pixels
+            )
+            return self.transform.to_uint8(image, full_size)
+        except RowError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must not sink the batch
+            raise RowError(f"decode failed: {type(exc).__name__}: {exc}") from None
+
+    def _pixels_or_error(self, data: bytes) -> np.ndarray | RowError:
+        try:
+            return self.pixels(data)
+        except RowError as exc:
+            return exc
+
+    def map(self, items: Iterable[bytes], window: int = 64) -> Iterator[np.ndarray | RowError]:
+        """Pixels, or the RowError, for each item in order, decoding up to ``window`` ahead."""
+        if self._pool is None:
+            for data in items:
+                yield self._pixels_or_error(data)
+            return
+        pending: deque[Future[np.ndarray | RowError]] = deque()
+        try:
+            for data in items:
+                pending.append(self._pool.submit(self._pixels_or_error, data))
+                if len(pending) >= max(1, window):
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def to_device(
+        self, images: Sequence[np.ndarray], device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """Same-sized uint8 images → (N, 3, H, W) normalised ``dtype`` pixels on ``device``.
+
+        Pixels cross to a GPU as uint8 from pinned memory (an asynchronous copy); rescale and
+        normalise then run there.
+        """
+        first = images[0]
+        if device.type == "cuda":
+            batch = torch.empty((len(images), *first.shape), dtype=torch.uint8, pin_memory=True)
+            np.stack(images, out=batch.numpy())
+            batch = batch.to(device, non_blocking=True)
+        else:
+            batch = torch.from_numpy(np.stack(images))
+        return self.transform.normalize(batch, dtype)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

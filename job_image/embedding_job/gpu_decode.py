@@ -1,0 +1,135 @@
+"""Optional JPEG decoding on the GPU (torchvision's nvJPEG ``decode_jpeg``), CPU for the rest.
+
+Off unless ``EmbedderSettings.gpu_decode`` is set, and only active where torchvision is
+importable and the model runs on CUDA; otherwise the CPU data path is used and a warning says
+why. JPEGs the GPU cannot take (CMYK, or a batch nvJPEG rejects) fall back to the CPU path, which
+also produces the per-row errors. Resizing on the GPU uses PyTorch's antialiased float kernels,
+within about one grey level of Pillow's.
+
+Caveat: the job's test machines have no GPU and no torchvision; this path is exercised there
+only through a stand-in decoder (tests/unit/test_datapath.py), not with nvJPEG itself.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from embedding_job.datapath import DataPath
+from embedding_job.errors import RowError
+
+log = logging.getLogger(__name__)
+
+_TORCH_MODES = {2: "bilinear", 3: "bicubic"}
+_GPU_MODES = ("RGB", "L")  # YCbCr and greyscale JPEGs; CMYK/YCCK go to the CPU
+
+
+class GpuJpegDecoder:
+    """Decodes a batch of image bytes to (N, H, W, 3) uint8 model inputs on ``device``."""
+
+    def __init__(self, datapath: DataPath, device: torch.device, tv_io: Any):
+        self.datapath = datapath
+        self.transform = datapath.transform
+        self.device = device
+        self.tv_io = tv_io
+
+    @classmethod
+    def create(cls, datapath: DataPath, device: torch.device) -> GpuJpegDecoder | None:
+        """A decoder, or None (with a warning) where GPU decoding is not possible."""
+        if device.type != "cuda":
+            log.warning("gpu_decode requested but the model runs on %s: decoding on CPU", device)
+            return None
+        if datapath.transform.resample not in _TORCH_MODES:
+            log.warning("gpu_decode: resample filter not supported on the GPU: decoding on CPU")
+            return None
+        try:
+            import torchvision.io as tv_io
+        except ImportError:
+            log.warning("gpu_decode requested but torchvision is not installed: decoding on CPU")
+            return None
+        return cls(datapath, device, tv_io)
+
+    def _gpu_candidate(self, data: bytes) -> bool:
+        if not data.startswith(b"\xff\xd8"):
+            return False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                header = Image.open(io.BytesIO(data))  # reads the header only
+        except Exception:  # noqa: BLE001 - the CPU path will name the problem
+            return False
+        width, height = header.size
+        return header.mode in _GPU_MODES and width * height <= self.datapath.max_pixels
+
+    def decode(self, items: list[bytes]) -> tuple[torch.Tensor | None, dict[int, str]]:
+        """(pixels of the good rows in order, or None if none; {position: error})."""
+        failures: dict[int, str] = {}
+        out: dict[int, torch.Tensor] = {}
+        gpu = [p for p, data in enumerate(items) if self._gpu_candidate(data)]
+        if gpu:
+            try:
+                out.update(self._decode_on_gpu([items[p] for p in gpu], gpu))
+            except Exception as exc:  # noqa: BLE001 - fall back to the CPU for this batch
+                log.warning("GPU JPEG decode failed (%s): decoding this batch on CPU", exc)
+        for position, data in enumerate(items):
+            if position in out:
+                continue
+            try:
+                pixels = self.datapath.pixels(data)
+            except RowError as exc:
+                failures[position] = str(exc)
+                continue
+            out[position] = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+        if not out:
+            return None, failures
+        return torch.stack([out[p] for p in sorted(out)]), failures
+
+    def _decode_on_gpu(self, datas: list[bytes], positions: list[int]) -> dict[int, torch.Tensor]:
+        tv_io: ModuleType = self.tv_io
+        encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in datas]
+        images = tv_io.decode_jpeg(
+            encoded,
+            mode=tv_io.ImageReadMode.RGB,
+            device=self.device,
+            apply_exif_orientation=True,
+        )
+        return {p: self._resize_crop(image) for p, image in zip(positions, images, strict=True)}
+
+    def _resize_crop(self, image: torch.Tensor) -> torch.Tensor:
+        """(3, H, W) uint8 on the device → (h, w, 3) uint8, resized and cropped as on the CPU."""
+        height, width = int(image.shape[1]), int(image.shape[2])
+        target = self.transform.target_size(height, width)
+        if target != (height, width):
+            resized = torch.nn.functional.interpolate(
+                image.unsqueeze(0).float(),
+                size=target,
+                mode=_TORCH_MODES[self.transform.resample],
+                antialias=True,
+                align_corners=False,
+            )
+            image = resized[0].round_().clamp_(0, 255).to(torch.uint8)
+        pixels = image.permute(1, 2, 0)
+        if self.transform.crop is not None:
+            pixels = _center_crop(pixels, self.transform.crop)
+        return pixels.contiguous()
+
+
+def _center_crop(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    crop_h, crop_w = size
+    height, width = int(pixels.shape[0]), int(pixels.shape[1])
+    if height < crop_h or width < crop_w:
+        new_h, new_w = max(height, crop_h), max(width, crop_w)
+        padded = pixels.new_zeros((new_h, new_w, pixels.shape[2]))
+        top, left = -(-(new_h - height) // 2), -(-(new_w - width) // 2)
+        padded[top : top + height, left : left + width] = pixels
+        pixels, height, width = padded, new_h, new_w
+    top = (height - crop_h) // 2
+    left = (width - crop_w) // 2
+    return pixels[top : top + crop_h, left : left + crop_w]
