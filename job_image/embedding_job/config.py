@@ -281,6 +281,13 @@ class OutputSpec(_Spec):
         WriteMode.ERROR,
         description="error: refuse to write where output already exists; overwrite: replace it.",
     )
+    resume: bool = Field(
+        False,
+        description=(
+            "Continue earlier output: keep its complete files, skip input rows whose id is "
+            "already there, write the rest (needs input.idColumn, or images-glob)."
+        ),
+    )
     embedding_column: ColumnName = Field("embedding", description="Name of the embedding column.")
     error_column: ColumnName = Field(
         "embedding_error", description="Name of the per-row error column (null when embedded)."
@@ -337,6 +344,12 @@ class EmbeddingJobConfig(_Spec):
                 f"input columns {sorted(clash)} clash with output columns; rename "
                 "output.embeddingColumn/errorColumn"
             )
+        if self.output.resume:
+            if self.output.format is not OutputFormat.PARQUET:
+                raise ValueError("output.resume needs output.format parquet")
+            glob = self.input.resolved_format is InputFormat.IMAGES_GLOB
+            if not glob and self.input.id_column is None:
+                raise ValueError("output.resume needs input.idColumn: rows are skipped by id")
         return self
 
     def to_wire(self) -> dict[str, Any]:

@@ -2,39 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import daft
 from daft import DataType, col
 from daft.functions import download
 
-from embedding_job import storage
-from embedding_job.config import (
-    EmbeddingJobConfig,
-    InputFormat,
-    OutputFormat,
-    SrcType,
-    WriteMode,
-)
+from embedding_job import output, report, storage
+from embedding_job.config import EmbeddingJobConfig, InputFormat, SrcType
 from embedding_job.daft_io import io_config
-from embedding_job.errors import (
-    InputNotFoundError,
-    JobError,
-    OutputExistsError,
-    TooManyFailuresError,
-)
+from embedding_job.errors import InputNotFoundError, JobError, TooManyFailuresError
 from embedding_job.model import EmbedderSettings
 from embedding_job.model_files import embedding_dim, locate_model
+from embedding_job.progress import NativeTracker, RayTracker
 from embedding_job.udf import EmbedImages
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "_manifest.json"
-SUCCESS_NAME = "_SUCCESS"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 _RESULT = "__embedding_result"
 _GLOB_CHARS = set("*?[")
@@ -177,6 +167,7 @@ def embed(
     dim: int,
     io: daft.io.IOConfig,
     workers: Workers,
+    progress_actor: str | None = None,
 ) -> daft.DataFrame:
     """Add the embedding and error columns; one output row per input row."""
     spec = cfg.input
@@ -189,7 +180,7 @@ def embed(
         )
     else:
         data = source
-    udf: Any = EmbedImages(settings, spec.src_type, io)
+    udf: Any = EmbedImages(settings, spec.src_type, io, progress_actor)
     # Resources are decided per run (GPUs present, concurrency, batch size), not at import time.
     call = dataclasses.replace(
         udf.embed,
@@ -247,90 +238,6 @@ def plan_workers(cfg: EmbeddingJobConfig, options: RunOptions) -> Workers:
     return Workers(gpus=gpus, concurrency=concurrency)
 
 
-def check_output(cfg: EmbeddingJobConfig) -> None:
-    """Refuse to write over existing output unless ``mode: overwrite``."""
-    existing = storage.list_files(cfg.output.uri)
-    if existing and cfg.output.mode is WriteMode.ERROR:
-        raise OutputExistsError(
-            f"output {cfg.output.uri!r} already holds {len(existing)} file(s); "
-            "choose another output.uri or set output.mode=overwrite"
-        )
-    if existing:
-        # The old marker and manifest would describe data this run is about to replace.
-        storage.delete_file(cfg.output.uri, SUCCESS_NAME)
-        storage.delete_file(cfg.output.uri, MANIFEST_NAME)
-
-
-def write(df: daft.DataFrame, cfg: EmbeddingJobConfig) -> list[str]:
-    """Write with Daft's writers; returns the data files written."""
-    out = cfg.output
-    mode: Literal["overwrite", "append"] = (
-        "overwrite" if out.mode is WriteMode.OVERWRITE else "append"
-    )
-    if out.format is OutputFormat.PARQUET:
-        written = df.write_parquet(out.uri, write_mode=mode)
-        return [str(p) for p in written.to_pydict()["path"]]
-    try:
-        df.write_lance(out.uri, mode="overwrite" if mode == "overwrite" else "create")
-    except ImportError:
-        raise JobError(
-            "output.format lance needs the lance extra: pip install 'embedding-job[lance]'"
-        ) from None
-    return [p for p in storage.list_files(out.uri) if not p.endswith((MANIFEST_NAME, SUCCESS_NAME))]
-
-
-def count_results(cfg: EmbeddingJobConfig, files: list[str], sample: int = 5) -> dict[str, Any]:
-    """Rows written, rows failed and the first few errors, read back from the output."""
-    err = cfg.output.error_column
-    if not files:
-        return {"rows": 0, "failed": 0, "errors": []}
-    if cfg.output.format is OutputFormat.PARQUET:
-        df = daft.read_parquet(files).select(col(err))
-    else:
-        import daft_lance
-
-        df = daft_lance.read_lance(cfg.output.uri).select(col(err))
-    totals = df.agg(col(err).count("all").alias("rows"), col(err).count("valid").alias("failed"))
-    counts = totals.to_pydict()
-    errors = df.where(col(err).not_null()).limit(sample).to_pydict()[err]
-    return {"rows": int(counts["rows"][0]), "failed": int(counts["failed"][0]), "errors": errors}
-
-
-def build_manifest(
-    cfg: EmbeddingJobConfig,
-    *,
-    status: str,
-    dim: int,
-    files: list[str],
-    counts: dict[str, Any],
-    started: datetime,
-    finished: datetime,
-    message: str | None = None,
-) -> dict[str, Any]:
-    """The JSON manifest written next to the data."""
-    base = storage.filesystem(cfg.output.uri)[1].rstrip("/") + "/"
-    return {
-        "status": status,
-        "message": message,
-        "output": {"uri": cfg.output.uri, "format": cfg.output.format.value},
-        "files": sorted(f.removeprefix("file://").removeprefix(base) for f in files),
-        "rowsIn": counts["rows"],
-        "rowsEmbedded": counts["rows"] - counts["failed"],
-        "rowsFailed": counts["failed"],
-        "firstErrors": counts["errors"],
-        "embeddingDim": dim,
-        "embeddingColumn": cfg.output.embedding_column,
-        "errorColumn": cfg.output.error_column,
-        "model": cfg.model.name,
-        "dtype": cfg.model.dtype.value,
-        "pooling": cfg.model.pooling.value,
-        "normalize": cfg.model.normalize,
-        "startedAt": started.isoformat(timespec="seconds"),
-        "finishedAt": finished.isoformat(timespec="seconds"),
-        "config": cfg.to_wire(),
-    }
-
-
 def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[str, Any]:
     """Run the whole job; returns the manifest. Raises JobError subclasses on failure."""
     options = options or RunOptions()
@@ -339,10 +246,11 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     # Cheap checks first: a missing model or an occupied output must fail before any data moves.
     model_path = locate_model(cfg.model)
     dim = embedding_dim(model_path)
-    check_output(cfg)
     configure_runner(options)
     io = io_config(cfg.input.download)
     df = read_input(cfg, io)
+    plan = output.prepare(cfg)
+    df, skipped, kept_rows = output.skip_done(df, cfg, plan)
     settings = EmbedderSettings(
         model_dir=str(model_path),
         dtype=cfg.model.dtype,
@@ -360,45 +268,61 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
         cfg.model.name,
         cfg.output.uri,
     )
-    files = write(embed(df, cfg, settings, dim, io, workers), cfg)
-    counts = count_results(cfg, files)
-    finished = datetime.now(UTC)
-    if counts["rows"] == 0:
+    tracker: NativeTracker | RayTracker = (
+        RayTracker() if options.runner == "ray" else NativeTracker()
+    )
+    reporter = report.from_env()
+    reporting = (
+        report.ProgressLoop(
+            reporter,
+            tracker.snapshot,
+            skipped=skipped,
+            interval=float(os.environ.get("EMBEDDING_JOB_PROGRESS_SECONDS", "5")),
+        )
+        if reporter is not None
+        else contextlib.nullcontext()
+    )
+    try:
+        with reporting:
+            plan_df = embed(df, cfg, settings, dim, io, workers, tracker.actor_name)
+            written = output.write(plan_df, cfg, plan)
+    finally:
+        tracker.close()
+    counts = output.count_results(cfg, written)
+    if counts["rows"] + skipped == 0:
         raise InputNotFoundError(f"input {cfg.input.uri!r} has no rows")
-    failed_fraction = counts["failed"] / counts["rows"]
-    if failed_fraction > cfg.errors.max_failed_fraction:
+    failed_fraction = counts["failed"] / counts["rows"] if counts["rows"] else 0.0
+    too_many = failed_fraction > cfg.errors.max_failed_fraction
+    message = None
+    if too_many:
         message = (
             f"{counts['failed']} of {counts['rows']} rows failed ({failed_fraction:.1%} > "
             f"errors.maxFailedFraction {cfg.errors.max_failed_fraction:.1%}); first errors: "
             + "; ".join(counts["errors"])
         )
-        manifest = build_manifest(
-            cfg,
-            status="failed",
-            dim=dim,
-            files=files,
-            counts=counts,
-            started=started,
-            finished=finished,
-            message=message,
-        )
-        storage.write_json(cfg.output.uri, MANIFEST_NAME, manifest)
-        raise TooManyFailuresError(message + f" — output at {cfg.output.uri} is incomplete")
-    manifest = build_manifest(
+    manifest = output.build_manifest(
         cfg,
-        status="succeeded",
+        status="failed" if too_many else "succeeded",
         dim=dim,
-        files=files,
+        files=plan.kept_files + written,
         counts=counts,
+        skipped=skipped,
+        kept_rows=kept_rows,
         started=started,
-        finished=finished,
+        finished=datetime.now(UTC),
+        message=message,
     )
-    storage.write_json(cfg.output.uri, MANIFEST_NAME, manifest)
-    storage.write_json(cfg.output.uri, SUCCESS_NAME, {"rows": counts["rows"]})
+    storage.write_json(cfg.output.uri, output.MANIFEST_NAME, manifest)
+    if reporter is not None:
+        reporter.result(manifest)
+    if too_many:
+        raise TooManyFailuresError(f"{message} — output at {cfg.output.uri} is incomplete")
+    storage.write_json(cfg.output.uri, output.SUCCESS_NAME, {"rows": manifest["rowsOut"]})
     log.info(
-        "wrote %d rows (%d failed) to %s in %.1fs",
+        "wrote %d rows (%d failed, %d skipped) to %s in %.1fs",
         counts["rows"],
         counts["failed"],
+        skipped,
         cfg.output.uri,
         time.monotonic() - clock,
     )

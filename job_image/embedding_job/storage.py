@@ -39,6 +39,26 @@ def write_json(uri: str, name: str, payload: dict[str, Any]) -> str:
     return target
 
 
+def read_json(uri: str, name: str) -> dict[str, Any] | None:
+    """``<uri>/<name>`` parsed, or None when absent or not JSON."""
+    fs, path = filesystem(uri)
+    target = f"{path.rstrip('/')}/{name}"
+    if fs.get_file_info(target).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(target) as handle:
+        try:
+            data = json.loads(handle.read())
+        except ValueError:
+            return None
+    return data if isinstance(data, dict) else None
+
+
+def delete_path(path: str) -> None:
+    """Remove one file given by its full path or URI."""
+    fs, local = filesystem(path)
+    fs.delete_file(local)
+
+
 def delete_file(uri: str, name: str) -> None:
     """Remove ``<uri>/<name>`` if present."""
     fs, path = filesystem(uri)

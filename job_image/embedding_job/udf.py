@@ -10,6 +10,7 @@ from daft import DataType, Series
 
 from embedding_job.config import SrcType
 from embedding_job.model import Embedder, EmbedderSettings
+from embedding_job.progress import worker_counter
 from embedding_job.sources import fetch_error, resolve_inline
 
 #: What the embedding UDF returns per row: a vector, or null and the reason.
@@ -37,10 +38,17 @@ class EmbedImages:
     why they failed. For inline sources ``data`` is the cell itself (base64 text or bytes).
     """
 
-    def __init__(self, settings: EmbedderSettings, src_type: SrcType, io_config: Any = None):
+    def __init__(
+        self,
+        settings: EmbedderSettings,
+        src_type: SrcType,
+        io_config: Any = None,
+        progress_actor: str | None = None,
+    ):
         self.embedder = Embedder(settings)
         self.src_type = src_type
         self.io_config = io_config
+        self.counter = worker_counter(progress_actor)
 
     @daft.method.batch(return_dtype=RESULT_DTYPE)
     def embed(self, source: Series, data: Series) -> pa.Array:
@@ -64,4 +72,7 @@ class EmbedImages:
                 items.append(None)
                 errors.append(str(exc))
         vectors, row_errors = self.embedder.embed_bytes(items, errors)
+        if self.counter is not None:
+            failed = sum(e is not None for e in row_errors)
+            self.counter.add.remote(len(row_errors), failed)
         return result_array(vectors, row_errors)

@@ -84,6 +84,57 @@ def owner_reference(owner: Owner) -> dict[str, Any]:
     }
 
 
+def job_service_account(owner: Owner, spec: EmbeddingJobSpec) -> str:
+    """The identity of the job's pods: the user's ServiceAccount, or one made for this job."""
+    return spec.cluster.service_account_name or f"{owner.name}-embedding-job"
+
+
+def build_job_identity(owner: Owner, spec: EmbeddingJobSpec) -> list[dict[str, Any]]:
+    """ServiceAccount (unless the spec names one), Role and RoleBinding that let the job
+    get and patch the status of its own EmbeddingJob, and nothing else."""
+    account = job_service_account(owner, spec)
+    name = f"{owner.name}-embedding-job-status"
+    meta = {
+        "namespace": owner.namespace,
+        "labels": labels(owner, spec),
+        "ownerReferences": [owner_reference(owner)],
+    }
+    objects: list[dict[str, Any]] = []
+    if not spec.cluster.service_account_name:
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": account, **meta},
+            }
+        )
+    objects.append(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, **meta},
+            "rules": [
+                {
+                    "apiGroups": [GROUP],
+                    "resources": ["embeddingjobs/status"],
+                    "resourceNames": [owner.name],
+                    "verbs": ["get", "patch"],
+                }
+            ],
+        }
+    )
+    objects.append(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, **meta},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": owner.namespace}],
+        }
+    )
+    return objects
+
+
 def entrypoint(spec: EmbeddingJobSpec) -> str:
     """The driver command: the job validates its config with the same contract."""
     return shlex.join(
@@ -91,8 +142,17 @@ def entrypoint(spec: EmbeddingJobSpec) -> str:
     )
 
 
-def _env(spec: EmbeddingJobSpec) -> list[dict[str, str]]:
+def _env(owner: Owner, spec: EmbeddingJobSpec) -> list[dict[str, str]]:
     env = dict(_TELEMETRY_OFF)
+    # The job stamps its output with this uid, so a KubeRay retry replaces its own output
+    # instead of adding rows; name and namespace tell it which resource to report to.
+    env.update(
+        {
+            "EMBEDDING_JOB_UID": owner.uid,
+            "EMBEDDING_JOB_NAME": owner.name,
+            "EMBEDDING_JOB_NAMESPACE": owner.namespace,
+        }
+    )
     if not spec.model.download:
         env["HF_HUB_OFFLINE"] = "1"
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
@@ -108,14 +168,14 @@ def _tolerations(items: list[Toleration]) -> list[dict[str, Any]]:
 
 
 def _container(
-    name: str, image: str, spec: EmbeddingJobSpec, resources: dict[str, Any]
+    name: str, image: str, owner: Owner, spec: EmbeddingJobSpec, resources: dict[str, Any]
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": name,
         "image": image,
         "imagePullPolicy": spec.cluster.image_pull_policy.value,
         "resources": resources,
-        "env": _env(spec),
+        "env": _env(owner, spec),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
@@ -134,6 +194,7 @@ def _container(
 
 def _pod(
     container: dict[str, Any],
+    owner: Owner,
     spec: EmbeddingJobSpec,
     node_selector: dict[str, str],
     tolerations: list[Toleration],
@@ -146,8 +207,7 @@ def _pod(
         pod["nodeSelector"] = dict(sorted(node_selector.items()))
     if tolerations:
         pod["tolerations"] = _tolerations(tolerations)
-    if spec.cluster.service_account_name:
-        pod["serviceAccountName"] = spec.cluster.service_account_name
+    pod["serviceAccountName"] = job_service_account(owner, spec)
     if spec.cluster.models_volume_claim:
         pod["volumes"] = [
             {
@@ -173,7 +233,9 @@ def _worker_resources(shape: WorkerShape) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def ray_cluster_spec(spec: EmbeddingJobSpec, image: str, defaults: Defaults) -> dict[str, Any]:
+def ray_cluster_spec(
+    owner: Owner, spec: EmbeddingJobSpec, image: str, defaults: Defaults
+) -> dict[str, Any]:
     """One CPU head (``num-gpus: 0``: GPUs are for workers only) and one GPU worker group."""
     head, worker = spec.cluster.head, spec.cluster.worker
     shape = WorkerShape.resolve(worker, defaults)
@@ -184,7 +246,8 @@ def ray_cluster_spec(spec: EmbeddingJobSpec, image: str, defaults: Defaults) -> 
         "headGroupSpec": {
             "rayStartParams": {"num-gpus": "0", "dashboard-host": "0.0.0.0"},
             "template": _pod(
-                _container("ray-head", image, spec, _head_resources(head)),
+                _container("ray-head", image, owner, spec, _head_resources(head)),
+                owner,
                 spec,
                 head.node_selector,
                 head.tolerations,
@@ -198,7 +261,8 @@ def ray_cluster_spec(spec: EmbeddingJobSpec, image: str, defaults: Defaults) -> 
                 "maxReplicas": worker.replicas,
                 "rayStartParams": {"num-gpus": str(shape.gpus)},
                 "template": _pod(
-                    _container("ray-worker", image, spec, _worker_resources(shape)),
+                    _container("ray-worker", image, owner, spec, _worker_resources(shape)),
+                    owner,
                     spec,
                     worker.node_selector,
                     worker.tolerations,
@@ -219,7 +283,7 @@ def build_rayjob(owner: Owner, spec: EmbeddingJobSpec, defaults: Defaults) -> di
         "ttlSecondsAfterFinished": lifecycle.ttl_seconds_after_finished,
         "backoffLimit": lifecycle.backoff_limit,
         "suspend": spec.suspend,
-        "rayClusterSpec": ray_cluster_spec(spec, image, defaults),
+        "rayClusterSpec": ray_cluster_spec(owner, spec, image, defaults),
     }
     if lifecycle.active_deadline_seconds is not None:
         rayjob_spec["activeDeadlineSeconds"] = lifecycle.active_deadline_seconds

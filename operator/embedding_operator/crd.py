@@ -155,6 +155,25 @@ def status_schema() -> dict[str, Any]:
                 "format": "date-time",
                 "description": "When the job finished (succeeded or failed).",
             },
+            "progress": {
+                "type": "object",
+                "description": "Reported by the running job every few seconds (best effort).",
+                "properties": {
+                    "rowsTotal": integer("Input rows, when known."),
+                    "rowsDone": integer("Rows processed (embedded or failed) by this run."),
+                    "rowsFailed": integer("Rows that failed so far."),
+                    "rowsSkipped": integer("Rows skipped because an earlier run did them."),
+                    "imagesPerSecond": {
+                        "type": "number",
+                        "description": "Average throughput of this run.",
+                    },
+                    "updatedAt": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "When the job last reported.",
+                    },
+                },
+            },
             "output": {
                 "type": "object",
                 "description": "Where the embeddings are, and what was written.",
@@ -166,8 +185,9 @@ def status_schema() -> dict[str, Any]:
                         "items": {"type": "string"},
                         "description": "Data files written, relative to uri.",
                     },
-                    "rows": integer("Rows written (one per input row)."),
+                    "rows": integer("Rows in the output (one per input row)."),
                     "rowsFailed": integer("Rows whose image could not be embedded."),
+                    "rowsSkipped": integer("Rows kept from an earlier run (resume)."),
                     "embeddingDim": integer("Length of each embedding."),
                     "model": text("Model that produced the embeddings."),
                     "dtype": text("Inference precision."),
@@ -204,7 +224,11 @@ def build_crd() -> dict[str, Any]:
                     "additionalPrinterColumns": [
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                         {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
-                        {"name": "Rows", "type": "integer", "jsonPath": ".status.output.rows"},
+                        {
+                            "name": "Rows",
+                            "type": "integer",
+                            "jsonPath": ".status.progress.rowsDone",
+                        },
                         {"name": "Output", "type": "string", "jsonPath": ".status.output.uri"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                         {

@@ -11,7 +11,13 @@ import kopf
 from embedding_job.config import ConfigError
 from embedding_job.spec import check_name, parse_spec
 from embedding_operator import GROUP, KIND, PLURAL, VERSION, kube
-from embedding_operator.builders import LABEL_JOB, Defaults, Owner, build_rayjob
+from embedding_operator.builders import (
+    LABEL_JOB,
+    Defaults,
+    Owner,
+    build_job_identity,
+    build_rayjob,
+)
 from embedding_operator.settings import operator_defaults
 from embedding_operator.status import (
     FAILED,
@@ -67,7 +73,10 @@ def submit(
         _invalid(body, patch, problems)
         return
     defaults: Defaults = operator_defaults()
-    manifest = build_rayjob(Owner(name, namespace, uid), spec, defaults)
+    owner = Owner(name, namespace, uid)
+    for identity in build_job_identity(owner, spec):
+        kube.ensure_object(identity)
+    manifest = build_rayjob(owner, spec, defaults)
     rayjob, created = kube.create_or_get_rayjob(manifest)
     owners = [ref.get("uid") for ref in rayjob["metadata"].get("ownerReferences", [])]
     if uid not in owners:

@@ -55,6 +55,23 @@ def create_or_get_rayjob(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool
     return cast(dict[str, Any], existing), False
 
 
+def ensure_object(manifest: dict[str, Any]) -> None:
+    """Create a ServiceAccount, Role or RoleBinding; one that already exists is kept."""
+    meta = manifest["metadata"]
+    namespace, kind = meta["namespace"], manifest["kind"]
+    core, rbac = client.CoreV1Api(), client.RbacAuthorizationV1Api()
+    create: Any = {
+        "ServiceAccount": core.create_namespaced_service_account,
+        "Role": rbac.create_namespaced_role,
+        "RoleBinding": rbac.create_namespaced_role_binding,
+    }[kind]
+    try:
+        create(namespace, manifest)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise _retry_or_raise(exc, f"creating {kind} {meta['name']}") from exc
+
+
 def get_embeddingjob(namespace: str, name: str) -> dict[str, Any] | None:
     """The EmbeddingJob, or None when it is gone."""
     try:

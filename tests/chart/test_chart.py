@@ -16,6 +16,9 @@ OPERATOR_RULES = {
     ("embedding.dev", "embeddingjobs"): {"get", "list", "watch", "patch", "update"},
     ("embedding.dev", "embeddingjobs/status"): {"get", "patch", "update"},
     ("ray.io", "rayjobs"): {"get", "list", "watch", "create", "patch"},
+    ("", "serviceaccounts"): {"get", "create"},
+    ("rbac.authorization.k8s.io", "roles"): {"get", "create"},
+    ("rbac.authorization.k8s.io", "rolebindings"): {"get", "create"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.chart.render import CHART, helm
 from tests.conftest import Operator
@@ -75,21 +74,10 @@ def test_install_creates_crd_rbac_and_deployment(installed: Cluster) -> None:
     assert status["info"]["status"] == "deployed"
 
 
-def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    """A kubeconfig that authenticates as the chart's ServiceAccount (TokenRequest API)."""
-    token = cluster.kubectl("create", "token", SA, "-n", RELEASE_NS, "--duration=1h").stdout.strip()
-    config = yaml.safe_load(cluster.kubeconfig.read_text())
-    config["users"] = [{"name": "operator-sa", "user": {"token": token}}]
-    for context in config["contexts"]:
-        context["context"]["user"] = "operator-sa"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def test_operator_works_with_exactly_the_chart_permissions(
     installed: Cluster, namespace: str, tmp_path: Path
 ) -> None:
-    kubeconfig = service_account_kubeconfig(installed, tmp_path / "sa-kubeconfig")
+    kubeconfig = installed.kubeconfig_for(SA, RELEASE_NS, tmp_path / "sa-kubeconfig")
 
     def can(*args: str) -> str:
         result = installed.kubectl(

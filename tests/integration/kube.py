@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 HACK = ROOT / "hack"
 TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
@@ -60,6 +62,16 @@ class Cluster:
     def items(self, kind: str, namespace: str) -> list[dict[str, Any]]:
         out = self.kubectl("get", kind, "-n", namespace, "-o", "json")
         return json.loads(out.stdout)["items"]  # type: ignore[no-any-return]
+
+    def kubeconfig_for(self, account: str, namespace: str, path: Path) -> Path:
+        """A kubeconfig authenticating as a ServiceAccount (a TokenRequest token)."""
+        token = self.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        config["users"] = [{"name": account, "user": {"token": token.strip()}}]
+        for context in config["contexts"]:
+            context["context"]["user"] = account
+        path.write_text(yaml.safe_dump(config))
+        return path
 
     def dump(self) -> str:
         """Everything a failing test needs to see."""

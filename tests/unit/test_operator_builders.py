@@ -74,6 +74,8 @@ def test_secrets_by_reference_and_models_mounted_read_only() -> None:
     assert pod["serviceAccountName"] == "embedder"
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert {"name": "HF_HUB_OFFLINE", "value": "1"} in container["env"]
+    # The job stamps its output with the owner's uid: a retry replaces, never duplicates.
+    assert {"name": "EMBEDDING_JOB_UID", "value": "1234-uid"} in container["env"]
 
 
 def test_metadata_owner_reference_labels_and_lifecycle() -> None:
@@ -148,3 +150,35 @@ def test_names_longer_than_kuberay_allows_are_refused() -> None:
     assert check_name("a" * 47) == []
     assert "47" in check_name("a" * 48)[0]
     assert check_name("Bad_Name")
+
+
+def test_each_job_gets_an_identity_that_can_only_patch_its_own_status() -> None:
+    from embedding_operator.builders import build_job_identity
+
+    spec = parse_spec({k: v for k, v in SPEC.items() if k != "cluster"})
+    account, role, binding = build_job_identity(OWNER, spec)
+    assert (
+        account["kind"] == "ServiceAccount"
+        and account["metadata"]["name"] == "photos-embedding-job"
+    )
+    assert role["rules"] == [
+        {
+            "apiGroups": ["embedding.dev"],
+            "resources": ["embeddingjobs/status"],
+            "resourceNames": ["photos"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "photos-embedding-job", "namespace": "team-a"}
+    ]
+    for obj in (account, role, binding):
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == "1234-uid"
+    pod = build_rayjob(OWNER, spec, Defaults())["spec"]["rayClusterSpec"]["headGroupSpec"][
+        "template"
+    ]["spec"]
+    assert pod["serviceAccountName"] == "photos-embedding-job"
+    # A user's own ServiceAccount is bound instead of a new one.
+    role_only = build_job_identity(OWNER, parse_spec(SPEC))
+    assert [o["kind"] for o in role_only] == ["Role", "RoleBinding"]
+    assert role_only[1]["subjects"][0]["name"] == "embedder"

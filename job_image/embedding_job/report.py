@@ -1,0 +1,155 @@
+"""Progress from a running job to its own EmbeddingJob's status.
+
+The operator gives each job a ServiceAccount whose Role may only ``get``/``patch`` the status of
+that one EmbeddingJob (``resourceNames``). The job patches ``status.progress`` every few seconds
+and ``status.output`` (the manifest) at the end. Reporting is best effort: a job that cannot
+report still embeds, and the operator never waits for a report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "embedding.dev", "v1alpha1", "embeddingjobs"
+OUTPUT_KEYS = {
+    "uri": ("output", "uri"),
+    "format": ("output", "format"),
+    "files": ("files",),
+    "rows": ("rowsOut",),
+    "rowsFailed": ("rowsFailed",),
+    "rowsSkipped": ("rowsSkipped",),
+    "embeddingDim": ("embeddingDim",),
+    "model": ("model",),
+    "dtype": ("dtype",),
+    "pooling": ("pooling",),
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def output_status(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``status.output`` from a job manifest."""
+    result: dict[str, Any] = {}
+    for key, path in OUTPUT_KEYS.items():
+        value: Any = manifest
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            result[key] = value
+    return result
+
+
+class StatusReporter:
+    """Patches one EmbeddingJob's status subresource; never raises into the job."""
+
+    def __init__(self, namespace: str, name: str, api: Any):
+        self.namespace, self.name, self.api = namespace, name, api
+        self._warned = False
+
+    def patch(self, status: dict[str, Any]) -> bool:
+        """Merge ``status`` into the resource's status; False (logged once) on failure."""
+        try:
+            self.api.patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, PLURAL, self.name, {"status": status}
+            )
+        except Exception as exc:  # noqa: BLE001 - reporting must never fail the job
+            if not self._warned:
+                log.warning("cannot report progress to %s/%s: %s", self.namespace, self.name, exc)
+                self._warned = True
+            return False
+        return True
+
+    def progress(
+        self, done: int, failed: int | None, skipped: int, total: int | None, rate: float
+    ) -> bool:
+        progress: dict[str, Any] = {
+            "rowsDone": done,
+            "rowsSkipped": skipped,
+            "imagesPerSecond": round(rate, 1),
+            "updatedAt": _now(),
+        }
+        if failed is not None:
+            progress["rowsFailed"] = failed
+        if total is not None:
+            progress["rowsTotal"] = total
+        return self.patch({"progress": progress})
+
+    def result(self, manifest: dict[str, Any]) -> bool:
+        done = manifest["rowsEmbedded"] + manifest["rowsFailed"]
+        return self.patch(
+            {
+                "output": output_status(manifest),
+                "progress": {
+                    "rowsDone": done,
+                    "rowsFailed": manifest["rowsFailed"],
+                    "rowsSkipped": manifest["rowsSkipped"],
+                    "rowsTotal": manifest["rowsIn"],
+                    "updatedAt": _now(),
+                },
+            }
+        )
+
+
+def from_env(env: dict[str, str] | None = None) -> StatusReporter | None:
+    """The reporter for the EmbeddingJob named in the environment (set by the operator)."""
+    env = dict(os.environ) if env is None else env
+    name, namespace = env.get("EMBEDDING_JOB_NAME"), env.get("EMBEDDING_JOB_NAMESPACE")
+    if not name or not namespace:
+        return None
+    try:
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+    except Exception as exc:  # noqa: BLE001 - no credentials: run without reporting
+        log.warning("no Kubernetes credentials, progress is not reported: %s", exc)
+        return None
+    return StatusReporter(namespace, name, client.CustomObjectsApi())
+
+
+class ProgressLoop:
+    """Reports ``snapshot()`` every ``interval`` seconds on a daemon thread."""
+
+    def __init__(
+        self,
+        reporter: StatusReporter,
+        snapshot: Callable[[], tuple[int, int | None]],
+        skipped: int = 0,
+        total: int | None = None,
+        interval: float = 5.0,
+    ):
+        self.reporter, self.snapshot = reporter, snapshot
+        self.skipped, self.total, self.interval = skipped, total, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
+        self._started = time.monotonic()
+
+    def __enter__(self) -> ProgressLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+
+    def report(self) -> None:
+        done, failed = self.snapshot()
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        self.reporter.progress(done, failed, self.skipped, self.total, done / elapsed)
+
+    def _run(self) -> None:
+        self.report()
+        while not self._stop.wait(self.interval):
+            self.report()

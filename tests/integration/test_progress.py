@@ -1,0 +1,171 @@
+"""Progress and results reported by the job to its own EmbeddingJob, with least privilege."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import daft
+import pytest
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from embedding_job.config import parse_config
+from embedding_job.model import EmbedderSettings
+from embedding_job.pipeline import Workers, embed
+from embedding_job.progress import NativeTracker, RayTracker, worker_counter
+from embedding_job.report import StatusReporter
+from tests.conftest import DINOV2
+from tests.images import good_images
+from tests.integration.jobs import run_cli, write_config
+from tests.integration.kube import Cluster, Operator
+from tests.integration.test_resume import table
+from tests.waiting import wait_for
+
+JOB = """
+apiVersion: embedding.dev/v1alpha1
+kind: EmbeddingJob
+metadata: {{name: {name}}}
+spec:
+  input: {{uri: "s3://bucket/in/"}}
+  output: {{uri: "s3://bucket/out/{name}/"}}
+"""
+
+
+def api_as(kubeconfig: Path) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
+
+
+def job_identity(cluster: Cluster, namespace: str, name: str, tmp_path: Path) -> Path:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=JOB.format(name=name))
+    wait_for(
+        lambda: cluster.get("rolebinding", f"{name}-embedding-job-status", namespace),
+        message="job identity",
+    )
+    return cluster.kubeconfig_for(
+        f"{name}-embedding-job", namespace, tmp_path / f"{name}.kubeconfig"
+    )
+
+
+def status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return (cluster.get("ej", name, namespace) or {}).get("status") or {}
+
+
+def test_the_job_identity_patches_only_its_own_status(
+    cluster: Cluster, namespace: str, operator: Operator, tmp_path: Path
+) -> None:
+    kubeconfig = job_identity(cluster, namespace, "mine", tmp_path)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=JOB.format(name="other"))
+    api = api_as(kubeconfig)
+    assert StatusReporter(namespace, "mine", api).progress(5, 1, 0, 10, 2.5) is True
+    progress = status(cluster, namespace, "mine")["progress"]
+    assert (progress["rowsDone"], progress["rowsFailed"], progress["rowsTotal"]) == (5, 1, 10)
+    with pytest.raises(ApiException) as refused:
+        api.patch_namespaced_custom_object_status(
+            "embedding.dev",
+            "v1alpha1",
+            namespace,
+            "embeddingjobs",
+            "other",
+            {"status": {"phase": "Succeeded"}},
+        )
+    assert refused.value.status == 403
+    with pytest.raises(ApiException) as spec_refused:
+        api.patch_namespaced_custom_object(
+            "embedding.dev",
+            "v1alpha1",
+            namespace,
+            "embeddingjobs",
+            "mine",
+            {"spec": {"suspend": True}},
+        )
+    assert spec_refused.value.status == 403
+    assert StatusReporter(namespace, "other", api).progress(1, 0, 0, None, 1.0) is False
+    # The identity belongs to the EmbeddingJob: deleting the job removes it.
+    cluster.kubectl("delete", "ej", "mine", "-n", namespace, "--wait=true")
+    wait_for(
+        lambda: cluster.get("role", "mine-embedding-job-status", namespace) is None,
+        message="Role collected",
+    )
+    wait_for(
+        lambda: cluster.get("serviceaccount", "mine-embedding-job", namespace) is None,
+        message="SA collected",
+    )
+
+
+@pytest.mark.parametrize("runner", ["native", "ray"])
+def test_a_running_job_reports_progress_and_its_output(
+    cluster: Cluster,
+    namespace: str,
+    operator: Operator,
+    tmp_path: Path,
+    models_root: Path,
+    runner: str,
+) -> None:
+    kubeconfig = job_identity(cluster, namespace, "live", tmp_path)
+    ids = [f"img-{i:02d}" for i in range(16)] + ["bad-1"]
+    source = table(tmp_path / "in.parquet", ids)
+    cfg = {
+        "input": {"uri": str(source), "idColumn": "id", "srcType": "image_binary"},
+        "model": {"name": DINOV2, "path": str(models_root), "dtype": "float32"},
+        "inference": {"batchSize": 4},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    env = {
+        "KUBECONFIG": str(kubeconfig),
+        "EMBEDDING_JOB_NAME": "live",
+        "EMBEDDING_JOB_NAMESPACE": namespace,
+        "EMBEDDING_JOB_PROGRESS_SECONDS": "0.5",
+    }
+    result = run_cli(
+        "run",
+        "--config",
+        str(write_config(tmp_path / "job.yaml", cfg)),
+        "--runner",
+        runner,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cannot report progress" not in result.stderr
+    final = status(cluster, namespace, "live")
+    assert final["output"]["rows"] == 17 and final["output"]["rowsFailed"] == 1
+    assert final["output"]["embeddingDim"] == 32 and final["output"]["files"]
+    assert final["output"]["uri"] == str(tmp_path / "out")
+    assert (final["progress"]["rowsDone"], final["progress"]["rowsTotal"]) == (17, 17)
+    rows_column = cluster.kubectl(
+        "get", "ej", "live", "-n", namespace, "--no-headers"
+    ).stdout.split()
+    assert "17" in rows_column
+
+
+def test_native_tracker_counts_the_embedding_udf_rows(models_root: Path, tmp_path: Path) -> None:
+    cfg = parse_config(
+        {
+            "input": {"uri": str(tmp_path / "in.parquet"), "srcType": "image_binary"},
+            "output": {"uri": str(tmp_path / "o")},
+        }
+    )
+    settings = EmbedderSettings(model_dir=str(models_root / DINOV2), batch_size=2)
+    images = list(good_images().values())
+    df = daft.from_pydict({"image": images})
+    tracker = NativeTracker()
+    try:
+        embed(df, cfg, settings, 32, daft.io.IOConfig(), Workers(gpus=0, concurrency=1)).collect()
+        assert tracker.snapshot() == (len(images), None)
+    finally:
+        tracker.close()
+
+
+def test_ray_tracker_counts_what_workers_add() -> None:
+    import ray
+
+    ray.init(num_cpus=1, include_dashboard=False)
+    try:
+        tracker = RayTracker()
+        counter = worker_counter(tracker.actor_name)
+        assert counter is not None
+        ray.get([counter.add.remote(4, 1), counter.add.remote(3, 0)])
+        assert tracker.snapshot() == (7, 1)
+        tracker.close()
+    finally:
+        ray.shutdown()
