@@ -11,6 +11,7 @@ import pytest
 from tests.chart.render import CHART, helm
 from tests.conftest import Operator
 from tests.integration.kube import Cluster
+from tests.integration.test_operator import drive
 from tests.waiting import wait_for
 
 RELEASE, RELEASE_NS = "eo", "embedding-system"
@@ -102,17 +103,11 @@ def test_operator_works_with_exactly_the_chart_permissions(
             lambda: installed.get("rayjob", "rbac-proof", namespace),
             message=lambda: f"RayJob; operator log:\n{operator.output()}",
         )
-        installed.kubectl(
-            "patch",
-            "rayjob",
-            "rbac-proof",
-            "-n",
+        drive(
+            installed,
             namespace,
-            "--subresource=status",
-            "--type",
-            "merge",
-            "-p",
-            json.dumps({"status": {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}}),
+            "rbac-proof",
+            {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"},
         )
         wait_for(
             lambda: (

@@ -41,6 +41,34 @@ def torn_file(out: Path) -> Path:
     return path
 
 
+def kill_once_embedding(path: Path, log: Path, env: dict[str, str]) -> None:
+    """Run the job in its own process group and SIGKILL it once it has started embedding."""
+    with log.open("w") as handle:
+        job_process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "embedding_job.cli",
+                "--log-format",
+                "json",
+                "run",
+                "--config",
+                str(path),
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "DAFT_PROGRESS_BAR": "0", **env},
+            start_new_session=True,
+        )
+    wait_for(
+        lambda: "embedding " in log.read_text() or job_process.poll() is not None,
+        timeout=120,
+        message="the job to start embedding",
+    )
+    os.killpg(job_process.pid, signal.SIGKILL)
+    job_process.wait(timeout=30)
+
+
 def ids_in(out: Path) -> Counter[str]:
     return Counter(read_output(out)["id"])
 
@@ -69,32 +97,7 @@ def test_an_attempt_killed_mid_run_then_retried_leaves_each_id_once(
     source = table(tmp_path / "in.parquet", ids)
     out = tmp_path / "out"
     path = write_config(tmp_path / "job.yaml", config(models_root, source, out))
-    log = tmp_path / "attempt-1.log"
-    env = {**os.environ, "EMBEDDING_JOB_UID": "uid-k", "DAFT_PROGRESS_BAR": "0"}
-    with log.open("w") as handle:
-        attempt = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "embedding_job.cli",
-                "--log-format",
-                "json",
-                "run",
-                "--config",
-                str(path),
-            ],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    wait_for(
-        lambda: "embedding " in log.read_text() or attempt.poll() is not None,
-        timeout=120,
-        message="the attempt to start embedding",
-    )
-    os.killpg(attempt.pid, signal.SIGKILL)
-    attempt.wait(timeout=30)
+    kill_once_embedding(path, tmp_path / "attempt-1.log", {"EMBEDDING_JOB_UID": "uid-k"})
     torn_file(out)
     retry = run_cli("run", "--config", str(path), env={"EMBEDDING_JOB_UID": "uid-k"})
     assert retry.returncode == 0, retry.stderr[-2000:]
@@ -141,31 +144,7 @@ def test_resume_after_a_real_kill_completes_every_id_once(
     source = table(tmp_path / "in.parquet", ids)
     out = tmp_path / "out"
     path = write_config(tmp_path / "job.yaml", config(models_root, source, out, resume=True))
-    log = tmp_path / "first.log"
-    with log.open("w") as handle:
-        first = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "embedding_job.cli",
-                "--log-format",
-                "json",
-                "run",
-                "--config",
-                str(path),
-            ],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "DAFT_PROGRESS_BAR": "0"},
-            start_new_session=True,
-        )
-    wait_for(
-        lambda: "embedding " in log.read_text() or first.poll() is not None,
-        timeout=120,
-        message="embedding to start",
-    )
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait(timeout=30)
+    kill_once_embedding(path, tmp_path / "first.log", {})
     resumed = run_cli("run", "--config", str(path))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert ids_in(out) == Counter(ids)
