@@ -7,6 +7,8 @@ import shlex
 from typing import Any
 
 from embedding_job.config import load_config
+from embedding_job.spec import parse_spec
+from embedding_operator.builders import Defaults, Owner, build_rayjob
 from tests.integration.conftest import examples
 from tests.integration.kube import Cluster, Operator
 from tests.waiting import wait_for
@@ -65,6 +67,20 @@ def events(cluster: Cluster, namespace: str) -> list[tuple[str, str, str]]:
     ]
 
 
+def assert_kept(built: Any, stored: Any, path: str = "spec") -> None:
+    """Every field we set survives the apiserver (an unknown field would be pruned silently)."""
+    if isinstance(built, dict):
+        for key, value in built.items():
+            assert key in stored, f"{path}.{key} was pruned by KubeRay's CRD"
+            assert_kept(value, stored[key], f"{path}.{key}")
+    elif isinstance(built, list):
+        assert len(built) == len(stored), path
+        for index, (a, b) in enumerate(zip(built, stored, strict=True)):
+            assert_kept(a, b, f"{path}[{index}]")
+    else:
+        assert str(built) == str(stored), f"{path}: {built!r} != {stored!r}"
+
+
 def test_create_makes_exactly_one_rayjob(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
@@ -85,6 +101,11 @@ def test_create_makes_exactly_one_rayjob(
     assert str(container["resources"]["limits"]["nvidia.com/gpu"]) == "4"
     assert container["image"] == "example.invalid/embedding-job:test"
     assert cluster_spec["headGroupSpec"]["rayStartParams"]["num-gpus"] == "0"
+    owner = Owner("photos", namespace, ej["metadata"]["uid"])
+    built = build_rayjob(
+        owner, parse_spec(ej["spec"]), Defaults(job_image="example.invalid/embedding-job:test")
+    )
+    assert_kept(built["spec"], rayjob["spec"])
     argv = shlex.split(rayjob["spec"]["entrypoint"])
     assert load_config(argv[argv.index("--config-json") + 1]).model.name == "facebook/dinov2-base"
     status = wait_phase(cluster, namespace, "photos", "Submitted")
