@@ -4,12 +4,13 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 export DO_NOT_TRACK := 1
 export DAFT_ANALYTICS_ENABLED := 0
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install lint format typecheck test test-unit test-integration demo clean sync-crds check-crds helm-lint tools cluster-up cluster-down operator
+.PHONY: help install lint format typecheck test test-unit test-integration demo clean bench sync-crds check-crds helm-lint tools cluster-up cluster-down operator
 CLUSTER_DIR ?= $(HOME)/.cache/embedding-operator/cluster
 
 help: ## List targets
@@ -72,6 +73,9 @@ cluster-down: ## Stop the local control plane and delete its data
 
 operator: ## Run the operator against $$KUBECONFIG (e.g. after make cluster-up)
 	$(BIN)/kopf run -m embedding_operator.main --all-namespaces --liveness=http://127.0.0.1:8080/healthz
+
+bench: ## Throughput benchmark on generated images (CPU: ~6 min); JSON to $$BENCH_OUT
+	$(BIN)/python -m embedding_job.bench $(BENCH_ARGS)
 
 demo: ## Run the main job on generated sample images (random-init model unless a real one is on disk)
 	$(BIN)/embedding-job demo --workdir .demo

@@ -267,6 +267,38 @@ class InferenceSpec(_Spec):
         ),
     )
     device: Device = Field(Device.AUTO, description="auto | cuda | cpu.")
+    cpus_per_worker: float | None = Field(
+        None,
+        gt=0,
+        le=1024,
+        description=(
+            "CPUs reserved per embedding worker on Ray (decode runs on them); empty: Daft's "
+            "default. See the README on sizing a worker."
+        ),
+    )
+    decode_threads: int | None = Field(
+        None,
+        ge=0,
+        le=256,
+        description=(
+            "CPU threads decoding images ahead of the model in each worker; empty: automatic "
+            "(up to 16 with a GPU, inline on CPU); 0: inline."
+        ),
+    )
+    jpeg_draft_factor: float | None = Field(
+        2.0,
+        ge=1,
+        le=16,
+        description=(
+            "Decode JPEGs at reduced size, down to this multiple of the model's input size "
+            "(2 keeps embeddings within 1e-4 cosine of a full decode); empty: full-size decode."
+        ),
+    )
+    compile: bool = Field(False, description="torch.compile the model (slow first batches).")
+    gpu_decode: bool = Field(
+        False,
+        description="Decode JPEGs on the GPU with torchvision's nvJPEG when available.",
+    )
     rank: int = Field(
         0, ge=0, description="GPU index for a worker, taken modulo the visible GPU count."
     )

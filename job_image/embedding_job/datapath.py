@@ -24,14 +24,15 @@ DEFAULT_DRAFT_FACTOR = 2.0
 
 
 def default_decode_threads(device: torch.device) -> int:
-    """Decode threads when not configured: enough to feed a GPU; one background thread on CPU.
+    """Decode threads when not configured: up to 16 to feed a GPU; none (inline) on CPU.
 
-    On CPU the model already uses every core, so one thread only overlaps decoding with it.
+    On CPU the model's own threads already use every core: a decode thread beside them only
+    competes with them (no gain measured, BENCHMARKS.md), so decoding runs inline there.
     """
+    if device.type != "cuda":
+        return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if device.type == "cuda":
-        return max(1, min(8, (cpus or 1) - 1))
-    return 1
+    return max(1, min(16, (cpus or 1) - 1))
 
 
 class DataPath:

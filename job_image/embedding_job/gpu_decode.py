@@ -3,8 +3,8 @@
 Off unless ``EmbedderSettings.gpu_decode`` is set, and only active where torchvision is
 importable and the model runs on CUDA; otherwise the CPU data path is used and a warning says
 why. JPEGs the GPU cannot take (CMYK, or a batch nvJPEG rejects) fall back to the CPU path, which
-also produces the per-row errors. Resizing on the GPU uses PyTorch's antialiased float kernels,
-within about one grey level of Pillow's.
+also produces the per-row errors. Resizing on the GPU uses PyTorch's antialiased float kernels in
+Pillow's two passes, within a couple of grey levels of Pillow.
 
 Caveat: the job's test machines have no GPU and no torchvision; this path is exercised there
 only through a stand-in decoder (tests/unit/test_datapath.py), not with nvJPEG itself.
@@ -106,19 +106,20 @@ class GpuJpegDecoder:
         """(3, H, W) uint8 on the device → (h, w, 3) uint8, resized and cropped as on the CPU."""
         height, width = int(image.shape[1]), int(image.shape[2])
         target = self.transform.target_size(height, width)
-        if target != (height, width):
-            resized = torch.nn.functional.interpolate(
-                image.unsqueeze(0).float(),
-                size=target,
-                mode=_TORCH_MODES[self.transform.resample],
-                antialias=True,
-                align_corners=False,
-            )
-            image = resized[0].round_().clamp_(0, 255).to(torch.uint8)
-        pixels = image.permute(1, 2, 0)
+        mode = _TORCH_MODES[self.transform.resample]
+        pixels = image.unsqueeze(0)
+        # Like Pillow: horizontal pass, rounded to uint8, then vertical pass (one pass at once
+        # would skip that intermediate clipping and differ by several grey levels near edges).
+        for size in ((height, target[1]), target):
+            if size != tuple(pixels.shape[2:]):
+                resized = torch.nn.functional.interpolate(
+                    pixels.float(), size=size, mode=mode, antialias=True, align_corners=False
+                )
+                pixels = resized.round_().clamp_(0, 255).to(torch.uint8)
+        hwc = pixels[0].permute(1, 2, 0)
         if self.transform.crop is not None:
-            pixels = _center_crop(pixels, self.transform.crop)
-        return pixels.contiguous()
+            hwc = _center_crop(hwc, self.transform.crop)
+        return hwc.contiguous()
 
 
 def _center_crop(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,11 @@ from embedding_job.model_files import embedding_dim
 from embedding_job.preprocess import ImageTransform
 
 log = logging.getLogger(__name__)
+
+#: Benchmark hook (embedding_job.bench): when set, every embed_bytes call appends a line
+#: "<unix time at its start> <unix time at its end> <rows>" to this file, from whichever process
+#: runs the embedder.
+TRACE_ENV = "EMBEDDING_JOB_TRACE_FILE"
 
 _TORCH_DTYPES = {
     DType.FLOAT16: torch.float16,
@@ -38,7 +45,7 @@ class EmbedderSettings:
     batch_size: int = 32
     device: Device = Device.AUTO
     rank: int = 0
-    #: CPU threads decoding ahead of the model; None: 1 on CPU, up to 8 with a GPU; 0: inline.
+    #: CPU threads decoding ahead of the model; None: up to 16 with a GPU, inline on CPU; 0: inline.
     decode_threads: int | None = None
     #: JPEGs decode at reduced size down to this multiple of the model's input size; None: full.
     jpeg_draft_factor: float | None = DEFAULT_DRAFT_FACTOR
@@ -110,12 +117,13 @@ class Embedder:
 
             self.gpu_decoder = GpuJpegDecoder.create(self.datapath, self.device)
         log.info(
-            "loaded %s on %s as %s (dim %d, pooling %s, %d decode threads%s)",
+            "loaded %s on %s as %s (dim %d, pooling %s, %d torch threads, %d decode threads%s)",
             model_dir,
             self.device,
             str(self.dtype).removeprefix("torch."),
             self.dim,
             settings.pooling.value,
+            torch.get_num_threads(),
             threads,
             ", GPU JPEG decode" if self.gpu_decoder is not None else "",
         )
@@ -123,6 +131,10 @@ class Embedder:
     def pixels(self, data: bytes) -> np.ndarray:
         """One image's bytes → resized, cropped (H, W, 3) uint8 pixels; RowError if unusable."""
         return self.datapath.pixels(data)
+
+    def close(self) -> None:
+        """Stop the decode threads (they also end with the process)."""
+        self.datapath.close()
 
     @torch.inference_mode()
     def embed_pixels(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -155,6 +167,7 @@ class Embedder:
         are decoded on the data path's threads while the model runs on earlier batches; model
         batches are ``batch_size`` images whatever the number of items.
         """
+        started = time.time()
         vectors: list[np.ndarray | None] = [None] * len(items)
         row_errors: list[str | None] = list(errors) if errors is not None else [None] * len(items)
         todo: list[int] = []
@@ -165,11 +178,23 @@ class Embedder:
                 row_errors[index] = "missing image (null)"
                 continue
             todo.append(index)
-        if not todo:
-            return vectors, row_errors
-        if self.gpu_decoder is not None:
+        if todo and self.gpu_decoder is not None:
             self._embed_on_gpu(items, todo, vectors, row_errors)
-            return vectors, row_errors
+        elif todo:
+            self._embed_on_cpu_path(items, todo, vectors, row_errors)
+        trace = os.environ.get(TRACE_ENV)
+        if trace:
+            with open(trace, "a") as handle:
+                handle.write(f"{started:.6f} {time.time():.6f} {len(items)}\n")
+        return vectors, row_errors
+
+    def _embed_on_cpu_path(
+        self,
+        items: Sequence[bytes | None],
+        todo: list[int],
+        vectors: list[np.ndarray | None],
+        row_errors: list[str | None],
+    ) -> None:
         step = self.settings.batch_size
         rows: list[int] = []
         pixels: list[np.ndarray] = []
@@ -185,7 +210,6 @@ class Embedder:
                 rows, pixels = [], []
         if pixels:
             self._embed_rows(rows, pixels, vectors)
-        return vectors, row_errors
 
     def _embed_rows(
         self, rows: list[int], pixels: list[np.ndarray], vectors: list[np.ndarray | None]

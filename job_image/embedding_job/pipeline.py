@@ -185,6 +185,7 @@ def embed(
     call = dataclasses.replace(
         udf.embed,
         gpus=workers.gpus,
+        cpus=cfg.inference.cpus_per_worker,
         max_concurrency=workers.concurrency,
         batch_size=cfg.inference.batch_size,
     )
@@ -259,6 +260,10 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
         batch_size=cfg.inference.batch_size,
         device=cfg.inference.device,
         rank=cfg.inference.rank,
+        decode_threads=cfg.inference.decode_threads,
+        jpeg_draft_factor=cfg.inference.jpeg_draft_factor,
+        compile=cfg.inference.compile,
+        gpu_decode=cfg.inference.gpu_decode,
     )
     workers = plan_workers(cfg, options)
     log.info(

@@ -90,9 +90,9 @@ class ImageTransform:
         None when the transform does not resize (a reduced decode would change the output).
         """
         if self.resize_to is not None:
-            return int(math.ceil(factor * max(self.resize_to)))
+            return math.ceil(factor * max(self.resize_to))
         if self.shortest_edge is not None:
-            return int(math.ceil(factor * self.shortest_edge))
+            return math.ceil(factor * self.shortest_edge)
         return None
 
     def target_size(self, height: int, width: int) -> tuple[int, int]:
@@ -103,9 +103,7 @@ class ImageTransform:
             return _shortest_edge_size(height, width, self.shortest_edge)
         return (height, width)
 
-    def to_uint8(
-        self, image: Image.Image, full_size: tuple[int, int] | None = None
-    ) -> np.ndarray:
+    def to_uint8(self, image: Image.Image, full_size: tuple[int, int] | None = None) -> np.ndarray:
         """Resize and crop one RGB image; returns an (H, W, 3) uint8 array.
 
         ``full_size`` is the (width, height) of the image at full resolution when ``image`` was
@@ -141,8 +139,9 @@ class ImageTransform:
 
 
 def _torch_resize(image: Image.Image, size: tuple[int, int], mode: str) -> np.ndarray:
-    # np.array (not asarray): a writable buffer that torch can wrap without a warning.
-    pixels = torch.from_numpy(np.array(image, dtype=np.uint8))
+    # A writable copy that torch can wrap; np.array(image) takes ~3x longer.
+    raw = bytearray(image.tobytes())
+    pixels = torch.frombuffer(raw, dtype=torch.uint8).view(image.height, image.width, 3)
     # (H, W, 3) viewed as (1, 3, H, W) is channels-last: the layout of the fast uint8 kernels.
     batch = pixels.permute(2, 0, 1).unsqueeze(0)
     resized = torch.nn.functional.interpolate(

@@ -45,7 +45,8 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     for key, value in node.items():
         if key in _DROP or (key == "default" and value is None):
             continue
-        if key == "exclusiveMinimum":
+        if key == "exclusiveMinimum" and not isinstance(value, bool):
+            # JSON Schema's numeric bound → OpenAPI v3.0's minimum + boolean flag.
             out["minimum"], out["exclusiveMinimum"] = value, True
         elif key == "properties":
             out[key] = {name: _structural(prop, defs) for name, prop in value.items()}

@@ -52,6 +52,8 @@ def test_enums_defaults_minimums_and_cel_rules() -> None:
     assert spec["model"]["properties"]["dtype"]["enum"] == ["float16", "bfloat16", "float32"]
     assert spec["model"]["properties"]["dtype"]["default"] == "float16"
     assert spec["inference"]["properties"]["batchSize"]["minimum"] == 1
+    cpus = spec["inference"]["properties"]["cpusPerWorker"]
+    assert (cpus["minimum"], cpus["exclusiveMinimum"], cpus["nullable"]) == (0, True, True)
     assert spec["inference"]["default"] == {}
     assert spec["cluster"]["properties"]["submissionMode"]["default"] == "HTTPMode"
     rules = [r["rule"] for r in schema["properties"]["spec"]["x-kubernetes-validations"]]
