@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from embedding_job.cli import telemetry_off
+
 #: H100 bf16 dense matmul, measured (shared/ANCHORS.md).
 GPU_PEAK_TFLOPS = 790.0
 #: Published GFLOP per 224 px image (2 per multiply-add).
@@ -755,13 +757,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = WorkerSpec(**json.loads(Path(args.worker).read_text()))
         Path(spec.result).write_text(json.dumps(run_worker(spec)))
         return 0
-    for key, value in (
-        ("DO_NOT_TRACK", "1"),
-        ("DAFT_ANALYTICS_ENABLED", "0"),
-        ("RAY_USAGE_STATS_ENABLED", "0"),
-        ("HF_HUB_OFFLINE", "1"),
-    ):
-        os.environ.setdefault(key, value)
+    telemetry_off()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     device, device_name = _device_name(args.device)
     on_gpu = device == "cuda"
     dtype = args.dtype or ("float16" if on_gpu else "float32")

@@ -21,7 +21,8 @@ log = logging.getLogger("embedding_job")
 EXIT_CONFIG = 2
 
 
-def _telemetry_off() -> None:
+def telemetry_off() -> None:
+    """Turn off every library's usage reporting (unless the environment already decided)."""
     # Batch jobs on customer data never phone home.
     for key, value in (
         ("DO_NOT_TRACK", "1"),
@@ -143,7 +144,7 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``embedding-job`` command."""
-    _telemetry_off()
+    telemetry_off()
     args = _parser().parse_args(argv)
     structured = {"auto": None, "text": False, "json": True}[args.log_format]
     from embedding_job.logs import setup_logging
