@@ -138,3 +138,24 @@ def test_uninstall_removes_rbac_and_deployment_but_keeps_the_crd(installed: Clus
     # Installing again over the kept CRD works (Helm skips existing CRDs).
     helm("install", RELEASE, str(CHART), "--namespace", RELEASE_NS, kubeconfig=installed.kubeconfig)
     assert installed.get("deployment", SA, RELEASE_NS) is not None
+
+
+def test_helm_install_refuses_bad_values_naming_the_key(cluster: Cluster, tmp_path: Path) -> None:
+    values = tmp_path / "bad-values.yaml"
+    values.write_text("watch:\n  allNamespaces: yes-please\nreplicas: 2\n")
+    result = helm(
+        "install",
+        "bad",
+        str(CHART),
+        "--namespace",
+        "bad-values",
+        "--create-namespace",
+        "-f",
+        str(values),
+        check=False,
+        kubeconfig=cluster.kubeconfig,
+    )
+    assert result.returncode != 0
+    assert "/watch/allNamespaces" in result.stderr and "'replicas' not allowed" in result.stderr
+    listed = helm("list", "--all-namespaces", "-q", kubeconfig=cluster.kubeconfig).stdout.split()
+    assert "bad" not in listed
