@@ -10,7 +10,7 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from embedding_job.config import ConfigError, EmbeddingJobConfig, _format_errors, _Spec
 
@@ -131,6 +131,49 @@ class LifecycleSpec(_Spec):
     )
 
 
+class NfsSource(_Spec):
+    """An NFS export."""
+
+    server: str = Field(..., min_length=1, description="NFS server host name or address.")
+    path: str = Field(..., pattern=r"^/", description="Exported path on the server.")
+
+
+class VolumeSpec(_Spec):
+    """A volume mounted at the same path in the head and every worker: shared storage for
+    input, output or models (a ReadWriteMany PVC, NFS, or a node's directory)."""
+
+    name: str = Field(..., pattern=_DNS_LABEL.pattern, max_length=63, description="Volume name.")
+    mount_path: str = Field(..., pattern=r"^/", description="Where the pods see it.")
+    read_only: bool = Field(False, description="Mount read-only.")
+    claim_name: str | None = Field(
+        None, max_length=253, description="Source: a PersistentVolumeClaim in the job's namespace."
+    )
+    host_path: str | None = Field(
+        None, pattern=r"^/", description="Source: a directory on the node (single-node clusters)."
+    )
+    nfs: NfsSource | None = Field(None, description="Source: an NFS export.")
+
+    model_config = ConfigDict(
+        **_Spec.model_config,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "[has(self.claimName), has(self.hostPath), has(self.nfs)]"
+                    ".filter(x, x).size() == 1",
+                    "message": "set exactly one source: claimName, hostPath or nfs",
+                }
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VolumeSpec:
+        sources = [s for s in (self.claim_name, self.host_path, self.nfs) if s is not None]
+        if len(sources) != 1:
+            raise ValueError("set exactly one source: claimName, hostPath or nfs")
+        return self
+
+
 class ClusterSpec(_Spec):
     """Where the job runs: the Ray cluster KubeRay creates for it."""
 
@@ -157,9 +200,29 @@ class ClusterSpec(_Spec):
         max_length=253,
         description="PersistentVolumeClaim holding the models, mounted read-only at model.path.",
     )
+    volumes: list[VolumeSpec] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Extra volumes mounted in the head and every worker (shared storage).",
+    )
     lifecycle: LifecycleSpec = Field(
         default_factory=LifecycleSpec, description="Deadlines, retries and clean-up."
     )
+
+    @field_validator("volumes")
+    @classmethod
+    def _distinct_volumes(cls, volumes: list[VolumeSpec]) -> list[VolumeSpec]:
+        for what, values in (
+            ("name", [v.name for v in volumes]),
+            ("mountPath", [v.mount_path for v in volumes]),
+        ):
+            repeated = sorted({x for x in values if values.count(x) > 1})
+            if repeated:
+                raise ValueError(f"volume {what}s must be distinct; repeated: {repeated}")
+        if "models" in (v.name for v in volumes):
+            raise ValueError("volume name 'models' is reserved for modelsVolumeClaim")
+        return volumes
+
     submission_mode: SubmissionMode = Field(
         SubmissionMode.HTTP,
         description=(

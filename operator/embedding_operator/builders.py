@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from embedding_job.spec import EmbeddingJobSpec, HeadSpec, Toleration, WorkerSpec
+from embedding_job.spec import EmbeddingJobSpec, HeadSpec, Toleration, VolumeSpec, WorkerSpec
 from embedding_operator import GROUP, KIND, VERSION
 
 RAY_VERSION = "2.59.0"
@@ -142,17 +143,25 @@ def entrypoint(spec: EmbeddingJobSpec) -> str:
     )
 
 
+def job_identity_env(owner: Owner) -> dict[str, str]:
+    """The job stamps its output with the uid, so a KubeRay retry replaces its own output
+    instead of adding rows; name and namespace tell it which resource to report to."""
+    return {
+        "EMBEDDING_JOB_UID": owner.uid,
+        "EMBEDDING_JOB_NAME": owner.name,
+        "EMBEDDING_JOB_NAMESPACE": owner.namespace,
+    }
+
+
+def runtime_env_yaml(owner: Owner) -> str:
+    """The Ray job's runtime env: the identity travels with the submission too, so the
+    driver knows its EmbeddingJob even on a Ray head that is not this job's own pod."""
+    return json.dumps({"env_vars": job_identity_env(owner)}, sort_keys=True)
+
+
 def _env(owner: Owner, spec: EmbeddingJobSpec) -> list[dict[str, str]]:
     env = dict(_TELEMETRY_OFF)
-    # The job stamps its output with this uid, so a KubeRay retry replaces its own output
-    # instead of adding rows; name and namespace tell it which resource to report to.
-    env.update(
-        {
-            "EMBEDDING_JOB_UID": owner.uid,
-            "EMBEDDING_JOB_NAME": owner.name,
-            "EMBEDDING_JOB_NAMESPACE": owner.namespace,
-        }
-    )
+    env.update(job_identity_env(owner))
     if not spec.model.download:
         env["HF_HUB_OFFLINE"] = "1"
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
@@ -185,11 +194,34 @@ def _container(
     env_from = _env_from(spec)
     if env_from:
         container["envFrom"] = env_from
+    mounts = [
+        {"name": v.name, "mountPath": v.mount_path, "readOnly": v.read_only}
+        for v in spec.cluster.volumes
+    ]
     if spec.cluster.models_volume_claim:
-        container["volumeMounts"] = [
-            {"name": "models", "mountPath": spec.model.path, "readOnly": True}
-        ]
+        mounts.insert(0, {"name": "models", "mountPath": spec.model.path, "readOnly": True})
+    if mounts:
+        container["volumeMounts"] = mounts
     return container
+
+
+def _volume(volume: VolumeSpec) -> dict[str, Any]:
+    if volume.claim_name is not None:
+        source: dict[str, Any] = {
+            "persistentVolumeClaim": {"claimName": volume.claim_name, "readOnly": volume.read_only}
+        }
+    elif volume.host_path is not None:
+        source = {"hostPath": {"path": volume.host_path, "type": "Directory"}}
+    else:
+        assert volume.nfs is not None  # the spec allows exactly one source
+        source = {
+            "nfs": {
+                "server": volume.nfs.server,
+                "path": volume.nfs.path,
+                "readOnly": volume.read_only,
+            }
+        }
+    return {"name": volume.name, **source}
 
 
 def _pod(
@@ -208,16 +240,12 @@ def _pod(
     if tolerations:
         pod["tolerations"] = _tolerations(tolerations)
     pod["serviceAccountName"] = job_service_account(owner, spec)
+    volumes = [_volume(v) for v in spec.cluster.volumes]
     if spec.cluster.models_volume_claim:
-        pod["volumes"] = [
-            {
-                "name": "models",
-                "persistentVolumeClaim": {
-                    "claimName": spec.cluster.models_volume_claim,
-                    "readOnly": True,
-                },
-            }
-        ]
+        models = {"claimName": spec.cluster.models_volume_claim, "readOnly": True}
+        volumes.insert(0, {"name": "models", "persistentVolumeClaim": models})
+    if volumes:
+        pod["volumes"] = volumes
     return {"spec": pod}
 
 
@@ -278,6 +306,7 @@ def build_rayjob(owner: Owner, spec: EmbeddingJobSpec, defaults: Defaults) -> di
     image = spec.cluster.image or defaults.job_image
     rayjob_spec: dict[str, Any] = {
         "entrypoint": entrypoint(spec),
+        "runtimeEnvYAML": runtime_env_yaml(owner),
         "submissionMode": spec.cluster.submission_mode.value,
         "shutdownAfterJobFinishes": True,
         "ttlSecondsAfterFinished": lifecycle.ttl_seconds_after_finished,

@@ -6,6 +6,7 @@ import shlex
 from typing import Any
 
 import pytest
+import yaml
 
 from embedding_job.config import ConfigError, load_config
 from embedding_job.spec import check_name, parse_spec
@@ -106,6 +107,27 @@ def test_entrypoint_config_round_trips_through_the_contract() -> None:
     assert load_config(argv[5]) == spec.job_config()
 
 
+def test_the_job_identity_travels_in_the_ray_runtime_env_too() -> None:
+    # The driver reads its EmbeddingJob from env: from the head pod's container in a real
+    # cluster, from the submission's runtime env wherever the head is not the job's own pod.
+    manifest = rayjob()
+    runtime_env = yaml.safe_load(manifest["spec"]["runtimeEnvYAML"])
+    container_env = {
+        e["name"]: e["value"]
+        for e in manifest["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"][
+            "containers"
+        ][0]["env"]
+    }
+    assert runtime_env == {
+        "env_vars": {
+            "EMBEDDING_JOB_NAME": "photos",
+            "EMBEDDING_JOB_NAMESPACE": "team-a",
+            "EMBEDDING_JOB_UID": "1234-uid",
+        }
+    }
+    assert runtime_env["env_vars"].items() <= container_env.items()
+
+
 def test_output_is_deterministic() -> None:
     assert rayjob() == rayjob()
 
@@ -182,3 +204,76 @@ def test_each_job_gets_an_identity_that_can_only_patch_its_own_status() -> None:
     role_only = build_job_identity(OWNER, parse_spec(SPEC))
     assert [o["kind"] for o in role_only] == ["Role", "RoleBinding"]
     assert role_only[1]["subjects"][0]["name"] == "embedder"
+
+
+def test_volumes_are_mounted_at_the_same_path_in_head_and_workers() -> None:
+    spec = {
+        **SPEC,
+        "cluster": {
+            **SPEC["cluster"],
+            "volumes": [
+                {"name": "shared", "mountPath": "/shared", "claimName": "rwx"},
+                {"name": "scratch", "mountPath": "/scratch", "hostPath": "/mnt/nvme"},
+                {
+                    "name": "archive",
+                    "mountPath": "/archive",
+                    "readOnly": True,
+                    "nfs": {"server": "nfs.example", "path": "/exports/a"},
+                },
+            ],
+        },
+    }
+    cluster = rayjob(spec)["spec"]["rayClusterSpec"]
+    pods = [cluster["headGroupSpec"]["template"]["spec"]] + [
+        g["template"]["spec"] for g in cluster["workerGroupSpecs"]
+    ]
+    for pod in pods:
+        assert pod["volumes"] == [
+            {
+                "name": "models",
+                "persistentVolumeClaim": {"claimName": "models-pvc", "readOnly": True},
+            },
+            {"name": "shared", "persistentVolumeClaim": {"claimName": "rwx", "readOnly": False}},
+            {"name": "scratch", "hostPath": {"path": "/mnt/nvme", "type": "Directory"}},
+            {
+                "name": "archive",
+                "nfs": {"server": "nfs.example", "path": "/exports/a", "readOnly": True},
+            },
+        ]
+        assert pod["containers"][0]["volumeMounts"] == [
+            {"name": "models", "mountPath": "/models", "readOnly": True},
+            {"name": "shared", "mountPath": "/shared", "readOnly": False},
+            {"name": "scratch", "mountPath": "/scratch", "readOnly": False},
+            {"name": "archive", "mountPath": "/archive", "readOnly": True},
+        ]
+
+
+@pytest.mark.parametrize(
+    ("volumes", "message"),
+    [
+        ([{"name": "a", "mountPath": "/a"}], "exactly one source"),
+        ([{"name": "a", "mountPath": "/a", "claimName": "x", "hostPath": "/a"}], "exactly one"),
+        (
+            [
+                {"name": "a", "mountPath": "/a", "claimName": "x"},
+                {"name": "a", "mountPath": "/b", "claimName": "y"},
+            ],
+            "names must be distinct",
+        ),
+        (
+            [
+                {"name": "a", "mountPath": "/a", "claimName": "x"},
+                {"name": "b", "mountPath": "/a", "claimName": "y"},
+            ],
+            "mountPaths must be distinct",
+        ),
+        ([{"name": "models", "mountPath": "/m", "claimName": "x"}], "reserved"),
+        ([{"name": "a", "mountPath": "relative", "claimName": "x"}], "mountPath"),
+    ],
+)
+def test_bad_volumes_are_refused_naming_the_problem(
+    volumes: list[dict[str, Any]], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        parse_spec({**SPEC, "cluster": {"volumes": volumes}})
+    assert "spec.cluster.volumes" in str(err.value)
