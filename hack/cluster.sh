@@ -17,6 +17,7 @@
 #   EMBOP_SERVICE_CIDR      service ClusterIP range (default 127.77.0.0/16, loopback)
 #   EMBOP_CLUSTER_KCM       1 (default): build if needed and start kube-controller-manager;
 #                           auto: start it only if already built; 0: never
+#   EMBOP_CLUSTER_SCHEDULER 1: also build if needed and start kube-scheduler (default 0)
 #   EMBOP_CLUSTER_TIMEOUT   seconds to wait for each component to get ready (default 180)
 #   EMBOP_TOOLS_CACHE and the version pins of hack/tools.sh apply too.
 set -euo pipefail
@@ -27,82 +28,12 @@ TOOLS="$HACK_DIR/tools.sh"
 SERVICE_CIDR="${EMBOP_SERVICE_CIDR:-127.77.0.0/16}"
 KCM_MODE="${EMBOP_CLUSTER_KCM:-1}"
 TIMEOUT="${EMBOP_CLUSTER_TIMEOUT:-180}"
-COMPONENTS=(kube-controller-manager kube-apiserver etcd)   # stop order
+SCHEDULER_MODE="${EMBOP_CLUSTER_SCHEDULER:-0}"
+COMPONENTS=(kube-scheduler kube-controller-manager kube-apiserver etcd)   # stop order
 
-log() { printf '[cluster] %s\n' "$*" >&2; }
-die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
-
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required"; }
-
-# ---- process helpers -----------------------------------------------------------
-pid_of() { # pid_of <dir> <component>: print pid if the pid file names a live process of it
-  local f="$1/$2.pid" pid
-  [[ -f "$f" ]] || return 1
-  pid="$(cat "$f" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  # guard against pid reuse: the process must be the component binary
-  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "/$2 " || return 1
-  echo "$pid"
-}
-
-stop_component() { # stop_component <dir> <component>
-  local dir="$1" c="$2" pid deadline
-  if pid="$(pid_of "$dir" "$c")"; then
-    log "stopping $c (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 20))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "$c (pid $pid) ignored SIGTERM; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      deadline=$((SECONDS + 10))
-      while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-    fi
-  fi
-  rm -f "$dir/$c.pid"
-}
-
-start_component() { # start_component <dir> <component> <binary> args...
-  local dir="$1" c="$2" bin="$3"; shift 3
-  mkdir -p "$dir/logs"
-  log "starting $c"
-  # setsid: own session, so the caller's terminal/job signals don't reach it and it
-  # outlives this script. In a non-interactive shell the `&` child is not a group
-  # leader, so setsid does not fork and $! is the component's pid.
-  [[ ! -f "$dir/logs/$c.log" ]] || mv -f "$dir/logs/$c.log" "$dir/logs/$c.log.prev"
-  setsid "$bin" "$@" >"$dir/logs/$c.log" 2>&1 </dev/null &
-  echo $! > "$dir/$c.pid"
-}
-
-# wait_for <dir> <component> <description> <command...>: poll until command succeeds,
-# the component dies, or the deadline passes.
-wait_for() {
-  local dir="$1" c="$2" what="$3"; shift 3
-  local deadline=$((SECONDS + TIMEOUT))
-  while ! "$@" >/dev/null 2>&1; do
-    if ! pid_of "$dir" "$c" >/dev/null; then
-      tail -n 40 "$dir/logs/$c.log" >&2 || true
-      die "$c exited before $what (log: $dir/logs/$c.log)"
-    fi
-    if ((SECONDS >= deadline)); then
-      tail -n 40 "$dir/logs/$c.log" >&2 || true
-      die "timed out after ${TIMEOUT}s waiting for $what (log: $dir/logs/$c.log)"
-    fi
-    sleep 0.5
-  done
-  log "$what: ok"
-}
-
-free_port() {
-  python3 - <<'EOF'
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()
-EOF
-}
+LOG_TAG=cluster
+# shellcheck source=hack/lib.sh
+source "$HACK_DIR/lib.sh"
 
 # ---- PKI -----------------------------------------------------------------------------
 first_service_ip() { # 127.77.0.0/16 -> 127.77.0.1 (IPv4 only)
@@ -185,7 +116,7 @@ probe_apiserver() { # <dir> <port> <token>
   [[ "$(curl -sS --max-time 3 --cacert "$1/pki/ca.crt" -H "Authorization: Bearer $3" \
         "https://127.0.0.1:$2/readyz")" == ok ]]
 }
-probe_kcm() { [[ "$(curl -ksS --max-time 3 "https://127.0.0.1:$1/healthz")" == ok ]]; }
+probe_healthz() { [[ "$(curl -ksS --max-time 3 "https://127.0.0.1:$1/healthz")" == ok ]]; }
 probe_default_sa() { # the serviceaccount controller made "default" in "default"
   curl -fsS --max-time 3 --cacert "$1/pki/ca.crt" -H "Authorization: Bearer $3" \
     "https://127.0.0.1:$2/api/v1/namespaces/default/serviceaccounts/default" >/dev/null
@@ -199,6 +130,7 @@ cluster_running() { # all expected components alive and apiserver ready
   ( source "$dir/cluster.env"
     for c in etcd kube-apiserver; do pid_of "$dir" "$c" >/dev/null || exit 1; done
     if [[ "${EMBOP_KCM_ENABLED:-0}" == 1 ]]; then pid_of "$dir" kube-controller-manager >/dev/null || exit 1; fi
+    if [[ "${EMBOP_SCHEDULER_ENABLED:-0}" == 1 ]]; then pid_of "$dir" kube-scheduler >/dev/null || exit 1; fi
     probe_apiserver "$dir" "$EMBOP_APISERVER_PORT" "$EMBOP_ADMIN_TOKEN" )
 }
 
@@ -216,7 +148,7 @@ cmd_status() {
 }
 
 cmd_up() {
-  local dir="$1" use_kcm=0 etcd_bin apiserver_bin kcm_bin="" paths
+  local dir="$1" use_kcm=0 use_scheduler=0 scheduler_bin="" etcd_bin apiserver_bin kcm_bin="" paths
   need openssl; need curl; need python3; need setsid
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
@@ -243,6 +175,11 @@ cmd_up() {
   else
     paths="$("$TOOLS" ensure etcd kube-apiserver)"
   fi
+  case "$SCHEDULER_MODE" in
+    1|true|yes) use_scheduler=1; scheduler_bin="$("$TOOLS" ensure kube-scheduler)" ;;
+    0|false|no) ;;
+    *) die "EMBOP_CLUSTER_SCHEDULER must be 1 or 0" ;;
+  esac
   etcd_bin="$(sed -n 1p <<<"$paths")"
   apiserver_bin="$(sed -n 2p <<<"$paths")"
 
@@ -250,6 +187,7 @@ cmd_up() {
   local etcd_peer_port="${EMBOP_ETCD_PEER_PORT:-$(free_port)}"
   local api_port="${EMBOP_APISERVER_PORT:-$(free_port)}"
   local kcm_port="${EMBOP_KCM_PORT:-$(free_port)}"
+  local scheduler_port="${EMBOP_SCHEDULER_PORT:-$(free_port)}"
   local svc_ip token pki="$dir/pki"
   svc_ip="$(first_service_ip "$SERVICE_CIDR")"
   gen_pki "$pki" "$svc_ip"
@@ -305,6 +243,8 @@ EMBOP_ETCD_PORT=$etcd_port
 EMBOP_ETCD_PEER_PORT=$etcd_peer_port
 EMBOP_KCM_PORT=$kcm_port
 EMBOP_KCM_ENABLED=$use_kcm
+EMBOP_SCHEDULER_PORT=$scheduler_port
+EMBOP_SCHEDULER_ENABLED=$use_scheduler
 EMBOP_SERVICE_CIDR=$SERVICE_CIDR
 EMBOP_CA_FILE=$pki/ca.crt
 EMBOP_ADMIN_TOKEN=$token
@@ -334,9 +274,24 @@ EOF
       --profiling=false \
       --v=1
     wait_for "$dir" kube-controller-manager "kube-controller-manager /healthz on 127.0.0.1:$kcm_port" \
-      probe_kcm "$kcm_port"
+      probe_healthz "$kcm_port"
     wait_for "$dir" kube-controller-manager "default ServiceAccount" \
       probe_default_sa "$dir" "$api_port" "$token"
+  fi
+
+  # -- kube-scheduler (binds pods to nodes, e.g. kwok's fake GPU nodes) -----------------
+  if ((use_scheduler)); then
+    start_component "$dir" kube-scheduler "$scheduler_bin" \
+      --kubeconfig="$dir/kubeconfig" \
+      --authentication-kubeconfig="$dir/kubeconfig" \
+      --authorization-kubeconfig="$dir/kubeconfig" \
+      --bind-address=127.0.0.1 --secure-port="$scheduler_port" \
+      --cert-dir="$pki/scheduler-generated" \
+      --leader-elect=false \
+      --profiling=false \
+      --v=2
+    wait_for "$dir" kube-scheduler "kube-scheduler /healthz on 127.0.0.1:$scheduler_port" \
+      probe_healthz "$scheduler_port"
   fi
 
   trap - EXIT
@@ -344,7 +299,7 @@ EOF
   echo "$dir/kubeconfig"
 }
 
-usage() { sed -n '3,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//'; }
 
 main() {
   local cmd="${1:-}"

@@ -5,6 +5,7 @@
 #   hack/tools.sh ensure [tool...]   build what is missing; print one path per tool
 #   hack/tools.sh path <tool>        print the path if already built (exit 1 if not)
 #   hack/tools.sh kuberay-crds       print KubeRay's config/crd/bases dir (downloads module)
+#   hack/tools.sh kwok-stages        print kwok's "fast" node/pod lifecycle stage files (one per line)
 #   hack/tools.sh versions           print the pinned versions
 #   hack/tools.sh list               print the known tool names
 #
@@ -302,6 +303,15 @@ cmd_kuberay_crds() {
   echo "$dir/config/crd/bases"
 }
 
+cmd_kwok_stages() {
+  local dir sub
+  dir="$(mod_field "sigs.k8s.io/kwok@$KWOK_VERSION" Dir)/kustomize/stage"
+  for sub in node/fast node/heartbeat-with-lease pod/fast; do
+    [[ -d "$dir/$sub" ]] || die "no $sub stages in $dir"
+    find "$dir/$sub" -maxdepth 1 -name '*.yaml' ! -name kustomization.yaml | sort
+  done
+}
+
 cmd_versions() {
   cat <<EOF
 kubernetes=$K8S_VERSION
@@ -324,6 +334,7 @@ main() {
     ensure) cmd_ensure "$@" ;;
     path) cmd_path "$@" ;;
     kuberay-crds) cmd_kuberay_crds ;;
+    kwok-stages) cmd_kwok_stages ;;
     versions) cmd_versions ;;
     list) printf '%s\n' "${ALL_TOOLS[@]}" ;;
     -h|--help|help|"") usage ;;
