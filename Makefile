@@ -10,7 +10,7 @@ export DO_NOT_TRACK := 1
 export DAFT_ANALYTICS_ENABLED := 0
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: help install lint format typecheck test test-unit test-integration demo clean bench sync-crds check-crds helm-lint tools cluster-up cluster-down operator
+.PHONY: help install lint format typecheck test test-unit test-integration demo clean bench sync-crds check-crds helm-lint tools cluster-up cluster-down operator e2e-up e2e-down e2e-local e2e-kind
 CLUSTER_DIR ?= $(HOME)/.cache/embedding-operator/cluster
 
 help: ## List targets
@@ -58,9 +58,10 @@ test-unit: ## Fast tests only: config, decode, embedder parity
 test-integration: ## The real pipeline on Daft's native runner and a local Ray cluster
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-tools: ## Build (once, cached outside the repo) etcd, kube-apiserver, kube-controller-manager, kubectl, helm
-	hack/tools.sh ensure etcd kube-apiserver kube-controller-manager kubectl helm
+tools: ## Build (once, cached outside the repo) the control plane, helm, kwok and KubeRay's operator
+	hack/tools.sh ensure etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm kwok ray-operator
 	hack/tools.sh kuberay-crds
+	hack/tools.sh kwok-stages
 
 cluster-up: tools ## Start a local control plane on 127.0.0.1 with our and KubeRay's CRDs
 	hack/cluster.sh up $(CLUSTER_DIR)
@@ -70,6 +71,21 @@ cluster-up: tools ## Start a local control plane on 127.0.0.1 with our and KubeR
 
 cluster-down: ## Stop the local control plane and delete its data
 	hack/cluster.sh down $(CLUSTER_DIR)
+
+E2E_DIR ?= $(HOME)/.cache/embedding-operator/e2e
+
+e2e-up: tools ## The local e2e cluster (kwok GPU nodes, scheduler, KubeRay, a real Ray head) on loopback
+	hack/e2e.sh up $(E2E_DIR)
+	@echo "export KUBECONFIG=$(E2E_DIR)/kubeconfig; then: make operator"
+
+e2e-down: ## Stop the local e2e cluster and delete its data
+	hack/e2e.sh down $(E2E_DIR)
+
+e2e-local: tools ## The e2e suite on the local cluster (what CI runs as part of make test)
+	EMBOP_E2E_PROVIDER=local $(BIN)/pytest tests/e2e -s $(PYTEST_ARGS)
+
+e2e-kind: ## The same e2e suite on kind (needs docker, kind, network): builds and loads both images
+	EMBOP_E2E_PROVIDER=kind $(BIN)/pytest tests/e2e -s $(PYTEST_ARGS)
 
 operator: ## Run the operator against $$KUBECONFIG (e.g. after make cluster-up)
 	$(BIN)/kopf run -m embedding_operator.main --all-namespaces --liveness=http://127.0.0.1:8080/healthz

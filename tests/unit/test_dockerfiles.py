@@ -23,8 +23,10 @@ Instruction = tuple[str, str]  # (INSTRUCTION in upper case, its arguments)
 
 
 def parse(path: Path) -> list[Instruction]:
-    """Instructions in order: comments dropped, ``\\`` continuation lines joined."""
+    """Instructions in order: comments dropped, ``\\`` continuation lines joined, and the
+    build args declared before the first FROM substituted into FROM (their defaults)."""
     instructions: list[Instruction] = []
+    global_args: dict[str, str] = {}
     pending = ""
     for raw in path.read_text().splitlines():
         line = raw.strip()
@@ -35,7 +37,14 @@ def parse(path: Path) -> list[Instruction]:
             continue
         line, pending = pending + line, ""
         keyword, _, args = line.partition(" ")
-        instructions.append((keyword.upper(), args.strip()))
+        keyword, args = keyword.upper(), args.strip()
+        if keyword == "ARG" and not any(kw == "FROM" for kw, _ in instructions):
+            name, _, default = args.partition("=")
+            global_args[name] = default
+        if keyword == "FROM":
+            for name, default in global_args.items():
+                args = args.replace("${" + name + "}", default)
+        instructions.append((keyword, args))
     assert not pending, f"{path}: dangling line continuation"
     return instructions
 

@@ -1,0 +1,52 @@
+"""The e2e suite's cluster: EMBOP_E2E_PROVIDER=local (default, CI) or kind (make e2e-kind)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from embedding_job.demo import make_random_model
+from tests.e2e.providers import Provider, make_provider
+
+MODEL = "google/vit-base-patch16-224-in21k"
+
+
+@pytest.fixture(scope="package")
+def provider() -> Iterator[Provider]:
+    chosen = make_provider(os.environ.get("EMBOP_E2E_PROVIDER", "local"))
+    try:
+        chosen.up()
+        yield chosen
+    finally:
+        chosen.down()
+
+
+@pytest.fixture(scope="package")
+def models(provider: Provider) -> Path:
+    """A tiny random-init ViT under its original name, in the directory the job sees."""
+    root = provider.workdir / "models"
+    make_random_model(root / MODEL, "vit", seed=1)
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o777 if path.is_dir() else 0o666)
+    return root
+
+
+_count = iter(range(1_000_000))
+
+
+@pytest.fixture
+def namespace(provider: Provider, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace; on failure, the cluster, KubeRay's and the operator's logs."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:30].strip("-")
+    name = f"e{next(_count)}-{slug}"
+    provider.cluster.kubectl("create", "namespace", name)
+    yield name
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(provider.cluster.dump())
+        print("---- KubeRay ----\n" + provider.kuberay_log()[-6000:])
+        print("---- operator ----\n" + provider.operator_log()[-6000:])

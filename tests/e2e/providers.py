@@ -1,0 +1,264 @@
+"""Cluster providers for the e2e suite: the same tests run on each.
+
+* ``local`` (CI): hack/e2e.sh's cluster from real parts on loopback — kube-apiserver,
+  kube-controller-manager, kube-scheduler, kwok's fake GPU nodes, KubeRay's ray-operator —
+  with one real Ray head on 127.0.0.1 standing in for every head pod, and our operator as
+  a `kopf run` process.
+* ``kind`` (users with Docker; cannot run on machines without a Docker engine): a kind
+  cluster with both images built and loaded, KubeRay's Helm chart and ours installed, and
+  a CPU worker group.
+
+Both share a host directory with the job at the same absolute path (``workdir``: mounted
+into every pod as a hostPath volume by the EmbeddingJob itself, bind-mounted into the kind
+node), so the tests stage input, the tiny model and read output in the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.integration.kube import HACK, ROOT, Cluster, Operator, tool
+
+KUBERAY_CHART_VERSION = os.environ.get("EMBOP_E2E_KUBERAY_CHART_VERSION", "1.6.1")
+
+
+class Provider:
+    """What the e2e tests need from a cluster."""
+
+    name = "abstract"
+    #: whether the tests can see the Ray head's own job list (the local provider's is real
+    #: and outlives every RayCluster; kind's head pods are gone after each job)
+    sees_ray_head = False
+    #: whether worker pods request nvidia.com/gpu from nodes that advertise it (kwok's fakes)
+    fake_gpus = False
+    #: whether the job can reach nothing beyond the machine (no hub, no object store)
+    offline = False
+
+    def __init__(self) -> None:
+        # Short and identical on host, kind node and pods; world-writable for the ray user.
+        self.workdir = Path(tempfile.mkdtemp(prefix="embop-e2e-", dir="/tmp"))
+        self.workdir.chmod(0o777)
+        self.cluster: Cluster
+
+    def up(self) -> None:
+        raise NotImplementedError
+
+    def down(self) -> None:
+        raise NotImplementedError
+
+    def cluster_overrides(self) -> dict[str, Any]:
+        """spec.cluster fields every e2e job gets: the shared directory, mounted at its path."""
+        return {
+            "volumes": [
+                {"name": "e2e", "mountPath": str(self.workdir), "hostPath": str(self.workdir)}
+            ]
+        }
+
+    def kuberay_log(self) -> str:
+        raise NotImplementedError
+
+    def operator_log(self) -> str:
+        raise NotImplementedError
+
+    def ray_job(self, submission_id: str) -> dict[str, Any] | None:
+        """Ray's own record of a submitted job (only where ``sees_ray_head``)."""
+        raise NotImplementedError
+
+
+class LocalProvider(Provider):
+    name = "local"
+    sees_ray_head = True
+    fake_gpus = True
+    offline = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = self.workdir / "cluster"
+        self.operator: Operator | None = None
+
+    def up(self) -> None:
+        subprocess.run(
+            [str(HACK / "e2e.sh"), "up", str(self.dir)],
+            check=True,
+            text=True,
+            stdout=subprocess.PIPE,
+        )
+        self.env = dict(
+            line.split("=", 1)
+            for line in (self.dir / "e2e.env").read_text().splitlines()
+            if "=" in line
+        )
+        self.cluster = Cluster(self.dir, self.dir / "kubeconfig", tool("kubectl"))
+        self.operator = Operator(self.cluster, self.dir / "logs" / "operator.log")
+        self.operator.start()
+
+    def down(self) -> None:
+        if self.operator is not None:
+            self.operator.stop()
+        subprocess.run(
+            [str(HACK / "e2e.sh"), "down", str(self.dir)], check=False, capture_output=True
+        )
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kuberay_log(self) -> str:
+        return (self.dir / "logs" / "ray-operator.log").read_text(errors="replace")
+
+    def operator_log(self) -> str:
+        return self.operator.output() if self.operator else ""
+
+    def ray_job(self, submission_id: str) -> dict[str, Any] | None:
+        token = Path(self.env["EMBOP_RAY_TOKEN_FILE"]).read_text().strip()
+        request = urllib.request.Request(
+            f"{self.env['RAY_ADDRESS']}/api/jobs/{submission_id}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=10) as response:
+                return json.loads(response.read())  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return None
+            raise
+
+
+class KindProvider(Provider):
+    """kind + both images + KubeRay's chart + ours. Needs docker, kind and network access."""
+
+    name = "kind"
+    cluster_name = os.environ.get("EMBOP_E2E_KIND_CLUSTER", "embop-e2e")
+    job_image = "embedding-job:e2e"
+    operator_image = "embedding-operator:e2e"
+
+    def _run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(args), check=True, text=True, **kwargs)
+
+    def up(self) -> None:
+        kind_config = self.workdir / "kind.yaml"
+        kind_config.write_text(
+            json.dumps(
+                {
+                    "kind": "Cluster",
+                    "apiVersion": "kind.x-k8s.io/v1alpha4",
+                    "nodes": [
+                        {
+                            "role": "control-plane",
+                            "extraMounts": [
+                                {"hostPath": str(self.workdir), "containerPath": str(self.workdir)}
+                            ],
+                        }
+                    ],
+                }
+            )
+        )
+        kubeconfig = self.workdir / "kubeconfig"
+        self._run(
+            "kind",
+            "create",
+            "cluster",
+            "--name",
+            self.cluster_name,
+            "--config",
+            str(kind_config),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--wait",
+            "180s",
+        )
+        self.cluster = Cluster(self.workdir, kubeconfig, shutil.which("kubectl") or tool("kubectl"))
+        self._run(
+            "docker",
+            "build",
+            "-f",
+            "job_image/Dockerfile",
+            "--build-arg",
+            "RAY_IMAGE=rayproject/ray:2.59.0-py311-cpu",
+            "-t",
+            self.job_image,
+            ".",
+            cwd=ROOT,
+        )
+        self._run(
+            "docker", "build", "-f", "operator/Dockerfile", "-t", self.operator_image, ".", cwd=ROOT
+        )
+        for image in (self.job_image, self.operator_image):
+            self._run("kind", "load", "docker-image", image, "--name", self.cluster_name)
+        helm = shutil.which("helm") or tool("helm")
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        self._run(
+            helm, "repo", "add", "kuberay", "https://ray-project.github.io/kuberay-helm/", env=env
+        )
+        self._run(
+            helm,
+            "upgrade",
+            "--install",
+            "kuberay-operator",
+            "kuberay/kuberay-operator",
+            "--version",
+            KUBERAY_CHART_VERSION,
+            "--namespace",
+            "kuberay-system",
+            "--create-namespace",
+            "--wait",
+            env=env,
+        )
+        self._run(
+            helm,
+            "upgrade",
+            "--install",
+            "embedding-operator",
+            str(ROOT / "charts" / "embedding-operator"),
+            "--namespace",
+            "embedding-system",
+            "--create-namespace",
+            "--wait",
+            "--set",
+            f"image.repository={self.operator_image.split(':')[0]}",
+            "--set",
+            f"image.tag={self.operator_image.split(':')[1]}",
+            "--set",
+            "image.pullPolicy=Never",
+            "--set",
+            f"jobImage.repository={self.job_image.split(':')[0]}",
+            "--set",
+            f"jobImage.tag={self.job_image.split(':')[1]}",
+            env=env,
+        )
+
+    def down(self) -> None:
+        subprocess.run(["kind", "delete", "cluster", "--name", self.cluster_name], check=False)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def cluster_overrides(self) -> dict[str, Any]:
+        # No GPUs on kind: a CPU worker group, small enough for a laptop.
+        return {
+            **super().cluster_overrides(),
+            "image": self.job_image,
+            "imagePullPolicy": "Never",
+            "head": {"cpu": "1", "memory": "3Gi"},
+            "worker": {"replicas": 1, "gpus": 0, "cpu": "1", "memory": "3Gi"},
+        }
+
+    def kuberay_log(self) -> str:
+        return self.cluster.kubectl(
+            "logs", "-n", "kuberay-system", "deploy/kuberay-operator", "--tail=-1", check=False
+        ).stdout
+
+    def operator_log(self) -> str:
+        return self.cluster.kubectl(
+            "logs", "-n", "embedding-system", "deploy/embedding-operator", "--tail=-1", check=False
+        ).stdout
+
+
+def make_provider(name: str) -> Provider:
+    providers: dict[str, type[Provider]] = {"local": LocalProvider, "kind": KindProvider}
+    if name not in providers:
+        raise ValueError(f"unknown e2e provider {name!r}: use one of {sorted(providers)}")
+    return providers[name]()

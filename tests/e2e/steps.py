@@ -1,0 +1,158 @@
+"""What the e2e scenarios do to a cluster: stage data, apply jobs, watch them, read results."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from embedding_job.demo import make_sample_images
+from tests.e2e.conftest import MODEL
+from tests.e2e.providers import Provider
+from tests.waiting import wait_for
+
+JOB_TIMEOUT = 420.0
+TERMINAL = ("Succeeded", "Failed")
+
+
+def share(provider: Provider, *parts: str) -> Path:
+    """A directory under the shared workdir that the job's pods can write too."""
+    path = provider.workdir.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    for p in [path, *path.parents]:
+        if p == provider.workdir.parent:
+            break
+        p.chmod(0o777)
+    return path
+
+
+def stage_images(
+    provider: Provider, namespace: str, count: int, extra: dict[str, bytes] | None = None
+) -> Path:
+    folder = share(provider, namespace, "in")
+    make_sample_images(folder, count=count, seed=len(namespace))
+    for name, data in (extra or {}).items():
+        (folder / name).write_bytes(data)
+    for path in folder.iterdir():
+        path.chmod(0o666)
+    return folder
+
+
+def embedding_job(
+    provider: Provider,
+    namespace: str,
+    name: str,
+    input_uri: str,
+    models: Path,
+    *,
+    model: str = MODEL,
+    spec: dict[str, Any] | None = None,
+    ttl: int = 30,
+) -> dict[str, Any]:
+    cluster = {**provider.cluster_overrides(), "lifecycle": {"ttlSecondsAfterFinished": ttl}}
+    body: dict[str, Any] = {
+        "input": {"uri": input_uri},
+        "model": {"name": model, "path": str(models), "dtype": "float32"},
+        "output": {"uri": str(share(provider, namespace, "out", name)) + "/"},
+        "inference": {"batchSize": 8},
+        **(spec or {}),
+        "cluster": cluster,
+    }
+    return {
+        "apiVersion": "embedding.dev/v1alpha1",
+        "kind": "EmbeddingJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
+
+
+def apply(provider: Provider, *manifests: dict[str, Any]) -> None:
+    provider.cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests))
+
+
+def get(provider: Provider, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    return provider.cluster.get(kind, name, namespace)
+
+
+def wait_terminal(provider: Provider, namespace: str, name: str) -> dict[str, Any]:
+    """The EmbeddingJob once its phase is Succeeded or Failed."""
+
+    def done() -> dict[str, Any] | None:
+        job = get(provider, "embeddingjob", name, namespace)
+        phase = ((job or {}).get("status") or {}).get("phase")
+        return job if phase in TERMINAL else None
+
+    return wait_for(
+        done,
+        timeout=JOB_TIMEOUT,
+        interval=1.0,
+        message=lambda: (
+            f"EmbeddingJob {namespace}/{name} to finish; now "
+            f"{json.dumps((get(provider, 'embeddingjob', name, namespace) or {}).get('status'))}"
+        ),
+    )
+
+
+def ray_pods(provider: Provider, namespace: str, node_type: str) -> list[dict[str, Any]]:
+    out = provider.cluster.kubectl(
+        "get", "pods", "-n", namespace, "-l", f"ray.io/node-type={node_type}", "-o", "json"
+    )
+    return json.loads(out.stdout)["items"]  # type: ignore[no-any-return]
+
+
+def wait_scheduled_workers(provider: Provider, namespace: str, count: int) -> list[dict[str, Any]]:
+    """Worker pods once the scheduler bound them and kwok (or a kubelet) runs them."""
+
+    def running() -> list[dict[str, Any]] | None:
+        pods = ray_pods(provider, namespace, "worker")
+        ok = [
+            p for p in pods if p["spec"].get("nodeName") and p["status"].get("phase") == "Running"
+        ]
+        return ok if len(ok) >= count else None
+
+    return wait_for(
+        running,
+        timeout=JOB_TIMEOUT,
+        interval=1.0,
+        message=f"{count} running workers in {namespace}",
+    )
+
+
+def scheduled_events(provider: Provider, namespace: str) -> list[str]:
+    out = provider.cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "reason=Scheduled", "-o", "json"
+    )
+    return [e["message"] for e in json.loads(out.stdout)["items"]]
+
+
+def deployment_transitions(provider: Provider, namespace: str, name: str) -> list[str]:
+    """KubeRay's own RayJob jobDeploymentStatus changes for one RayJob, from its log."""
+    ident = re.compile(
+        r'"name":\s*"' + re.escape(name) + r'",\s*"namespace":\s*"' + re.escape(namespace) + '"'
+    )
+    new = re.compile(r'"new JobDeploymentStatus":\s*"(\w+)"')
+    seen: list[str] = []
+    for line in provider.kuberay_log().splitlines():
+        match = new.search(line)
+        if match and ident.search(line) and (not seen or seen[-1] != match.group(1)):
+            seen.append(match.group(1))
+    return seen
+
+
+def read_output(uri: str) -> dict[str, list[Any]]:
+    import daft
+
+    return daft.read_parquet(uri.rstrip("/") + "/*.parquet").to_pydict()
+
+
+def hidden_size(models: Path, model: str = MODEL) -> int:
+    return int(json.loads((models / model / "config.json").read_text())["hidden_size"])
+
+
+def gone(provider: Provider, namespace: str) -> bool:
+    """No RayJob, RayCluster or pod left in the namespace."""
+    out = provider.cluster.kubectl("get", "rayjobs,rayclusters,pods", "-n", namespace, "-o", "name")
+    return out.stdout.strip() == ""

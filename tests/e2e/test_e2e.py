@@ -1,0 +1,305 @@
+"""EmbeddingJob → operator → KubeRay → Ray → the real job, on a whole cluster.
+
+Runs on the provider EMBOP_E2E_PROVIDER names (tests/e2e/providers.py): ``local`` in CI,
+``kind`` for users with Docker. Every scenario prints what it saw, so the log shows the
+scheduler's bindings and KubeRay's own status transitions.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.providers import Provider
+from tests.e2e.steps import (
+    JOB_TIMEOUT,
+    apply,
+    deployment_transitions,
+    embedding_job,
+    get,
+    gone,
+    hidden_size,
+    read_output,
+    scheduled_events,
+    share,
+    stage_images,
+    wait_scheduled_workers,
+    wait_terminal,
+)
+from tests.images import random_bytes, truncated_jpeg
+from tests.integration.conftest import examples
+from tests.waiting import wait_for
+
+local_only = pytest.mark.skipif(
+    os.environ.get("EMBOP_E2E_PROVIDER", "local") != "local",
+    reason="inspects the local provider's loopback-only setup",
+)
+
+
+def show(title: str, lines: list[str]) -> None:
+    print(f"[e2e] {title}")
+    for line in lines:
+        print(f"[e2e]   {line}")
+
+
+def check_gpu_workers(provider: Provider, namespace: str, count: int, gpus: int) -> None:
+    """Workers were bound by kube-scheduler to nodes that have the GPUs they request."""
+    pods = wait_scheduled_workers(provider, namespace, count)
+    show("worker pods bound by kube-scheduler", scheduled_events(provider, namespace))
+    if not provider.fake_gpus:
+        return
+    for pod in pods:
+        requests = pod["spec"]["containers"][0]["resources"]["requests"]
+        node = provider.cluster.get("node", pod["spec"]["nodeName"], "default")
+        assert node is not None
+        assert int(requests["nvidia.com/gpu"]) == gpus
+        assert int(node["status"]["allocatable"]["nvidia.com/gpu"]) >= gpus
+        name, node_name = pod["metadata"]["name"], node["metadata"]["name"]
+        print(f"[e2e]   {name} requests nvidia.com/gpu={gpus} on {node_name}")
+
+
+def test_happy_path(provider: Provider, namespace: str, models: Path) -> None:
+    folder = stage_images(provider, namespace, count=12)
+    apply(provider, embedding_job(provider, namespace, "happy", str(folder) + "/", models))
+    check_gpu_workers(provider, namespace, count=1, gpus=1)
+
+    job = wait_terminal(provider, namespace, "happy")
+    status = job["status"]
+    assert status["phase"] == "Succeeded", status
+    out = read_output(status["output"]["uri"])
+    assert len(out["embedding"]) == 12
+    assert {len(v) for v in out["embedding"]} == {hidden_size(models)}
+    assert all(e is None for e in out["embedding_error"])
+    assert status["progress"]["rowsDone"] == status["progress"]["rowsTotal"] == 12
+
+    transitions = deployment_transitions(provider, namespace, "happy")
+    show("KubeRay's RayJob jobDeploymentStatus transitions", [" -> ".join(transitions)])
+    order = [transitions.index(s) for s in ("Initializing", "Running", "Complete")]
+    assert order == sorted(order), transitions
+
+
+def test_bad_rows_are_error_rows_of_a_successful_job(
+    provider: Provider, namespace: str, models: Path
+) -> None:
+    bad = {"zz_truncated.jpg": truncated_jpeg(), "zz_random.jpg": random_bytes()}
+    folder = stage_images(provider, namespace, count=6, extra=bad)
+    spec = {"errors": {"maxFailedFraction": 0.5}}
+    apply(
+        provider,
+        embedding_job(provider, namespace, "bad-rows", str(folder) + "/", models, spec=spec),
+    )
+
+    status = wait_terminal(provider, namespace, "bad-rows")["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["progress"]["rowsFailed"] == 2
+    assert status["progress"]["rowsTotal"] == 8
+    out = read_output(status["output"]["uri"])
+    failed = sorted(
+        Path(p).name for p, e in zip(out["path"], out["embedding_error"], strict=True) if e
+    )
+    assert failed == sorted(bad)
+
+
+def test_missing_model_fails_naming_it_and_the_cluster_goes_away(
+    provider: Provider, namespace: str, models: Path
+) -> None:
+    folder = stage_images(provider, namespace, count=2)
+    manifest = embedding_job(
+        provider,
+        namespace,
+        "no-model",
+        str(folder) + "/",
+        models,
+        model="facebook/dinov2-large",
+        ttl=5,
+    )
+    apply(provider, manifest)
+
+    status = wait_terminal(provider, namespace, "no-model")["status"]
+    assert status["phase"] == "Failed", status
+    assert "facebook/dinov2-large" in status["message"], status["message"]
+    print(f"[e2e] Failed: {status.get('reason')}: {status['message'][-300:]}")
+    # shutdownAfterJobFinishes + ttlSecondsAfterFinished=5: KubeRay deletes the RayCluster.
+    wait_for(
+        lambda: (
+            not json.loads(
+                provider.cluster.kubectl(
+                    "get", "rayclusters,pods", "-n", namespace, "-o", "json"
+                ).stdout
+            )["items"]
+        ),
+        timeout=120,
+        interval=1.0,
+        message="the RayCluster and its pods to be deleted after the TTL",
+    )
+
+
+@pytest.fixture
+def held_input(provider: Provider, namespace: str) -> Iterator[Path]:
+    """A JSON-lines input whose one image is a FIFO: reading it blocks until released, so
+    the job is deterministically mid-run. Released (EOF) at teardown."""
+    folder = share(provider, namespace, "held")
+    fifo = folder / "held.jpg"
+    os.mkfifo(fifo, 0o666)
+    fifo.chmod(0o666)
+    table = folder / "table.jsonl"
+    table.write_text(json.dumps({"id": "held", "image": str(fifo)}) + "\n")
+    table.chmod(0o666)
+    yield table
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # a reader is waiting: EOF it
+    except OSError as e:
+        if e.errno != errno.ENXIO:  # ENXIO: nobody is reading any more
+            raise
+
+
+def test_delete_mid_run_collects_everything(
+    provider: Provider, namespace: str, models: Path, held_input: Path
+) -> None:
+    spec = {"input": {"uri": str(held_input), "imageColumn": "image", "idColumn": "id"}}
+    apply(
+        provider, embedding_job(provider, namespace, "doomed", str(held_input), models, spec=spec)
+    )
+
+    def running() -> dict[str, Any] | None:
+        rayjob = get(provider, "rayjob", "doomed", namespace)
+        status = (rayjob or {}).get("status") or {}
+        return status if status.get("jobStatus") == "RUNNING" else None
+
+    status = wait_for(running, timeout=JOB_TIMEOUT, interval=1.0, message="the Ray job to run")
+    job_id, cluster_name = status["jobId"], status["rayClusterName"]
+    if provider.sees_ray_head:
+        ray_job = provider.ray_job(job_id)
+        assert ray_job is not None and ray_job["status"] == "RUNNING", ray_job
+
+    provider.cluster.kubectl("delete", "embeddingjob", "doomed", "-n", namespace, "--wait=false")
+    wait_for(
+        lambda: gone(provider, namespace),
+        timeout=180,
+        interval=1.0,
+        message="RayJob, RayCluster and pods to be collected",
+    )
+    print(f"[e2e] RayJob doomed, RayCluster {cluster_name} and their pods were garbage-collected")
+    if provider.sees_ray_head:
+        stopped = wait_for(
+            lambda: (
+                (provider.ray_job(job_id) or {}).get("status") in ("STOPPED", "FAILED")
+                and provider.ray_job(job_id)
+            ),
+            timeout=120,
+            interval=1.0,
+            message=f"Ray to stop job {job_id}",
+        )
+        print(f"[e2e] Ray job {job_id}: {stopped['status']}")
+
+
+def test_two_jobs_at_once_in_two_namespaces(provider: Provider, models: Path) -> None:
+    names = [f"e2e-pair-{side}" for side in ("a", "b")]
+    jobs = []
+    for ns in names:
+        provider.cluster.kubectl("create", "namespace", ns)
+        folder = stage_images(provider, ns, count=4)
+        jobs.append(embedding_job(provider, ns, "twin", str(folder) + "/", models))
+    try:
+        apply(provider, *jobs)
+        statuses = [wait_terminal(provider, ns, "twin")["status"] for ns in names]
+        for ns, status in zip(names, statuses, strict=True):
+            assert status["phase"] == "Succeeded", (ns, status)
+            assert status["output"]["uri"].startswith(str(provider.workdir / ns))
+            assert len(read_output(status["output"]["uri"])["embedding"]) == 4
+        assert statuses[0]["rayClusterName"] != statuses[1]["rayClusterName"]
+    finally:
+        provider.cluster.kubectl("delete", "namespace", *names, "--wait=false", check=False)
+
+
+def example_prerequisites(provider: Provider, namespace: str) -> list[dict[str, Any]]:
+    """The Secrets and the models PVC the examples refer to (empty: the real weights are not
+    here, so each example must end Failed, naming its model)."""
+    secrets = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": n, "namespace": namespace},
+            "stringData": {"PLACEHOLDER": "1"},
+        }
+        for n in ("s3-credentials", "gcs-credentials", "hf-token")
+    ]
+    pv_dir = share(provider, namespace, "pv-models")
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"{namespace}-models"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "hostPath": {"path": str(pv_dir)},
+            "claimRef": {"namespace": namespace, "name": "models"},
+        },
+    }
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "models", "namespace": namespace},
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": pv["metadata"]["name"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    return [*secrets, pv, pvc]
+
+
+@pytest.mark.parametrize("path", examples(), ids=lambda p: p.stem)
+def test_example_runs_to_a_truthful_end(provider: Provider, namespace: str, path: Path) -> None:
+    apply(provider, *example_prerequisites(provider, namespace))
+    example = yaml.safe_load(path.read_text())
+    example["metadata"]["namespace"] = namespace
+    apply(provider, example)
+
+    worker = example["spec"].get("cluster", {}).get("worker", {})
+    check_gpu_workers(
+        provider, namespace, count=worker.get("replicas", 1), gpus=worker.get("gpus", 1)
+    )
+    status = wait_terminal(provider, namespace, example["metadata"]["name"])["status"]
+    # No weights in this cluster (and offline: no hub, no object store): the job must say so.
+    assert status["phase"] == "Failed", status
+    if provider.offline:
+        model = example["spec"].get("model", {})
+        assert model.get("name", "facebook/dinov2-large") in status["message"], status["message"]
+        if model.get("download"):  # tried, and failed on the closed loopback hub endpoint
+            assert "Downloading it from the Hugging Face hub failed" in status["message"]
+    print(f"[e2e] {path.name}: Failed: {status['message'][-200:]}")
+    provider.cluster.kubectl("delete", "embeddingjob", "--all", "-n", namespace, "--wait=false")
+
+
+@local_only
+def test_nothing_left_loopback(provider: Provider) -> None:
+    """Every address the cluster hands out is in 127.0.0.0/8, and KubeRay dialled nothing else."""
+    addresses: list[str] = []
+    for kind, paths in (
+        ("nodes", ["status.addresses[*].address"]),
+        ("pods", ["status.podIP", "status.hostIP"]),
+        ("services", ["spec.clusterIP"]),
+        ("endpointslices", ["endpoints[*].addresses[*]"]),
+    ):
+        template = "".join("{range .items[*]}{." + p + "}{'\\n'}{end}" for p in paths)
+        out = provider.cluster.kubectl("get", kind, "-A", "-o", f"jsonpath={template}").stdout
+        addresses += [a for a in out.split() if a and a != "None"]
+    assert addresses
+    outside = [a for a in addresses if not ipaddress.ip_address(a).is_loopback]
+    assert not outside, outside
+    dialled = re.findall(r"dial tcp ([0-9.]+):", provider.kuberay_log())
+    assert all(ipaddress.ip_address(a).is_loopback for a in dialled), dialled
+    direct = sorted(set(dialled)) or "no IP directly"
+    print(f"[e2e] {len(addresses)} cluster addresses, all loopback; KubeRay dialled {direct}")
