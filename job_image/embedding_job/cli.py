@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from embedding_job import report
 from embedding_job.config import ConfigError, EmbeddingJobConfig, json_schema, load_config
 
 log = logging.getLogger("embedding_job")
@@ -142,6 +143,11 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
     return _run(cfg, args.runner, None)
 
 
+def _report_failure(reporter: report.StatusReporter | None, reason: str, message: str) -> None:
+    if reporter is not None:
+        reporter.failed(reason, message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``embedding-job`` command."""
     telemetry_off()
@@ -152,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, structured)
     if structured or (structured is None and not sys.stderr.isatty()):
         os.environ.setdefault("DAFT_PROGRESS_BAR", "0")
+    # In a cluster the job tells its EmbeddingJob why it fails (None elsewhere).
+    reporter = report.from_env() if args.command == "run" else None
+    if reporter is not None:
+        reporter.started()
     try:
         if args.command == "schema":
             print(json.dumps(json_schema(), indent=2, sort_keys=True))
@@ -166,14 +176,17 @@ def main(argv: list[str] | None = None) -> int:
             manifest = _run(cfg, args.runner, args.ray_address)
     except ConfigError as exc:
         print(f"embedding-job: {exc}", file=sys.stderr)
+        _report_failure(reporter, report.error_reason(exc), str(exc))
         return EXIT_CONFIG
     except Exception as exc:
         from embedding_job.errors import JobError
 
         if isinstance(exc, JobError):
             log.error("%s", exc)
+            _report_failure(reporter, report.error_reason(exc), str(exc))
             return exc.exit_code
         log.exception("job failed unexpectedly")
+        _report_failure(reporter, "UnexpectedError", f"{type(exc).__name__}: {exc}")
         return 1
     summary = {
         k: manifest[k] for k in ("status", "rowsIn", "rowsEmbedded", "rowsFailed", "embeddingDim")

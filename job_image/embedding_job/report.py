@@ -99,6 +99,24 @@ class StatusReporter:
             }
         )
 
+    def started(self) -> bool:
+        """A new attempt: forget the error an earlier attempt reported."""
+        return self.patch({"jobError": None})
+
+    def failed(self, reason: str, message: str) -> bool:
+        """The job's own account of why it fails, read by the operator once Ray says so."""
+        return self.patch({"jobError": {"reason": reason, "message": message, "time": _now()}})
+
+
+def error_reason(exc: BaseException) -> str:
+    """CamelCase reason for an exception: ModelNotFoundError → ModelNotFound."""
+    name = type(exc).__name__
+    if name == "JobError":
+        return "JobFailed"
+    if name == "ConfigError":
+        return "InvalidConfig"
+    return name.removesuffix("Error") if name.endswith("Error") else name
+
 
 def from_env(env: dict[str, str] | None = None) -> StatusReporter | None:
     """The reporter for the EmbeddingJob named in the environment (set by the operator)."""

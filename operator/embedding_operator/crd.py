@@ -175,6 +175,22 @@ def status_schema() -> dict[str, Any]:
                     },
                 },
             },
+            "jobError": {
+                "type": "object",
+                "description": (
+                    "Why the job itself failed, reported by the job as it exits (its last "
+                    "attempt); becomes reason and message when the phase is Failed."
+                ),
+                "properties": {
+                    "reason": text("CamelCase error kind, e.g. ModelNotFound, TooManyFailures."),
+                    "message": text("What went wrong and how to fix it."),
+                    "time": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "When the job reported it.",
+                    },
+                },
+            },
             "output": {
                 "type": "object",
                 "description": "Where the embeddings are, and what was written.",

@@ -27,6 +27,7 @@ from embedding_operator.status import (
     observe,
     status_patch,
     transition_event,
+    with_job_error,
 )
 
 
@@ -125,7 +126,7 @@ def rayjob_changed(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa
     if current.get("reason") == "InvalidSpec":
         return
     rayjob_status = dict(body.get("status") or {})
-    observation = observe(rayjob_status)
+    observation = with_job_error(observe(rayjob_status), current)
     generation = ej["metadata"].get("generation", 1)
     patch = status_patch(observation, rayjob_status, current, generation, _now())
     patch["rayJobName"] = body.metadata.name

@@ -66,6 +66,15 @@ def observe(rayjob_status: dict[str, Any] | None) -> Observation:
     return Observation(SUBMITTED, "Unknown", f"unknown RayJob state {deployment!r}")
 
 
+def with_job_error(observation: Observation, current: dict[str, Any]) -> Observation:
+    """A failed job's own account (``status.jobError``, reported as it exits) replaces
+    KubeRay's generic "entrypoint failed with exit code N, last logs: ..." message."""
+    error = current.get("jobError") or {}
+    if observation.phase != FAILED or not error.get("message"):
+        return observation
+    return Observation(FAILED, error.get("reason") or observation.reason, error["message"])
+
+
 def conditions(
     phase: str,
     reason: str,

@@ -51,12 +51,37 @@ def show(title: str, lines: list[str]) -> None:
         print(f"[e2e]   {line}")
 
 
+ADDRESS_FIELDS = (
+    ("nodes", ["status.addresses[*].address"]),
+    ("pods", ["status.podIP", "status.hostIP"]),
+    ("services", ["spec.clusterIP"]),
+    ("endpointslices", ["endpoints[*].addresses[*]"]),
+)
+
+
+def assert_loopback(provider: Provider, namespace: str | None = None) -> list[str]:
+    """Every address the cluster hands out (in a namespace, or everywhere) is in 127.0.0.0/8,
+    so nothing that dials a pod, node or service IP can leave the machine."""
+    scope = ["-n", namespace] if namespace else ["-A"]
+    addresses: list[str] = []
+    for kind, paths in ADDRESS_FIELDS:
+        if namespace and kind == "nodes":
+            continue
+        template = "".join("{range .items[*]}{." + p + "}{'\\n'}{end}" for p in paths)
+        out = provider.cluster.kubectl("get", kind, *scope, "-o", f"jsonpath={template}").stdout
+        addresses += [a for a in out.split() if a and a != "None"]
+    outside = [a for a in addresses if not ipaddress.ip_address(a).is_loopback]
+    assert not outside, outside
+    return addresses
+
+
 def check_gpu_workers(provider: Provider, namespace: str, count: int, gpus: int) -> None:
     """Workers were bound by kube-scheduler to nodes that have the GPUs they request."""
     pods = wait_scheduled_workers(provider, namespace, count)
     show("worker pods bound by kube-scheduler", scheduled_events(provider, namespace))
     if not provider.fake_gpus:
         return
+    show("pod and service addresses (all loopback)", assert_loopback(provider, namespace))
     for pod in pods:
         requests = pod["spec"]["containers"][0]["resources"]["requests"]
         node = provider.cluster.get("node", pod["spec"]["nodeName"], "default")
@@ -125,9 +150,10 @@ def test_missing_model_fails_naming_it_and_the_cluster_goes_away(
     apply(provider, manifest)
 
     status = wait_terminal(provider, namespace, "no-model")["status"]
-    assert status["phase"] == "Failed", status
-    assert "facebook/dinov2-large" in status["message"], status["message"]
-    print(f"[e2e] Failed: {status.get('reason')}: {status['message'][-300:]}")
+    # The job's own account, not KubeRay's "entrypoint failed with exit code 3, logs: ...".
+    assert (status["phase"], status["reason"]) == ("Failed", "ModelNotFound"), status
+    assert status["message"].startswith("model 'facebook/dinov2-large' not found"), status
+    print(f"\n[e2e] Failed: {status['reason']}: {status['message'].splitlines()[0]}")
     # shutdownAfterJobFinishes + ttlSecondsAfterFinished=5: KubeRay deletes the RayCluster.
     wait_for(
         lambda: (
@@ -181,6 +207,16 @@ def test_delete_mid_run_collects_everything(
         ray_job = provider.ray_job(job_id)
         assert ray_job is not None and ray_job["status"] == "RUNNING", ray_job
 
+    # The running job reports to its EmbeddingJob while it runs: nothing done yet (held).
+    def reporting() -> dict[str, Any] | None:
+        status = (get(provider, "embeddingjob", "doomed", namespace) or {}).get("status") or {}
+        return status if status.get("phase") == "Running" and status.get("progress") else None
+
+    progress = wait_for(reporting, timeout=120, interval=1.0, message="a progress report")[
+        "progress"
+    ]
+    assert progress["rowsDone"] == 0 and progress["updatedAt"], progress
+
     provider.cluster.kubectl("delete", "embeddingjob", "doomed", "-n", namespace, "--wait=false")
     wait_for(
         lambda: gone(provider, namespace),
@@ -188,7 +224,7 @@ def test_delete_mid_run_collects_everything(
         interval=1.0,
         message="RayJob, RayCluster and pods to be collected",
     )
-    print(f"[e2e] RayJob doomed, RayCluster {cluster_name} and their pods were garbage-collected")
+    print(f"\n[e2e] RayJob doomed, RayCluster {cluster_name} and their pods were garbage-collected")
     if provider.sees_ray_head:
         stopped = wait_for(
             lambda: (
@@ -276,30 +312,21 @@ def test_example_runs_to_a_truthful_end(provider: Provider, namespace: str, path
     assert status["phase"] == "Failed", status
     if provider.offline:
         model = example["spec"].get("model", {})
+        assert status["reason"] == "ModelNotFound", status
         assert model.get("name", "facebook/dinov2-large") in status["message"], status["message"]
         if model.get("download"):  # tried, and failed on the closed loopback hub endpoint
             assert "Downloading it from the Hugging Face hub failed" in status["message"]
-    print(f"[e2e] {path.name}: Failed: {status['message'][-200:]}")
+    print(f"\n[e2e] {path.name}: {status['reason']}: {status['message'].splitlines()[0]}")
     provider.cluster.kubectl("delete", "embeddingjob", "--all", "-n", namespace, "--wait=false")
 
 
 @local_only
 def test_nothing_left_loopback(provider: Provider) -> None:
-    """Every address the cluster hands out is in 127.0.0.0/8, and KubeRay dialled nothing else."""
-    addresses: list[str] = []
-    for kind, paths in (
-        ("nodes", ["status.addresses[*].address"]),
-        ("pods", ["status.podIP", "status.hostIP"]),
-        ("services", ["spec.clusterIP"]),
-        ("endpointslices", ["endpoints[*].addresses[*]"]),
-    ):
-        template = "".join("{range .items[*]}{." + p + "}{'\\n'}{end}" for p in paths)
-        out = provider.cluster.kubectl("get", kind, "-A", "-o", f"jsonpath={template}").stdout
-        addresses += [a for a in out.split() if a and a != "None"]
+    """Cluster-wide (the scenarios check each job's pods and services while they exist), and
+    KubeRay dialled nothing else."""
+    addresses = assert_loopback(provider)
     assert addresses
-    outside = [a for a in addresses if not ipaddress.ip_address(a).is_loopback]
-    assert not outside, outside
     dialled = re.findall(r"dial tcp ([0-9.]+):", provider.kuberay_log())
     assert all(ipaddress.ip_address(a).is_loopback for a in dialled), dialled
     direct = sorted(set(dialled)) or "no IP directly"
-    print(f"[e2e] {len(addresses)} cluster addresses, all loopback; KubeRay dialled {direct}")
+    print(f"\n[e2e] {len(addresses)} cluster addresses, all loopback; KubeRay dialled {direct}")

@@ -169,3 +169,32 @@ def test_ray_tracker_counts_what_workers_add() -> None:
         tracker.close()
     finally:
         ray.shutdown()
+
+
+def test_a_failing_job_reports_why_and_a_retry_clears_it(
+    cluster: Cluster, namespace: str, operator: Operator, tmp_path: Path, models_root: Path
+) -> None:
+    kubeconfig = job_identity(cluster, namespace, "broken", tmp_path)
+    env = {
+        "KUBECONFIG": str(kubeconfig),
+        "EMBEDDING_JOB_NAME": "broken",
+        "EMBEDDING_JOB_NAMESPACE": namespace,
+    }
+    cfg = {
+        "input": {"uri": str(tmp_path / "in") + "/"},
+        "model": {"name": "facebook/dinov2-large", "path": str(models_root)},
+        "output": {"uri": str(tmp_path / "out")},
+    }
+    config_file = str(write_config(tmp_path / "job.yaml", cfg))
+    result = run_cli("run", "--config", config_file, "--runner", "native", env=env)
+    assert result.returncode == 3, result.stderr[-3000:]
+    error = status(cluster, namespace, "broken")["jobError"]
+    assert error["reason"] == "ModelNotFound"
+    assert "facebook/dinov2-large" in error["message"] and error["time"]
+    # The next attempt starts by forgetting it (here it fails earlier, on its config).
+    cfg["inference"] = {"batchSize": 0}
+    write_config(tmp_path / "job.yaml", cfg)
+    result = run_cli("run", "--config", config_file, "--runner", "native", env=env)
+    assert result.returncode == 2
+    error = status(cluster, namespace, "broken")["jobError"]
+    assert error["reason"] == "InvalidConfig" and "batchSize" in error["message"]

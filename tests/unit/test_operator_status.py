@@ -14,6 +14,7 @@ from embedding_operator.status import (
     observe,
     status_patch,
     transition_event,
+    with_job_error,
 )
 
 NOW = "2026-11-28T10:00:00Z"
@@ -67,6 +68,25 @@ def test_kuberay_message_is_carried_over() -> None:
         {"jobDeploymentStatus": "Failed", "reason": "AppFailed", "message": "exit 4"}
     )
     assert observation.message == "exit 4"
+
+
+def test_a_failed_jobs_own_error_replaces_kuberays_generic_message() -> None:
+    failed = observe(
+        {
+            "jobDeploymentStatus": "Complete",
+            "jobStatus": "FAILED",
+            "reason": "AppFailed",
+            "message": "Job entrypoint command failed with exit code 3, last available logs: ...",
+        }
+    )
+    error = {"reason": "ModelNotFound", "message": "model 'x' not found: /models/x"}
+    assert with_job_error(failed, {"jobError": error}) == type(failed)(
+        FAILED, "ModelNotFound", "model 'x' not found: /models/x"
+    )
+    assert with_job_error(failed, {}) == failed
+    # Only a failure takes it: a stale report never overrides a running or succeeded job.
+    running = observe({"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
+    assert with_job_error(running, {"jobError": error}) == running
 
 
 def test_conditions_keep_transition_times_until_they_flip() -> None:
