@@ -209,28 +209,33 @@ class KindProvider(Provider):
             "--wait",
             env=env,
         )
+        chart = str(ROOT / "charts" / "embedding-operator")
         self._run(
             helm,
             "upgrade",
             "--install",
             "embedding-operator",
-            str(ROOT / "charts" / "embedding-operator"),
+            chart,
             "--namespace",
             "embedding-system",
             "--create-namespace",
             "--wait",
-            "--set",
-            f"image.repository={self.operator_image.split(':')[0]}",
-            "--set",
-            f"image.tag={self.operator_image.split(':')[1]}",
-            "--set",
-            "image.pullPolicy=Never",
-            "--set",
-            f"jobImage.repository={self.job_image.split(':')[0]}",
-            "--set",
-            f"jobImage.tag={self.job_image.split(':')[1]}",
+            *self.chart_args(),
             env=env,
         )
+
+    def chart_args(self) -> list[str]:
+        """Our chart's values on kind: the images just built and loaded, never pulled."""
+        operator_repo, operator_tag = self.operator_image.split(":")
+        job_repo, job_tag = self.job_image.split(":")
+        values = {
+            "image.repository": operator_repo,
+            "image.tag": operator_tag,
+            "image.pullPolicy": "Never",
+            "jobImage.repository": job_repo,
+            "jobImage.tag": job_tag,
+        }
+        return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
 
     def down(self) -> None:
         subprocess.run(["kind", "delete", "cluster", "--name", self.cluster_name], check=False)
@@ -242,7 +247,7 @@ class KindProvider(Provider):
             **super().cluster_overrides(),
             "image": self.job_image,
             "imagePullPolicy": "Never",
-            "head": {"cpu": "1", "memory": "3Gi"},
+            "head": {"cpu": "1", "memory": "2Gi"},
             "worker": {"replicas": 1, "gpus": 0, "cpu": "1", "memory": "3Gi"},
         }
 

@@ -92,6 +92,33 @@ def check_gpu_workers(provider: Provider, namespace: str, count: int, gpus: int)
         print(f"[e2e]   {name} requests nvidia.com/gpu={gpus} on {node_name}")
 
 
+def check_waiting_for_gpus(provider: Provider, namespace: str, name: str) -> None:
+    """On a cluster without GPUs, GPU workers stay Pending as Unschedulable for lack of
+    nvidia.com/gpu, and the EmbeddingJob says it waits for its cluster (it is not Running)."""
+
+    def unschedulable() -> list[str] | None:
+        out = provider.cluster.kubectl(
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "--field-selector",
+            "reason=FailedScheduling",
+            "-o",
+            "json",
+        )
+        messages = [e["message"] for e in json.loads(out.stdout)["items"]]
+        return [m for m in messages if "nvidia.com/gpu" in m] or None
+
+    show(
+        "GPU workers cannot be scheduled",
+        wait_for(unschedulable, timeout=JOB_TIMEOUT, interval=1.0),
+    )
+    status = (get(provider, "embeddingjob", name, namespace) or {}).get("status") or {}
+    assert status.get("phase") == "Submitted", status
+    provider.cluster.kubectl("delete", "embeddingjob", name, "-n", namespace, "--wait=false")
+
+
 def test_happy_path(provider: Provider, namespace: str, models: Path) -> None:
     folder = stage_images(provider, namespace, count=12)
     apply(provider, embedding_job(provider, namespace, "happy", str(folder) + "/", models))
@@ -304,6 +331,9 @@ def test_example_runs_to_a_truthful_end(provider: Provider, namespace: str, path
     apply(provider, example)
 
     worker = example["spec"].get("cluster", {}).get("worker", {})
+    if not provider.fake_gpus:  # kind has no GPUs: the truthful state is "waiting for them"
+        check_waiting_for_gpus(provider, namespace, example["metadata"]["name"])
+        return
     check_gpu_workers(
         provider, namespace, count=worker.get("replicas", 1), gpus=worker.get("gpus", 1)
     )
