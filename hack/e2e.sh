@@ -19,7 +19,7 @@
 # a closed loopback port, so a stray download fails at once instead of leaving the machine.
 #
 # Environment: EMBOP_PYTHON (default .venv/bin/python; needs ray[default] + kubernetes),
-# EMBOP_E2E_RAY_CPUS (default: all cores), EMBOP_RAY_DASHBOARD_PORT (default 8265, the
+# EMBOP_E2E_RAY_CPUS (default: the cores, at least 4 logical CPUs so that concurrent jobs never wait on each other), EMBOP_RAY_DASHBOARD_PORT (default 8265, the
 # port KubeRay puts on head Services), plus everything hack/cluster.sh and tools.sh read.
 set -euo pipefail
 
@@ -126,7 +126,7 @@ cmd_up() {
     "$(dirname "$PYTHON")/ray" start --head --block --disable-usage-stats \
     --node-ip-address=127.0.0.1 --port="$(free_port)" --temp-dir="$raytmp" \
     --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
-    --num-cpus="${EMBOP_E2E_RAY_CPUS:-$(nproc)}" --num-gpus=0 \
+    --num-cpus="${EMBOP_E2E_RAY_CPUS:-$(( $(nproc) > 4 ? $(nproc) : 4 ))}" --num-gpus=0 \
     --object-store-memory=$((1024 * 1024 * 1024))
   wait_for "$dir" ray "Ray dashboard on 127.0.0.1:$DASHBOARD_PORT" probe_dashboard "$token"
 
