@@ -19,8 +19,9 @@
 # a closed loopback port, so a stray download fails at once instead of leaving the machine.
 #
 # Environment: EMBOP_PYTHON (default .venv/bin/python; needs ray[default] + kubernetes),
-# EMBOP_E2E_RAY_CPUS (default: the cores, at least 4 logical CPUs so that concurrent jobs never wait on each other), EMBOP_RAY_DASHBOARD_PORT (default 8265, the
-# port KubeRay puts on head Services), plus everything hack/cluster.sh and tools.sh read.
+# EMBOP_E2E_RAY_CPUS (default: the cores, at least 4 logical CPUs, so that concurrent jobs
+# never wait on each other), EMBOP_RAY_DASHBOARD_PORT (default 8265, the port KubeRay puts
+# on head Services), plus everything hack/cluster.sh and tools.sh read.
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -159,7 +160,7 @@ ENV
   echo "$KUBECONFIG"
 }
 
-usage() { sed -n '3,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'; }
 
 main() {
   local cmd="${1:-}"
