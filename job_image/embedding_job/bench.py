@@ -12,7 +12,8 @@ Variants:
 * ``datapath_baseline`` - bytes → model-ready tensor with the Hugging Face processor only.
 * ``datapath`` - bytes → model-ready tensor with this job's data path, inline on one thread.
 * ``datapath_mt`` - the same on a pool of decode threads (one per CPU).
-* ``embedder`` - ``Embedder.embed_bytes`` in-process, called per Daft-sized batch.
+* ``embedder`` - ``Embedder.embed_bytes`` in-process, called per Daft-sized batch (the rows
+  the pipeline gives each call of its UDF: ``pipeline.udf_batch_size``).
 * ``embedder_stream`` - ``Embedder.embed_bytes`` on the whole set in one call (decode overlaps
   the model).
 * ``daft_native`` / ``daft_ray`` - ``embedding-job run`` in a subprocess on the image folder.
@@ -244,6 +245,7 @@ class WorkerSpec:
     draft_factor: float | None
     result: str
     batch_size: int = BATCH
+    call_batch_size: int = BATCH
 
 
 def _batches(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
@@ -380,7 +382,7 @@ def run_worker(spec: WorkerSpec) -> dict[str, Any]:
                 jpeg_draft_factor=spec.draft_factor,
             )
         )
-        step = batch_size if variant == "embedder" else len(datas)
+        step = spec.call_batch_size if variant == "embedder" else len(datas)
 
         def run_pass() -> int:
             for batch in _batches(datas, step):
@@ -403,12 +405,19 @@ def run_worker(spec: WorkerSpec) -> dict[str, Any]:
 
 
 def _cli_config(
-    images: Path, models_root: Path, name: str, out: Path, device: str, dtype: str, batch: int
+    images: Path,
+    models_root: Path,
+    name: str,
+    out: Path,
+    device: str,
+    dtype: str,
+    batch: int,
+    call_batch: int,
 ) -> str:
     config = {
         "input": {"uri": str(images), "format": "images-glob"},
         "model": {"name": name, "path": str(models_root), "dtype": dtype},
-        "inference": {"batchSize": batch, "device": device},
+        "inference": {"batchSize": batch, "callBatchSize": call_batch, "device": device},
         "output": {"uri": str(out), "mode": "overwrite"},
         "errors": {"maxFailedFraction": 0.0},
     }
@@ -424,6 +433,7 @@ def run_cli_once(
     device: str,
     dtype: str,
     batch: int,
+    call_batch: int,
 ) -> dict[str, Any]:
     """One ``embedding-job run``; wall time, memory and the embedder's per-batch trace."""
     from embedding_job.model import TRACE_ENV
@@ -447,7 +457,7 @@ def run_cli_once(
         "json",
         "run",
         "--config-json",
-        _cli_config(images, models_root, name, out, device, dtype, batch),
+        _cli_config(images, models_root, name, out, device, dtype, batch, call_batch),
         "--runner",
         runner,
     ]
@@ -509,6 +519,7 @@ def run_pipeline(
     device: str,
     dtype: str,
     batch: int,
+    call_batch: int,
     small_runs: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The CLI on one batch of images (once per runner), then on all of them."""
@@ -530,10 +541,19 @@ def run_pipeline(
             device,
             dtype,
             batch,
+            call_batch,
         )
     small = small_runs[runner]
     full = run_cli_once(
-        runner, images_dir, models_root, name, workdir / f"out-{runner}", device, dtype, batch
+        runner,
+        images_dir,
+        models_root,
+        name,
+        workdir / f"out-{runner}",
+        device,
+        dtype,
+        batch,
+        call_batch,
     )
     extra_seconds = full["seconds"] - small["seconds"]
     by_difference = (full["rows"] - small["rows"]) / extra_seconds if extra_seconds > 0 else None
@@ -720,8 +740,16 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated model configs (default dinov2-small4 on CPU; all "
         "real configs with --real-configs)",
     )
+    parser.add_argument("--batch-size", type=int, default=BATCH, help="images per model batch")
     parser.add_argument(
-        "--batch-size", type=int, default=BATCH, help="images per model batch (and Daft batch)"
+        "--call-batch-size",
+        type=int,
+        default=None,
+        help=(
+            "rows per call of the embedding UDF (inference.callBatchSize); default: the "
+            "pipeline's on a GPU, one model batch on a CPU (decode is inline there, so the call "
+            "size does not change throughput, and the steady-state window keeps enough calls)"
+        ),
     )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--dtype", default=None, help="float32 on CPU, float16 on CUDA by default")
@@ -751,6 +779,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pipeline_call_batch(batch: int) -> int:
+    from embedding_job.config import InferenceSpec
+    from embedding_job.pipeline import udf_batch_size
+
+    return udf_batch_size(InferenceSpec(batch_size=batch))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.worker:
@@ -763,6 +798,9 @@ def main(argv: list[str] | None = None) -> int:
     on_gpu = device == "cuda"
     dtype = args.dtype or ("float16" if on_gpu else "float32")
     count = args.images or (2048 if on_gpu else 256)
+    call_batch = args.call_batch_size or (
+        _pipeline_call_batch(args.batch_size) if on_gpu else args.batch_size
+    )
     min_seconds = args.min_seconds if args.min_seconds is not None else (10.0 if on_gpu else 3.0)
     configs = REAL_CONFIGS if args.real_configs else CPU_CONFIGS
     model_names = (
@@ -807,6 +845,7 @@ def main(argv: list[str] | None = None) -> int:
             "image_mix": [f"{w}x{h} {fmt}" for w, h, fmt in SIZE_MIX],
             "draft_factor": draft,
             "batch_size": args.batch_size,
+            "call_batch_size": call_batch,
             "by_model": {},
         }
         for model_name in model_names:
@@ -833,6 +872,7 @@ def main(argv: list[str] | None = None) -> int:
                             device,
                             dtype,
                             args.batch_size,
+                            call_batch,
                             small_runs,
                         )
                     else:
@@ -847,6 +887,7 @@ def main(argv: list[str] | None = None) -> int:
                                 draft_factor=draft,
                                 result=str(workdir / f"result-{variant}.json"),
                                 batch_size=args.batch_size,
+                                call_batch_size=call_batch,
                             )
                         )
                     figures["data_only"] = variant.startswith("datapath")

@@ -248,6 +248,16 @@ class InferenceSpec(_Spec):
     """How inference is spread over devices."""
 
     batch_size: int = Field(32, ge=1, le=8192, description="Images per model forward pass.")
+    call_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=65536,
+        description=(
+            "Rows handed to each call of an embedding worker; empty: 8 x batchSize, at most "
+            "1024 (never below batchSize). Decoding overlaps the model within a call, so "
+            "several model batches per call keep the GPU busy across batch boundaries."
+        ),
+    )
     gpus_per_worker: float = Field(
         1.0,
         ge=0,

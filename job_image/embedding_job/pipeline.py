@@ -15,7 +15,7 @@ from daft import DataType, col
 from daft.functions import download
 
 from embedding_job import output, report, storage
-from embedding_job.config import EmbeddingJobConfig, InputFormat, SrcType
+from embedding_job.config import EmbeddingJobConfig, InferenceSpec, InputFormat, SrcType
 from embedding_job.daft_io import io_config
 from embedding_job.errors import InputNotFoundError, JobError, TooManyFailuresError
 from embedding_job.model import EmbedderSettings
@@ -28,6 +28,21 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 _RESULT = "__embedding_result"
 _GLOB_CHARS = set("*?[")
+#: Model batches per call of the embedding UDF unless inference.callBatchSize says otherwise.
+#: Within a call the data path decodes the next batches while the model runs the current one;
+#: with one model batch per call the device idles at the start of every call while the first
+#: batch decodes (on a GPU that batch decodes slower than the model runs it).
+MODEL_BATCHES_PER_CALL = 8
+#: ... but no more rows per call than this by default (a call holds its rows' bytes).
+MAX_ROWS_PER_CALL = 1024
+
+
+def udf_batch_size(inference: InferenceSpec) -> int:
+    """Rows per call of the embedding UDF."""
+    model_batch = inference.batch_size
+    if inference.call_batch_size is not None:
+        return max(model_batch, inference.call_batch_size)
+    return max(model_batch, min(model_batch * MODEL_BATCHES_PER_CALL, MAX_ROWS_PER_CALL))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +202,7 @@ def embed(
         gpus=workers.gpus,
         cpus=cfg.inference.cpus_per_worker,
         max_concurrency=workers.concurrency,
-        batch_size=cfg.inference.batch_size,
+        batch_size=udf_batch_size(cfg.inference),
     )
     out = cfg.output
     vector_type = DataType.fixed_size_list(DataType.float32(), dim)

@@ -152,3 +152,21 @@ def test_worker_plan_uses_every_gpu_by_default(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     cpu_only = plan_workers(parse_config(MINIMAL), ray_run)
     assert (cpu_only.gpus, cpu_only.concurrency) == (0.0, 1)
+
+
+@pytest.mark.parametrize(
+    ("batch", "call", "rows"),
+    [
+        (32, None, 256),  # default: 8 model batches per call
+        (256, None, 1024),  # ... at most 1024 rows
+        (2048, None, 2048),  # ... never below one model batch
+        (32, 100, 100),  # explicit
+        (32, 8, 32),  # explicit, but a call holds at least one model batch
+    ],
+)
+def test_rows_per_embedding_call(batch: int, call: int | None, rows: int) -> None:
+    from embedding_job.config import InferenceSpec
+    from embedding_job.pipeline import udf_batch_size
+
+    spec = InferenceSpec.model_validate({"batchSize": batch, "callBatchSize": call})
+    assert udf_batch_size(spec) == rows
