@@ -98,8 +98,8 @@ def main() -> None:
         try:
             sync_hosts(core, args.hosts, base, known)
             sync_tokens(core, token)
-        except client.ApiException as e:  # apiserver restarting: try again next round
-            log.warning("api error %s: %s", e.status, e.reason)
+        except Exception as e:  # noqa: BLE001 - apiserver briefly away: try again next round
+            log.warning("cannot sync (%s): %s", type(e).__name__, str(e).splitlines()[0:1])
         time.sleep(args.interval)
 
 

@@ -16,7 +16,8 @@
 # EMBOP_E2E_POD_CIDR, ...), logs/{kwok,ray,headshim,ray-operator}.log.
 # Nothing dials outside loopback: services get 127.77.0.0/16, pods 127.78.0.0/16, nodes
 # 127.0.0.1; the Ray head (and every job it runs) gets HTTP(S)_PROXY and HF_ENDPOINT on
-# a closed loopback port, so a stray download fails at once instead of leaving the machine.
+# a closed loopback port, so a stray download fails at once instead of leaving the machine;
+# KubeRay and the Ray head resolve names with a resolv.conf naming only 127.0.0.1.
 #
 # Environment: EMBOP_PYTHON (default .venv/bin/python; needs ray[default] + kubernetes),
 # EMBOP_E2E_RAY_CPUS (default: the cores, at least 4 logical CPUs, so that concurrent jobs
@@ -66,11 +67,15 @@ cmd_down() {
   local dir="$1" c
   [[ -d "$dir" ]] || { log "$dir does not exist; nothing to do"; return 0; }
   for c in "${COMPONENTS[@]}"; do stop_component "$dir" "$c"; done
-  # Ray drivers run in sessions of their own: stop whatever still uses this head's temp dir.
-  if [[ -f "$dir/ray-temp-dir" ]]; then
-    pkill -TERM -f -- "$(cat "$dir/ray-temp-dir")" 2>/dev/null || true
-    rm -rf "$(cat "$dir/ray-temp-dir")" "$dir/ray-temp-dir"
+  # Ray drivers run in sessions of their own: stop whatever still uses this head's temp dir
+  # (only a path of the exact shape e2e.sh made: an empty pattern would match everything).
+  local raytmp=""
+  [[ -f "$dir/ray-temp-dir" ]] && raytmp="$(cat "$dir/ray-temp-dir")"
+  if [[ "$raytmp" =~ ^/tmp/embop-ray-[A-Za-z0-9]{6}$ ]]; then
+    pkill -TERM -f -- "$raytmp" 2>/dev/null || true
+    rm -rf "$raytmp"
   fi
+  rm -f "$dir/ray-temp-dir"
   rm -f "$dir/e2e.env"
   "$HACK_DIR/cluster.sh" down "$dir"
 }
@@ -96,14 +101,17 @@ cmd_up() {
   export KUBECONFIG="$dir/kubeconfig"
 
   # -- CRDs: ours and all of KubeRay's (its operator watches every kind it defines) ------
-  kc apply --server-side -f "$ROOT/crds/" -f "$("$TOOLS" kuberay-crds)/" >/dev/null
+  local kuberay_crds
+  kuberay_crds="$("$TOOLS" kuberay-crds)"
+  kc apply --server-side -f "$ROOT/crds/" -f "$kuberay_crds/" >/dev/null
   kc wait --for=condition=Established --timeout=60s crd --all >/dev/null
   log "CRDs established"
 
   # -- kwok: fake nodes, pod lifecycle, pod IPs from a loopback range ---------------------
   kc apply -f "$HACK_DIR/e2e/nodes.yaml" >/dev/null
-  local stages=() f
-  while IFS= read -r f; do stages+=(-c "$f"); done < <("$TOOLS" kwok-stages)
+  local stages=() f stage_files
+  stage_files="$("$TOOLS" kwok-stages)"
+  while IFS= read -r f; do stages+=(-c "$f"); done <<<"$stage_files"
   start_component "$dir" kwok "$kwok_bin" --kubeconfig="$KUBECONFIG" \
     --manage-nodes-with-label-selector=type=kwok --cidr="$POD_CIDR" --node-ip=127.0.0.1 \
     --node-lease-duration-seconds=40 --server-address="127.0.0.1:$(free_port)" "${stages[@]}"
@@ -115,8 +123,13 @@ cmd_up() {
   (umask 077; printf '%s\n' "$token" > "$dir/ray-token")
   raytmp="$(mktemp -d /tmp/embop-ray-XXXXXX)"   # short: Ray's socket paths are length-limited
   echo "$raytmp" > "$dir/ray-temp-dir"
-  closed="$(free_port)"                          # nothing listens here
-  start_component "$dir" ray env \
+  closed=1                                       # tcpmux: nothing listens on port 1
+  # A resolv.conf naming only 127.0.0.1 (where no DNS server listens), for KubeRay and the Ray
+  # head's jobs alone: a name that is not in their hosts file fails on loopback, never
+  # reaching the machine's real resolver.
+  printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' > "$dir/resolv.conf"
+  start_component "$dir" ray unshare --mount --propagation private \
+    sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' "$dir/resolv.conf" env \
     KUBECONFIG="$KUBECONFIG" RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$token" \
     HTTP_PROXY="http://127.0.0.1:$closed" HTTPS_PROXY="http://127.0.0.1:$closed" \
     http_proxy="http://127.0.0.1:$closed" https_proxy="http://127.0.0.1:$closed" \
@@ -135,12 +148,14 @@ cmd_up() {
   cp /etc/hosts "$dir/hosts"
   start_component "$dir" headshim env KUBECONFIG="$KUBECONFIG" \
     "$PYTHON" "$HACK_DIR/e2e-headshim.py" --hosts "$dir/hosts" --token-file "$dir/ray-token"
+  wait_for "$dir" headshim "head shim watching" grep -q "watching Ray head services" "$dir/logs/headshim.log"
 
   # -- KubeRay, seeing $dir/hosts as /etc/hosts ---------------------------------------------
   local health_port
   health_port="$(free_port)"
   start_component "$dir" ray-operator unshare --mount --propagation private \
-    sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$dir/hosts" \
+    sh -c 'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"' \
+    "$dir/hosts" "$dir/resolv.conf" \
     "$kuberay_bin" --kubeconfig="$KUBECONFIG" --enable-leader-election=false \
     --metrics-addr=127.0.0.1:0 --health-probe-bind-address="127.0.0.1:$health_port" \
     --log-stdout-encoder=console
@@ -160,7 +175,7 @@ ENV
   echo "$KUBECONFIG"
 }
 
-usage() { sed -n '3,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'; }
 
 main() {
   local cmd="${1:-}"

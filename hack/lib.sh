@@ -24,9 +24,15 @@ pid_of() { # pid_of <dir> <component>: print pid if the pid file names a live pr
   read -r pid started < "$f" 2>/dev/null || return 1
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  [[ "$(start_time "$pid")" == "$started" ]] || return 1
+  if [[ -n "${started:-}" ]]; then
+    [[ "$(start_time "$pid")" == "$started" ]] || return 1
+  else  # a pid file of the older one-field format: the process must be the component
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "/$2 " || return 1
+  fi
   echo "$pid"
 }
+
+group_alive() { kill -0 -- "-$1" 2>/dev/null || kill -0 "$1" 2>/dev/null; }
 
 stop_component() { # stop_component <dir> <component>: SIGTERM its process group, then SIGKILL
   local dir="$1" c="$2" pid deadline
@@ -34,12 +40,12 @@ stop_component() { # stop_component <dir> <component>: SIGTERM its process group
     log "stopping $c (pid $pid)"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     deadline=$((SECONDS + 20))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "$c (pid $pid) ignored SIGTERM; sending SIGKILL"
+    while group_alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
+    if group_alive "$pid"; then
+      log "$c (pid $pid) or its process group ignored SIGTERM; sending SIGKILL"
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
       deadline=$((SECONDS + 10))
-      while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+      while group_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
     fi
   fi
   rm -f "$dir/$c.pid"

@@ -251,6 +251,17 @@ class EmbeddingJobSpec(EmbeddingJobConfig):
                 )
         return value
 
+    @model_validator(mode="after")
+    def _volumes_leave_model_path_to_the_models_claim(self) -> EmbeddingJobSpec:
+        if self.cluster.models_volume_claim:
+            clash = [v.name for v in self.cluster.volumes if v.mount_path == self.model.path]
+            if clash:
+                raise ValueError(
+                    f"cluster.volumes {clash} mount at model.path ({self.model.path}), where "
+                    "cluster.modelsVolumeClaim is mounted: use another mountPath"
+                )
+        return self
+
     def job_config(self) -> EmbeddingJobConfig:
         """The part of the spec that the job itself receives."""
         data = self.model_dump(by_alias=True, exclude={"cluster", "suspend"})

@@ -70,7 +70,10 @@ def with_job_error(observation: Observation, current: dict[str, Any]) -> Observa
     """A failed job's own account (``status.jobError``, reported as it exits) replaces
     KubeRay's generic "entrypoint failed with exit code N, last logs: ..." message."""
     error = current.get("jobError") or {}
-    if observation.phase != FAILED or not error.get("message"):
+    # Only when the entrypoint itself failed: a deadline, a failed submission or a lost
+    # cluster is KubeRay's to tell, and an earlier attempt's report must not mask it.
+    job_failed = observation.reason in ("AppFailed", "JobFailed")
+    if observation.phase != FAILED or not job_failed or not error.get("message"):
         return observation
     return Observation(FAILED, error.get("reason") or observation.reason, error["message"])
 

@@ -17,11 +17,21 @@ from tests.e2e.steps import (
 )
 from tests.waiting import wait_for
 
+#: Every line the scenarios report, printed again in pytest's terminal summary (conftest.py)
+#: so that a CI log shows what the cluster did even when every test passes.
+E2E_LOG: list[str] = []
+
+
+def note(line: str) -> None:
+    """One line of the e2e log."""
+    E2E_LOG.append(line)
+    print(f"[e2e] {line}")
+
 
 def show(title: str, lines: list[str]) -> None:
-    print(f"[e2e] {title}")
+    note(title)
     for line in lines:
-        print(f"[e2e]   {line}")
+        note(f"  {line}")
 
 
 ADDRESS_FIELDS = (
@@ -62,7 +72,7 @@ def check_gpu_workers(provider: Provider, namespace: str, count: int, gpus: int)
         assert int(requests["nvidia.com/gpu"]) == gpus
         assert int(node["status"]["allocatable"]["nvidia.com/gpu"]) >= gpus
         name, node_name = pod["metadata"]["name"], node["metadata"]["name"]
-        print(f"[e2e]   {name} requests nvidia.com/gpu={gpus} on {node_name}")
+        note(f"  {name} requests nvidia.com/gpu={gpus} on {node_name}")
 
 
 def check_waiting_for_gpus(provider: Provider, namespace: str, name: str) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from embedding_job.demo import make_random_model
+from tests.e2e.checks import E2E_LOG
 from tests.e2e.providers import Provider, make_provider
-
-MODEL = "google/vit-base-patch16-224-in21k"
+from tests.e2e.steps import MODEL
 
 
 @pytest.fixture(scope="package")
@@ -50,3 +50,11 @@ def namespace(provider: Provider, request: pytest.FixtureRequest) -> Iterator[st
         print(provider.cluster.dump())
         print("---- KubeRay ----\n" + provider.kuberay_log()[-6000:])
         print("---- operator ----\n" + provider.operator_log()[-6000:])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the cluster did (bindings, GPU requests, KubeRay's transitions, outcomes)."""
+    if E2E_LOG:
+        terminalreporter.section("e2e: what the cluster did")
+        for line in E2E_LOG:
+            terminalreporter.write_line(f"[e2e] {line}")

@@ -137,6 +137,10 @@ class KindProvider(Provider):
     job_image = "embedding-job:e2e"
     operator_image = "embedding-operator:e2e"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.created = False
+
     def _run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.run(list(args), check=True, text=True, **kwargs)
 
@@ -172,6 +176,7 @@ class KindProvider(Provider):
             "--wait",
             "180s",
         )
+        self.created = True  # from here on, down() deletes the cluster this run made
         self.cluster = Cluster(self.workdir, kubeconfig, shutil.which("kubectl") or tool("kubectl"))
         self._run(
             "docker",
@@ -192,15 +197,14 @@ class KindProvider(Provider):
             self._run("kind", "load", "docker-image", image, "--name", self.cluster_name)
         helm = shutil.which("helm") or tool("helm")
         env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-        self._run(
-            helm, "repo", "add", "kuberay", "https://ray-project.github.io/kuberay-helm/", env=env
-        )
-        self._run(
+        self._run(  # --repo: nothing is added to the user's helm repositories
             helm,
             "upgrade",
             "--install",
             "kuberay-operator",
-            "kuberay/kuberay-operator",
+            "kuberay-operator",
+            "--repo",
+            "https://ray-project.github.io/kuberay-helm/",
             "--version",
             KUBERAY_CHART_VERSION,
             "--namespace",
@@ -238,7 +242,9 @@ class KindProvider(Provider):
         return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
 
     def down(self) -> None:
-        subprocess.run(["kind", "delete", "cluster", "--name", self.cluster_name], check=False)
+        # Never a cluster this run did not create (e.g. one of that name that already existed).
+        if self.created:
+            subprocess.run(["kind", "delete", "cluster", "--name", self.cluster_name], check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def cluster_overrides(self) -> dict[str, Any]:

@@ -10,10 +10,11 @@ from typing import Any
 import yaml
 
 from embedding_job.demo import make_sample_images
-from tests.e2e.conftest import MODEL
 from tests.e2e.providers import Provider
 from tests.waiting import wait_for
 
+#: The tiny random-init model every e2e job embeds with (made by conftest's models fixture).
+MODEL = "google/vit-base-patch16-224-in21k"
 JOB_TIMEOUT = 420.0
 TERMINAL = ("Succeeded", "Failed")
 

@@ -24,6 +24,7 @@ from tests.e2e.checks import (
     check_gpu_workers,
     check_waiting_for_gpus,
     example_prerequisites,
+    note,
     show,
 )
 from tests.e2e.providers import Provider
@@ -111,7 +112,7 @@ def test_missing_model_fails_naming_it_and_the_cluster_goes_away(
     # The job's own account, not KubeRay's "entrypoint failed with exit code 3, logs: ...".
     assert (status["phase"], status["reason"]) == ("Failed", "ModelNotFound"), status
     assert status["message"].startswith("model 'facebook/dinov2-large' not found"), status
-    print(f"\n[e2e] Failed: {status['reason']}: {status['message'].splitlines()[0]}")
+    note(f"Failed: {status['reason']}: {status['message'].splitlines()[0]}")
     # shutdownAfterJobFinishes + ttlSecondsAfterFinished=5: KubeRay deletes the RayCluster.
     wait_for(
         lambda: (
@@ -182,18 +183,16 @@ def test_delete_mid_run_collects_everything(
         interval=1.0,
         message="RayJob, RayCluster and pods to be collected",
     )
-    print(f"\n[e2e] RayJob doomed, RayCluster {cluster_name} and their pods were garbage-collected")
+    note(f"RayJob doomed, RayCluster {cluster_name} and their pods were garbage-collected")
     if provider.sees_ray_head:
-        stopped = wait_for(
-            lambda: (
-                (provider.ray_job(job_id) or {}).get("status") in ("STOPPED", "FAILED")
-                and provider.ray_job(job_id)
-            ),
+        # KubeRay's finalizer asked Ray to stop the job: STOPPED, not FAILED.
+        wait_for(
+            lambda: (provider.ray_job(job_id) or {}).get("status") == "STOPPED",
             timeout=120,
             interval=1.0,
-            message=f"Ray to stop job {job_id}",
+            message=lambda: f"Ray to stop job {job_id}; now {provider.ray_job(job_id)}",
         )
-        print(f"[e2e] Ray job {job_id}: {stopped['status']}")
+        note(f"Ray job {job_id}: STOPPED")
 
 
 def test_two_jobs_at_once_in_two_namespaces(provider: Provider, models: Path) -> None:
@@ -238,7 +237,7 @@ def test_example_runs_to_a_truthful_end(provider: Provider, namespace: str, path
         assert model.get("name", "facebook/dinov2-large") in status["message"], status["message"]
         if model.get("download"):  # tried, and failed on the closed loopback hub endpoint
             assert "Downloading it from the Hugging Face hub failed" in status["message"]
-    print(f"\n[e2e] {path.name}: {status['reason']}: {status['message'].splitlines()[0]}")
+    note(f"{path.name}: {status['reason']}: {status['message'].splitlines()[0]}")
     provider.cluster.kubectl("delete", "embeddingjob", "--all", "-n", namespace, "--wait=false")
 
 
@@ -248,7 +247,11 @@ def test_nothing_left_loopback(provider: Provider) -> None:
     KubeRay dialled nothing else."""
     addresses = assert_loopback(provider)
     assert addresses
-    dialled = re.findall(r"dial tcp ([0-9.]+):", provider.kuberay_log())
+    log = provider.kuberay_log()
+    dialled = re.findall(r"dial tcp ([0-9.]+):", log)
     assert all(ipaddress.ip_address(a).is_loopback for a in dialled), dialled
+    # A name missing from KubeRay's hosts file is looked up on its resolv.conf's 127.0.0.1.
+    resolvers = re.findall(r"lookup \S+ on ([0-9.]+):53", log)
+    assert all(ipaddress.ip_address(a).is_loopback for a in resolvers), resolvers
     direct = sorted(set(dialled)) or "no IP directly"
-    print(f"\n[e2e] {len(addresses)} cluster addresses, all loopback; KubeRay dialled {direct}")
+    note(f"{len(addresses)} cluster addresses, all loopback; KubeRay dialled {direct}")

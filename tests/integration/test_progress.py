@@ -191,10 +191,20 @@ def test_a_failing_job_reports_why_and_a_retry_clears_it(
     error = status(cluster, namespace, "broken")["jobError"]
     assert error["reason"] == "ModelNotFound"
     assert "facebook/dinov2-large" in error["message"] and error["time"]
-    # The next attempt starts by forgetting it (here it fails earlier, on its config).
+    # A bad config is reported too.
     cfg["inference"] = {"batchSize": 0}
     write_config(tmp_path / "job.yaml", cfg)
     result = run_cli("run", "--config", config_file, "--runner", "native", env=env)
     assert result.returncode == 2
     error = status(cluster, namespace, "broken")["jobError"]
     assert error["reason"] == "InvalidConfig" and "batchSize" in error["message"]
+    # The next attempt starts by forgetting it: a successful one leaves no jobError.
+    cfg["inference"] = {"batchSize": 4}
+    cfg["model"] = {"name": DINOV2, "path": str(models_root), "dtype": "float32"}
+    cfg["input"] = {"uri": str(table(tmp_path / "in.parquet", ["a", "b"])), "idColumn": "id"}
+    cfg["input"]["srcType"] = "image_binary"
+    write_config(tmp_path / "job.yaml", cfg)
+    result = run_cli("run", "--config", config_file, "--runner", "native", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = status(cluster, namespace, "broken")
+    assert "jobError" not in final and final["output"]["rows"] == 2

@@ -277,3 +277,12 @@ def test_bad_volumes_are_refused_naming_the_problem(
     with pytest.raises(ConfigError, match=message) as err:
         parse_spec({**SPEC, "cluster": {"volumes": volumes}})
     assert "spec.cluster.volumes" in str(err.value)
+
+
+def test_a_volume_may_not_take_the_models_claims_mount_path() -> None:
+    volumes = [{"name": "shared", "mountPath": "/models", "claimName": "rwx"}]
+    with pytest.raises(ConfigError, match=r"mount at model.path \(/models\)"):
+        parse_spec({**SPEC, "cluster": {**SPEC["cluster"], "volumes": volumes}})
+    # Without a models claim, a volume may hold the models.
+    cluster = {"volumes": volumes}
+    assert parse_spec({**SPEC, "cluster": cluster}).cluster.volumes[0].mount_path == "/models"

@@ -84,9 +84,14 @@ def test_a_failed_jobs_own_error_replaces_kuberays_generic_message() -> None:
         FAILED, "ModelNotFound", "model 'x' not found: /models/x"
     )
     assert with_job_error(failed, {}) == failed
-    # Only a failure takes it: a stale report never overrides a running or succeeded job.
+    # Only the entrypoint's own failure takes it: a stale report never overrides a running
+    # job, nor KubeRay's account of a deadline or a failed submission.
     running = observe({"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
     assert with_job_error(running, {"jobError": error}) == running
+    deadline = observe(
+        {"jobDeploymentStatus": "Failed", "reason": "DeadlineExceeded", "message": "too long"}
+    )
+    assert with_job_error(deadline, {"jobError": error}) == deadline
 
 
 def test_conditions_keep_transition_times_until_they_flip() -> None:
