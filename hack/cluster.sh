@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2329  # functions are reached via "cmd_$cmd" dispatch
+# shellcheck disable=SC2329  # cmd_* functions are reached via lib.sh's dir_command_main
 # hack/cluster.sh — a real, local Kubernetes control plane for tests:
 # etcd + kube-apiserver (+ kube-controller-manager), all on 127.0.0.1,
 # built from Go modules by hack/tools.sh. No Docker, no kubelet, no network.
@@ -299,17 +299,4 @@ EOF
   echo "$dir/kubeconfig"
 }
 
-usage() { sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//'; }
-
-main() {
-  local cmd="${1:-}"
-  case "$cmd" in
-    up|down|status)
-      [[ $# -eq 2 ]] || { usage >&2; exit 2; }
-      "cmd_$cmd" "$2" ;;
-    -h|--help|help|"") usage ;;
-    *) usage >&2; exit 2 ;;
-  esac
-}
-
-main "$@"; exit $?   # exit here: safe if this file is edited while running
+dir_command_main 22 "$@"; exit $?   # exit here: safe if this file is edited while running

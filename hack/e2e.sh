@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2329  # functions are reached via "cmd_$cmd" dispatch
+# shellcheck disable=SC2329  # cmd_* functions are reached via lib.sh's dir_command_main
 # hack/e2e.sh — the local end-to-end cluster, from real parts, all on loopback:
 #   etcd + kube-apiserver + kube-controller-manager + kube-scheduler (hack/cluster.sh),
 #   kwok managing fake nodes (hack/e2e/nodes.yaml: two advertise nvidia.com/gpu),
@@ -175,17 +175,4 @@ ENV
   echo "$KUBECONFIG"
 }
 
-usage() { sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'; }
-
-main() {
-  local cmd="${1:-}"
-  case "$cmd" in
-    up|down|status)
-      [[ $# -eq 2 ]] || { usage >&2; exit 2; }
-      "cmd_$cmd" "$2" ;;
-    -h|--help|help|"") usage ;;
-    *) usage >&2; exit 2 ;;
-  esac
-}
-
-main "$@"; exit $?   # exit here: safe if this file is edited while running
+dir_command_main 25 "$@"; exit $?   # exit here: safe if this file is edited while running

@@ -93,3 +93,18 @@ print(s.getsockname()[1])
 s.close()
 PY
 }
+
+# dir_command_main <N> <args...>: the `up|down|status <dir>` entry point of cluster.sh and
+# e2e.sh; calls cmd_<command> <dir>. Usage is the script's header comment, lines 3 to N.
+dir_command_main() {
+  local last="$1"; shift
+  case "${1:-}" in
+    up|down|status)
+      [[ $# -eq 2 ]] || { header_usage "$last" >&2; exit 2; }
+      "cmd_$1" "$2" ;;
+    -h|--help|help|"") header_usage "$last" ;;
+    *) header_usage "$last" >&2; exit 2 ;;
+  esac
+}
+
+header_usage() { sed -n "3,$1p" "$0" | sed 's/^# \{0,1\}//'; }

@@ -404,37 +404,34 @@ def run_worker(spec: WorkerSpec) -> dict[str, Any]:
 # ---------------------------------------------------------------- pipeline variants
 
 
-def _cli_config(
-    images: Path,
-    models_root: Path,
-    name: str,
-    out: Path,
-    device: str,
-    dtype: str,
-    batch: int,
-    call_batch: int,
-) -> str:
-    config = {
-        "input": {"uri": str(images), "format": "images-glob"},
-        "model": {"name": name, "path": str(models_root), "dtype": dtype},
-        "inference": {"batchSize": batch, "callBatchSize": call_batch, "device": device},
-        "output": {"uri": str(out), "mode": "overwrite"},
-        "errors": {"maxFailedFraction": 0.0},
-    }
-    return json.dumps(config)
+@dataclass(frozen=True)
+class JobSetup:
+    """What every ``embedding-job run`` of a pipeline variant shares."""
+
+    models_root: Path
+    name: str
+    device: str
+    dtype: str
+    batch: int
+    call_batch: int
+
+    def config(self, images: Path, out: Path) -> str:
+        return json.dumps(
+            {
+                "input": {"uri": str(images), "format": "images-glob"},
+                "model": {"name": self.name, "path": str(self.models_root), "dtype": self.dtype},
+                "inference": {
+                    "batchSize": self.batch,
+                    "callBatchSize": self.call_batch,
+                    "device": self.device,
+                },
+                "output": {"uri": str(out), "mode": "overwrite"},
+                "errors": {"maxFailedFraction": 0.0},
+            }
+        )
 
 
-def run_cli_once(
-    runner: str,
-    images: Path,
-    models_root: Path,
-    name: str,
-    out: Path,
-    device: str,
-    dtype: str,
-    batch: int,
-    call_batch: int,
-) -> dict[str, Any]:
+def run_cli_once(runner: str, images: Path, out: Path, setup: JobSetup) -> dict[str, Any]:
     """One ``embedding-job run``; wall time, memory and the embedder's per-batch trace."""
     from embedding_job.model import TRACE_ENV
 
@@ -457,7 +454,7 @@ def run_cli_once(
         "json",
         "run",
         "--config-json",
-        _cli_config(images, models_root, name, out, device, dtype, batch, call_batch),
+        setup.config(images, out),
         "--runner",
         runner,
     ]
@@ -514,12 +511,7 @@ def run_pipeline(
     variant: str,
     workdir: Path,
     paths: list[Path],
-    models_root: Path,
-    name: str,
-    device: str,
-    dtype: str,
-    batch: int,
-    call_batch: int,
+    setup: JobSetup,
     small_runs: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The CLI on one batch of images (once per runner), then on all of them."""
@@ -527,34 +519,14 @@ def run_pipeline(
     small_dir = workdir / "images-small"
     if not small_dir.is_dir():
         small_dir.mkdir()
-        for path in paths[:batch]:
+        for path in paths[: setup.batch]:
             os.link(path, small_dir / path.name)
     images_dir = paths[0].parent
     small_runs = {} if small_runs is None else small_runs
     if runner not in small_runs:
-        small_runs[runner] = run_cli_once(
-            runner,
-            small_dir,
-            models_root,
-            name,
-            workdir / f"out-{runner}-small",
-            device,
-            dtype,
-            batch,
-            call_batch,
-        )
+        small_runs[runner] = run_cli_once(runner, small_dir, workdir / f"out-{runner}-small", setup)
     small = small_runs[runner]
-    full = run_cli_once(
-        runner,
-        images_dir,
-        models_root,
-        name,
-        workdir / f"out-{runner}",
-        device,
-        dtype,
-        batch,
-        call_batch,
-    )
+    full = run_cli_once(runner, images_dir, workdir / f"out-{runner}", setup)
     extra_seconds = full["seconds"] - small["seconds"]
     by_difference = (full["rows"] - small["rows"]) / extra_seconds if extra_seconds > 0 else None
     steady = _trace_rate(full["calls"])
@@ -863,18 +835,15 @@ def main(argv: list[str] | None = None) -> int:
                 for variant in variants:
                     started = time.perf_counter()
                     if variant in PIPELINE:
-                        figures = run_pipeline(
-                            variant,
-                            workdir,
-                            paths,
+                        setup = JobSetup(
                             models_root,
                             f"bench/{model_name}",
                             device,
                             dtype,
                             args.batch_size,
                             call_batch,
-                            small_runs,
                         )
+                        figures = run_pipeline(variant, workdir, paths, setup, small_runs)
                     else:
                         figures = run_in_process_variant(
                             WorkerSpec(

@@ -10,7 +10,7 @@ from typing import Any
 from tests.e2e.providers import Provider
 from tests.e2e.steps import (
     JOB_TIMEOUT,
-    get,
+    job_status,
     scheduled_events,
     share,
     wait_scheduled_workers,
@@ -97,7 +97,7 @@ def check_waiting_for_gpus(provider: Provider, namespace: str, name: str) -> Non
         "GPU workers cannot be scheduled",
         wait_for(unschedulable, timeout=JOB_TIMEOUT, interval=1.0),
     )
-    status = (get(provider, "embeddingjob", name, namespace) or {}).get("status") or {}
+    status = job_status(provider, namespace, name)
     assert status.get("phase") == "Submitted", status
     provider.cluster.kubectl("delete", "embeddingjob", name, "-n", namespace, "--wait=false")
 

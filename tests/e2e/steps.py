@@ -74,15 +74,17 @@ def apply(provider: Provider, *manifests: dict[str, Any]) -> None:
     provider.cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests))
 
 
-def get(provider: Provider, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-    return provider.cluster.get(kind, name, namespace)
+def job_status(provider: Provider, namespace: str, name: str) -> dict[str, Any]:
+    """An EmbeddingJob's status ({} while it has none or is gone)."""
+    job = provider.cluster.get("embeddingjob", name, namespace)
+    return (job or {}).get("status") or {}
 
 
 def wait_terminal(provider: Provider, namespace: str, name: str) -> dict[str, Any]:
     """The EmbeddingJob once its phase is Succeeded or Failed."""
 
     def done() -> dict[str, Any] | None:
-        job = get(provider, "embeddingjob", name, namespace)
+        job = provider.cluster.get("embeddingjob", name, namespace)
         phase = ((job or {}).get("status") or {}).get("phase")
         return job if phase in TERMINAL else None
 
@@ -92,7 +94,7 @@ def wait_terminal(provider: Provider, namespace: str, name: str) -> dict[str, An
         interval=1.0,
         message=lambda: (
             f"EmbeddingJob {namespace}/{name} to finish; now "
-            f"{json.dumps((get(provider, 'embeddingjob', name, namespace) or {}).get('status'))}"
+            f"{json.dumps(job_status(provider, namespace, name))}"
         ),
     )
 

@@ -33,9 +33,9 @@ from tests.e2e.steps import (
     apply,
     deployment_transitions,
     embedding_job,
-    get,
     gone,
     hidden_size,
+    job_status,
     read_output,
     share,
     stage_images,
@@ -156,7 +156,7 @@ def test_delete_mid_run_collects_everything(
     )
 
     def running() -> dict[str, Any] | None:
-        rayjob = get(provider, "rayjob", "doomed", namespace)
+        rayjob = provider.cluster.get("rayjob", "doomed", namespace)
         status = (rayjob or {}).get("status") or {}
         return status if status.get("jobStatus") == "RUNNING" else None
 
@@ -168,7 +168,7 @@ def test_delete_mid_run_collects_everything(
 
     # The running job reports to its EmbeddingJob while it runs: nothing done yet (held).
     def reporting() -> dict[str, Any] | None:
-        status = (get(provider, "embeddingjob", "doomed", namespace) or {}).get("status") or {}
+        status = job_status(provider, namespace, "doomed")
         return status if status.get("phase") == "Running" and status.get("progress") else None
 
     progress = wait_for(reporting, timeout=120, interval=1.0, message="a progress report")[
