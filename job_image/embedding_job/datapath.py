@@ -17,6 +17,10 @@ import torch
 from embedding_job.decode import DEFAULT_MAX_PIXELS, decode_scaled
 from embedding_job.errors import RowError
 from embedding_job.preprocess import ImageTransform
+from embedding_job.sources import LocalFile
+
+#: An image as the data path takes it: its bytes, or a local file to read on a decode thread.
+ImageData = bytes | LocalFile
 
 #: JPEGs decode at reduced size (1/2, 1/4, 1/8) while both sides stay >= this x the model's
 #: resize target; measured within the 1e-4 cosine parity bound (BENCHMARKS.md).
@@ -60,8 +64,10 @@ class DataPath:
             ThreadPoolExecutor(threads, thread_name_prefix="embedding-decode") if threads else None
         )
 
-    def pixels(self, data: bytes) -> np.ndarray:
+    def pixels(self, data: ImageData) -> np.ndarray:
         """One image's bytes → resized, cropped (H, W, 3) uint8 pixels; RowError if unusable."""
+        if isinstance(data, LocalFile):
+            data = data.read()
         try:
             image, full_size = decode_scaled(
                 data, min_size=self.min_size, max_pixels=self.max_pixels
@@ -72,13 +78,13 @@ class DataPath:
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not sink the batch
             raise RowError(f"decode failed: {type(exc).__name__}: {exc}") from None
 
-    def _pixels_or_error(self, data: bytes) -> np.ndarray | RowError:
+    def _pixels_or_error(self, data: ImageData) -> np.ndarray | RowError:
         try:
             return self.pixels(data)
         except RowError as exc:
             return exc
 
-    def map(self, items: Iterable[bytes], window: int = 64) -> Iterator[np.ndarray | RowError]:
+    def map(self, items: Iterable[ImageData], window: int = 64) -> Iterator[np.ndarray | RowError]:
         """Pixels, or the RowError, for each item in order, decoding up to ``window`` ahead."""
         if self._pool is None:
             for data in items:
@@ -95,6 +101,19 @@ class DataPath:
         finally:
             for future in pending:
                 future.cancel()
+
+    def load(self, items: Sequence[ImageData]) -> list[bytes | RowError]:
+        """Each item's bytes (local files read on the decode threads), or why it has none."""
+
+        def one(data: ImageData) -> bytes | RowError:
+            try:
+                return data.read() if isinstance(data, LocalFile) else data
+            except RowError as exc:
+                return exc
+
+        if self._pool is None or not any(isinstance(d, LocalFile) for d in items):
+            return [one(data) for data in items]
+        return list(self._pool.map(one, items))
 
     def to_device(
         self, images: Sequence[np.ndarray], device: torch.device, dtype: torch.dtype

@@ -15,7 +15,12 @@ from transformers import AutoConfig, AutoModel
 from transformers.utils import logging as hf_logging
 
 from embedding_job.config import Device, DType, Pooling
-from embedding_job.datapath import DEFAULT_DRAFT_FACTOR, DataPath, default_decode_threads
+from embedding_job.datapath import (
+    DEFAULT_DRAFT_FACTOR,
+    DataPath,
+    ImageData,
+    default_decode_threads,
+)
 from embedding_job.errors import RowError
 from embedding_job.model_files import embedding_dim
 from embedding_job.preprocess import ImageTransform
@@ -128,7 +133,7 @@ class Embedder:
             ", GPU JPEG decode" if self.gpu_decoder is not None else "",
         )
 
-    def pixels(self, data: bytes) -> np.ndarray:
+    def pixels(self, data: ImageData) -> np.ndarray:
         """One image's bytes → resized, cropped (H, W, 3) uint8 pixels; RowError if unusable."""
         return self.datapath.pixels(data)
 
@@ -159,9 +164,10 @@ class Embedder:
         return result
 
     def embed_bytes(
-        self, items: Sequence[bytes | None], errors: Sequence[str | None] | None = None
+        self, items: Sequence[ImageData | None], errors: Sequence[str | None] | None = None
     ) -> tuple[list[np.ndarray | None], list[str | None]]:
-        """Embed each item; a row that fails gets ``None`` and a short error, the rest embed.
+        """Embed each item (image bytes, or a LocalFile that the decode threads read); a row
+        that fails gets ``None`` and a short error, the rest embed.
 
         ``errors`` carries failures found upstream (e.g. a download), kept as they are. Images
         are decoded on the data path's threads while the model runs on earlier batches; model
@@ -190,7 +196,7 @@ class Embedder:
 
     def _embed_on_cpu_path(
         self,
-        items: Sequence[bytes | None],
+        items: Sequence[ImageData | None],
         todo: list[int],
         vectors: list[np.ndarray | None],
         row_errors: list[str | None],
@@ -220,7 +226,7 @@ class Embedder:
 
     def _embed_on_gpu(
         self,
-        items: Sequence[bytes | None],
+        items: Sequence[ImageData | None],
         todo: list[int],
         vectors: list[np.ndarray | None],
         row_errors: list[str | None],
@@ -228,8 +234,18 @@ class Embedder:
         assert self.gpu_decoder is not None
         step = self.settings.batch_size
         for start in range(0, len(todo), step):
-            chunk = todo[start : start + step]
-            batch, failures = self.gpu_decoder.decode([items[i] or b"" for i in chunk])
+            group = todo[start : start + step]
+            chunk, datas = [], []
+            loaded = self.datapath.load([items[i] or b"" for i in group])
+            for index, data in zip(group, loaded, strict=True):
+                if isinstance(data, RowError):
+                    row_errors[index] = str(data)
+                else:
+                    chunk.append(index)
+                    datas.append(data)
+            if not chunk:
+                continue
+            batch, failures = self.gpu_decoder.decode(datas)
             for position, message in failures.items():
                 row_errors[chunk[position]] = message
             if batch is None:

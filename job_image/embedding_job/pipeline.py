@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -12,7 +13,7 @@ from typing import Any
 
 import daft
 from daft import DataType, col
-from daft.functions import download
+from daft.functions import download, when
 
 from embedding_job import output, report, storage
 from embedding_job.config import EmbeddingJobConfig, InferenceSpec, InputFormat, SrcType
@@ -21,6 +22,7 @@ from embedding_job.errors import InputNotFoundError, JobError, TooManyFailuresEr
 from embedding_job.model import EmbedderSettings
 from embedding_job.model_files import embedding_dim, locate_model
 from embedding_job.progress import NativeTracker, RayTracker
+from embedding_job.sources import LOCAL_PREFIXES
 from embedding_job.udf import EmbedImages
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,15 @@ def output_columns(cfg: EmbeddingJobConfig) -> list[str]:
     return keep
 
 
+def remote_only(source: daft.Expression) -> daft.Expression:
+    """``source`` where it names a remote image; null for local files, which the embedder
+    reads itself (udf.EmbedImages), so that their bytes skip Daft's download and transfer."""
+    is_local = functools.reduce(
+        lambda either, other: either | other, (source.startswith(p) for p in LOCAL_PREFIXES)
+    )
+    return when(~is_local, source)
+
+
 def embed(
     df: daft.DataFrame,
     cfg: EmbeddingJobConfig,
@@ -191,7 +202,10 @@ def embed(
     )
     if spec.src_type is SrcType.IMAGE_URL:
         data = download(
-            source, max_connections=spec.download.max_connections, on_error="null", io_config=io
+            remote_only(source),
+            max_connections=spec.download.max_connections,
+            on_error="null",
+            io_config=io,
         )
     else:
         data = source

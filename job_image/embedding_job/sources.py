@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from embedding_job.config import SrcType
@@ -44,6 +45,42 @@ def resolve_inline(value: Any, src_type: SrcType) -> bytes:
     if not data:
         raise RowError("empty image data")
     return data
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """An image on a local or mounted filesystem, read by the embedding worker itself.
+
+    Its bytes then never cross Daft's process boundary (measured: about 1 ms per 300 KB image,
+    during which the model waits), and the decode threads read ahead of the model.
+    """
+
+    path: str
+
+    def read(self) -> bytes:
+        try:
+            with open(self.path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise RowError(f"read failed: {reason}: {self.path}") from None
+        if not data:
+            raise RowError(f"empty file: {self.path}")
+        return data
+
+
+#: Image URLs that name a local file: absolute paths and ``file:///`` URLs. As in Daft's own
+#: IO, a ``file://`` URL is a path as written (no percent-decoding).
+LOCAL_PREFIXES = ("/", "file:///")
+
+
+def local_file(url: Any) -> LocalFile | None:
+    """The local file an image URL names, or None for remote (and relative) URLs."""
+    if not isinstance(url, str):
+        return None
+    if url.startswith("file:///"):
+        return LocalFile(url.removeprefix("file://"))
+    return LocalFile(url) if url.startswith("/") else None
 
 
 def fetch_error(url: Any, io_config: Any) -> str:

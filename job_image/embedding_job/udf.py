@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import daft
+import numpy as np
 import pyarrow as pa
 from daft import DataType, Series
 
 from embedding_job.config import SrcType
+from embedding_job.datapath import ImageData
 from embedding_job.model import Embedder, EmbedderSettings
 from embedding_job.progress import worker_counter
-from embedding_job.sources import fetch_error, resolve_inline
+from embedding_job.sources import fetch_error, local_file, resolve_inline
 
 #: What the embedding UDF returns per row: a vector, or null and the reason.
 RESULT_DTYPE = DataType.struct(
@@ -20,10 +22,19 @@ RESULT_DTYPE = DataType.struct(
 _ARROW_RESULT = pa.struct([("embedding", pa.list_(pa.float32())), ("error", pa.string())])
 
 
-def result_array(vectors: list[Any], errors: list[str | None]) -> pa.Array:
-    """Arrow struct array of (embedding, error) rows."""
-    embedding = pa.array(
-        [None if v is None else v.tolist() for v in vectors], type=pa.list_(pa.float32())
+def result_array(vectors: list[np.ndarray | None], errors: list[str | None]) -> pa.Array:
+    """Arrow struct array of (embedding, error) rows, built from the vectors' buffers (no
+    Python float per element)."""
+    lengths = np.array([0 if v is None else len(v) for v in vectors], dtype=np.int32)
+    offsets = np.zeros(len(vectors) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    present = [v for v in vectors if v is not None]
+    values = np.concatenate(present).astype(np.float32, copy=False) if present else np.empty(0)
+    embedding = pa.ListArray.from_arrays(
+        pa.array(offsets),
+        pa.array(values, type=pa.float32()),
+        type=pa.list_(pa.float32()),
+        mask=pa.array(np.array([v is None for v in vectors], dtype=bool)),
     )
     error = pa.array(errors, type=pa.string())
     return pa.StructArray.from_arrays([embedding, error], fields=list(_ARROW_RESULT))
@@ -34,8 +45,10 @@ class EmbedImages:
     """Embeds one column of images; every input row yields one output row.
 
     For ``image_url`` sources the caller passes the batched download result as ``data`` and the
-    URL as ``source``; rows whose download came back empty are retried once, alone, to capture
-    why they failed. For inline sources ``data`` is the cell itself (base64 text or bytes).
+    URL as ``source``. Local files are not downloaded (``data`` is null): the embedder reads
+    them on its decode threads. Rows whose download came back empty are retried once, alone, to
+    capture why they failed. For inline sources ``data`` is the cell itself (base64 text or
+    bytes).
     """
 
     def __init__(
@@ -49,21 +62,20 @@ class EmbedImages:
         self.src_type = src_type
         self.io_config = io_config
         self.counter = worker_counter(progress_actor)
+        # The first Arrow conversion imports pandas (~0.6 s): pay it here, not after batch 1.
+        result_array([None], ["warm-up"])
 
     @daft.method.batch(return_dtype=RESULT_DTYPE)
     def embed(self, source: Series, data: Series) -> pa.Array:
         sources = source.to_pylist()
         cells = data.to_pylist()
-        items: list[bytes | None] = []
+        items: list[ImageData | None] = []
         errors: list[str | None] = []
         for src, cell in zip(sources, cells, strict=True):
             if self.src_type is SrcType.IMAGE_URL:
-                if cell:
-                    items.append(cell)
-                    errors.append(None)
-                else:
-                    items.append(None)
-                    errors.append(fetch_error(src, self.io_config))
+                item = cell or local_file(src)
+                items.append(item)
+                errors.append(None if item else fetch_error(src, self.io_config))
                 continue
             try:
                 items.append(resolve_inline(cell, self.src_type))

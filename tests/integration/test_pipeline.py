@@ -58,6 +58,8 @@ def url_rows(www: Path, base: str) -> tuple[list[str], list[str | None], set[str
         urls.append(f"{base}/bad_{name}.img")
         bad.add(f"bad_{name}")
     extra = {
+        "bad_missing_local": str(www / "missing-local.jpg"),
+        "bad_local_dir": www.as_uri(),
         "bad_404": f"{base}/missing.jpg",
         "bad_refused": f"http://127.0.0.1:{closed_port()}/x.jpg",
         "bad_none": None,
@@ -133,6 +135,11 @@ def test_mixed_batch_gives_one_row_per_input_with_exactly_the_bad_ones_null(
         errors = dict(zip(out["id"], out["embedding_error"], strict=True))
         assert "does not exist" in errors["bad_404"]
         assert "refused" in errors["bad_refused"].lower()
+        # Local files are read by the embedder itself, with the same one-row failures.
+        www = web_root[0]
+        missing = www / "missing-local.jpg"
+        assert errors["bad_missing_local"] == f"read failed: No such file or directory: {missing}"
+        assert errors["bad_local_dir"] == f"read failed: Is a directory: {www}"
     # Daft forwards worker output to stdout; the job's summary is the last line.
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["rowsFailed"] == len(bad)
