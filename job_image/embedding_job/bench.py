@@ -489,8 +489,9 @@ def run_cli_once(runner: str, images: Path, out: Path, setup: JobSetup) -> dict[
 def _trace_rate(calls: list[tuple[float, float, int]], skip: int = 2) -> float:
     """Rows per second from the end of embedder call ``skip`` to the end of the last call.
 
-    The first call loads nothing but warms the model up; before the second, Daft's pipeline is
-    still filling (measured: one ~0.5 s wait for the second batch, then ~0.05 s per batch).
+    The first call also warms the model up, and Daft's pipeline may still be filling before the
+    second. Measured on a CPU: 5-10 ms between calls; before commit 1133827 also one 0.5-0.7 s
+    wait before the second call, and 30-40 ms between calls while Daft moved the images' bytes.
     """
     skip = max(1, min(skip, len(calls) - 1))
     if len(calls) < 2 or calls[-1][1] <= calls[skip - 1][1]:
