@@ -112,7 +112,8 @@ def _check_column(value: str) -> str:
 
 
 class DownloadSpec(_Spec):
-    """How URL inputs are fetched (Daft IO: http(s), s3, gcs, local paths)."""
+    """How remote image URLs are fetched (Daft IO: http(s), s3, gcs). Absolute paths and
+    file:/// URLs are read by the embedding workers themselves."""
 
     max_connections: int = Field(
         32, ge=1, le=1024, description="Concurrent connections per download call."
@@ -283,8 +284,10 @@ class InferenceSpec(_Spec):
         gt=0,
         le=1024,
         description=(
-            "CPUs reserved per embedding worker on Ray (decode runs on them); empty: Daft's "
-            "default. See the README on sizing a worker."
+            "CPUs reserved per embedding worker on Ray (decode runs on them, and so does the "
+            "model of a worker without a GPU); empty: Daft's default, and a worker without a "
+            "GPU uses the CPUs of its node (shared among such workers). See the README on "
+            "sizing a worker."
         ),
     )
     decode_threads: int | None = Field(

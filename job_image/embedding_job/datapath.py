@@ -27,6 +27,13 @@ ImageData = bytes | LocalFile
 DEFAULT_DRAFT_FACTOR = 2.0
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_decode_threads(device: torch.device) -> int:
     """Decode threads when not configured: up to 16 to feed a GPU; none (inline) on CPU.
 
@@ -35,8 +42,7 @@ def default_decode_threads(device: torch.device) -> int:
     """
     if device.type != "cuda":
         return 0
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(16, (cpus or 1) - 1))
+    return max(1, min(16, available_cpus() - 1))
 
 
 class DataPath:

@@ -58,6 +58,9 @@ class EmbedderSettings:
     compile: bool = False
     #: Decode JPEGs on the GPU with torchvision (nvJPEG) when available; others stay on the CPU.
     gpu_decode: bool = False
+    #: torch threads when the model runs on the CPU; None: torch's default (see
+    #: pipeline.cpu_threads for why a Ray worker needs a figure).
+    cpu_threads: int | None = None
 
 
 def select_device(device: Device, rank: int) -> torch.device:
@@ -104,6 +107,8 @@ class Embedder:
         self.settings = settings
         self.device = select_device(settings.device, settings.rank)
         self.dtype = select_dtype(settings.dtype, self.device)
+        if self.device.type == "cpu" and settings.cpu_threads:
+            torch.set_num_threads(settings.cpu_threads)
         model_dir = Path(settings.model_dir)
         self.transform = ImageTransform.from_pretrained(model_dir)
         self.model = load_model(model_dir, self.device, self.dtype)

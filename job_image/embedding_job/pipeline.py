@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import os
 import time
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from daft.functions import download, when
 from embedding_job import output, report, storage
 from embedding_job.config import EmbeddingJobConfig, InferenceSpec, InputFormat, SrcType
 from embedding_job.daft_io import io_config
+from embedding_job.datapath import available_cpus
 from embedding_job.errors import InputNotFoundError, JobError, TooManyFailuresError
 from embedding_job.model import EmbedderSettings
 from embedding_job.model_files import embedding_dim, locate_model
@@ -268,6 +270,28 @@ def plan_workers(cfg: EmbeddingJobConfig, options: RunOptions) -> Workers:
     return Workers(gpus=gpus, concurrency=concurrency)
 
 
+def cpu_threads(inference: InferenceSpec, workers: Workers, runner: str) -> int | None:
+    """torch threads of a worker that computes on the CPU; None keeps torch's default.
+
+    A worker's reserved CPUs when set; otherwise the largest machine's CPUs shared among the
+    workers. Ray starts a worker that reserves no CPUs with OMP_NUM_THREADS=1, which halves
+    the CPU throughput of a two-core machine; the native runner needs a figure only when
+    several workers share the machine.
+    """
+    if inference.cpus_per_worker is not None:
+        return max(1, math.ceil(inference.cpus_per_worker))
+    if runner == "ray":
+        import ray
+
+        per_node = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+        cpus = int(max(per_node, default=1))
+    elif workers.concurrency > 1:
+        cpus = available_cpus()
+    else:
+        return None
+    return max(1, cpus // workers.concurrency)
+
+
 def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[str, Any]:
     """Run the whole job; returns the manifest. Raises JobError subclasses on failure."""
     options = options or RunOptions()
@@ -295,6 +319,8 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
         gpu_decode=cfg.inference.gpu_decode,
     )
     workers = plan_workers(cfg, options)
+    threads = cpu_threads(cfg.inference, workers, options.runner)
+    settings = dataclasses.replace(settings, cpu_threads=threads)
     log.info(
         "embedding %s (%s) with %s → %s",
         cfg.input.uri,

@@ -154,6 +154,35 @@ def test_worker_plan_uses_every_gpu_by_default(monkeypatch: pytest.MonkeyPatch) 
     assert (cpu_only.gpus, cpu_only.concurrency) == (0.0, 1)
 
 
+def test_cpu_workers_get_torch_threads_for_the_cpus_they_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ray
+
+    from embedding_job import pipeline
+    from embedding_job.config import InferenceSpec
+    from embedding_job.pipeline import Workers, cpu_threads
+
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 8.0}},
+        {"Alive": True, "Resources": {"CPU": 16.0}},
+        {"Alive": False, "Resources": {"CPU": 96.0}},
+    ]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    monkeypatch.setattr(pipeline, "available_cpus", lambda: 12)
+    default = InferenceSpec()
+    one, three = Workers(gpus=0.0, concurrency=1), Workers(gpus=0.0, concurrency=3)
+    # Ray would give a worker that reserves no CPUs one thread: the largest live node's CPUs.
+    assert cpu_threads(default, one, "ray") == 16
+    assert cpu_threads(default, three, "ray") == 5
+    # Native: torch's default for one worker; a share of this machine for several.
+    assert cpu_threads(default, one, "native") is None
+    assert cpu_threads(default, three, "native") == 4
+    # Reserved CPUs win everywhere.
+    reserved = InferenceSpec.model_validate({"cpusPerWorker": 2.5})
+    assert cpu_threads(reserved, three, "ray") == cpu_threads(reserved, one, "native") == 3
+
+
 @pytest.mark.parametrize(
     ("batch", "call", "rows"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -101,3 +102,20 @@ def test_half_precision_on_cpu_falls_back_to_float32(
         assert embedder.dtype == torch.float32
         assert next(embedder.model.parameters()).dtype == torch.float32
         assert "using float32" in caplog.text
+
+
+def test_a_cpu_worker_runs_torch_on_the_threads_it_was_given(models_root: Path) -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        settings = EmbedderSettings(
+            model_dir=str(models_root / VIT), dtype=DType.FLOAT32, device=Device.CPU
+        )
+        Embedder(settings)
+        assert torch.get_num_threads() == 2  # None keeps torch's setting
+        vectors, _ = Embedder(dataclasses.replace(settings, cpu_threads=1)).embed_bytes(
+            [good_images()["jpeg"]]
+        )
+        assert torch.get_num_threads() == 1 and vectors[0] is not None
+    finally:
+        torch.set_num_threads(before)
