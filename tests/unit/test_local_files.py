@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import daft
 import numpy as np
@@ -75,20 +76,20 @@ def read_all(items: Items, missing: int) -> Items:
     ]
 
 
+def cpu_embedder(models_root: Path, **settings: Any) -> Embedder:
+    return Embedder(
+        EmbedderSettings(
+            model_dir=str(models_root / DINOV2), dtype=DType.FLOAT32, device=Device.CPU, **settings
+        )
+    )
+
+
 @pytest.mark.parametrize("threads", [0, 2])
 def test_the_embedder_reads_local_files_exactly_like_bytes(
     models_root: Path, files: tuple[Items, int], threads: int
 ) -> None:
     items, missing = files
-    embedder = Embedder(
-        EmbedderSettings(
-            model_dir=str(models_root / DINOV2),
-            dtype=DType.FLOAT32,
-            batch_size=3,
-            device=Device.CPU,
-            decode_threads=threads,
-        )
-    )
+    embedder = cpu_embedder(models_root, decode_threads=threads, batch_size=3)
     vectors, errors = embedder.embed_bytes(items)
     expected_vectors, expected_errors = embedder.embed_bytes(read_all(items, missing))
     missing_file = items[missing]
@@ -109,14 +110,7 @@ def test_the_gpu_decode_path_reads_local_files_too(
     models_root: Path, files: tuple[Items, int]
 ) -> None:
     items, missing = files
-    embedder = Embedder(
-        EmbedderSettings(
-            model_dir=str(models_root / DINOV2),
-            dtype=DType.FLOAT32,
-            device=Device.CPU,
-            decode_threads=2,
-        )
-    )
+    embedder = cpu_embedder(models_root, decode_threads=2)
     cpu_vectors, cpu_errors = embedder.embed_bytes(items)
     tv_io = fake_torchvision_io()
     embedder.gpu_decoder = GpuJpegDecoder(embedder.datapath, torch.device("cpu"), tv_io)
