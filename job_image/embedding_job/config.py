@@ -163,7 +163,7 @@ class InputSpec(_Spec):
     )
     download: DownloadSpec = Field(
         default_factory=DownloadSpec,
-        description="Download settings for URL inputs.",
+        description="Download settings for remote URL inputs.",
     )
 
     @field_validator("image_column", "id_column")
@@ -284,10 +284,10 @@ class InferenceSpec(_Spec):
         gt=0,
         le=1024,
         description=(
-            "CPUs reserved per embedding worker on Ray (decode runs on them, and so does the "
-            "model of a worker without a GPU); empty: Daft's default, and a worker without a "
-            "GPU uses the CPUs of its node (shared among such workers). See the README on "
-            "sizing a worker."
+            "CPUs reserved per embedding worker on Ray (decode runs on them); a worker "
+            "without a GPU also runs its model on that many threads, on either runner. Empty: "
+            "Daft's default, and a worker without a GPU uses every CPU of its machine (give "
+            "several such workers on one node their CPUs). See the README on sizing a worker."
         ),
     )
     decode_threads: int | None = Field(

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -18,6 +19,8 @@ from embedding_job.decode import DEFAULT_MAX_PIXELS, decode_scaled
 from embedding_job.errors import RowError
 from embedding_job.preprocess import ImageTransform
 from embedding_job.sources import LocalFile
+
+_T = TypeVar("_T")
 
 #: An image as the data path takes it: its bytes, or a local file to read on a decode thread.
 ImageData = bytes | LocalFile
@@ -43,6 +46,13 @@ def default_decode_threads(device: torch.device) -> int:
     if device.type != "cuda":
         return 0
     return max(1, min(16, available_cpus() - 1))
+
+
+def _bytes_or_error(data: ImageData) -> bytes | RowError:
+    try:
+        return data.read() if isinstance(data, LocalFile) else data
+    except RowError as exc:
+        return exc
 
 
 class DataPath:
@@ -71,7 +81,8 @@ class DataPath:
         )
 
     def pixels(self, data: ImageData) -> np.ndarray:
-        """One image's bytes → resized, cropped (H, W, 3) uint8 pixels; RowError if unusable."""
+        """One image (bytes or a local file) → resized, cropped (H, W, 3) uint8 pixels;
+        RowError if unusable."""
         if isinstance(data, LocalFile):
             data = data.read()
         try:
@@ -92,14 +103,24 @@ class DataPath:
 
     def map(self, items: Iterable[ImageData], window: int = 64) -> Iterator[np.ndarray | RowError]:
         """Pixels, or the RowError, for each item in order, decoding up to ``window`` ahead."""
+        return self._ahead(self._pixels_or_error, items, window)
+
+    def load(self, items: Iterable[ImageData], window: int = 64) -> Iterator[bytes | RowError]:
+        """Each item's bytes, or the RowError, in order; local files are read up to ``window``
+        ahead on the decode threads (for the GPU decoder, which takes bytes)."""
+        return self._ahead(_bytes_or_error, items, window)
+
+    def _ahead(
+        self, work: Callable[[ImageData], _T], items: Iterable[ImageData], window: int
+    ) -> Iterator[_T]:
         if self._pool is None:
             for data in items:
-                yield self._pixels_or_error(data)
+                yield work(data)
             return
-        pending: deque[Future[np.ndarray | RowError]] = deque()
+        pending: deque[Future[_T]] = deque()
         try:
             for data in items:
-                pending.append(self._pool.submit(self._pixels_or_error, data))
+                pending.append(self._pool.submit(work, data))
                 if len(pending) >= max(1, window):
                     yield pending.popleft().result()
             while pending:
@@ -107,19 +128,6 @@ class DataPath:
         finally:
             for future in pending:
                 future.cancel()
-
-    def load(self, items: Sequence[ImageData]) -> list[bytes | RowError]:
-        """Each item's bytes (local files read on the decode threads), or why it has none."""
-
-        def one(data: ImageData) -> bytes | RowError:
-            try:
-                return data.read() if isinstance(data, LocalFile) else data
-            except RowError as exc:
-                return exc
-
-        if self._pool is None or not any(isinstance(d, LocalFile) for d in items):
-            return [one(data) for data in items]
-        return list(self._pool.map(one, items))
 
     def to_device(
         self, images: Sequence[np.ndarray], device: torch.device, dtype: torch.dtype

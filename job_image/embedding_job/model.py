@@ -19,6 +19,7 @@ from embedding_job.datapath import (
     DEFAULT_DRAFT_FACTOR,
     DataPath,
     ImageData,
+    available_cpus,
     default_decode_threads,
 )
 from embedding_job.errors import RowError
@@ -58,8 +59,8 @@ class EmbedderSettings:
     compile: bool = False
     #: Decode JPEGs on the GPU with torchvision (nvJPEG) when available; others stay on the CPU.
     gpu_decode: bool = False
-    #: torch threads when the model runs on the CPU; None: torch's default (see
-    #: pipeline.cpu_threads for why a Ray worker needs a figure).
+    #: torch threads when the model runs on the CPU; 0: every CPU this process may run on;
+    #: None: torch's default (see pipeline.cpu_threads for why a Ray worker needs a figure).
     cpu_threads: int | None = None
 
 
@@ -107,8 +108,8 @@ class Embedder:
         self.settings = settings
         self.device = select_device(settings.device, settings.rank)
         self.dtype = select_dtype(settings.dtype, self.device)
-        if self.device.type == "cpu" and settings.cpu_threads:
-            torch.set_num_threads(settings.cpu_threads)
+        if self.device.type == "cpu" and settings.cpu_threads is not None:
+            torch.set_num_threads(settings.cpu_threads or available_cpus())
         model_dir = Path(settings.model_dir)
         self.transform = ImageTransform.from_pretrained(model_dir)
         self.model = load_model(model_dir, self.device, self.dtype)
@@ -238,28 +239,39 @@ class Embedder:
     ) -> None:
         assert self.gpu_decoder is not None
         step = self.settings.batch_size
-        for start in range(0, len(todo), step):
-            group = todo[start : start + step]
-            chunk, datas = [], []
-            loaded = self.datapath.load([items[i] or b"" for i in group])
-            for index, data in zip(group, loaded, strict=True):
-                if isinstance(data, RowError):
-                    row_errors[index] = str(data)
-                else:
-                    chunk.append(index)
-                    datas.append(data)
-            if not chunk:
+        # Local files are read on the decode threads up to two groups ahead of the GPU.
+        loaded = self.datapath.load((items[i] or b"" for i in todo), window=2 * step)
+        rows: list[int] = []
+        datas: list[bytes] = []
+        for index, data in zip(todo, loaded, strict=True):
+            if isinstance(data, RowError):
+                row_errors[index] = str(data)
                 continue
-            batch, failures = self.gpu_decoder.decode(datas)
-            for position, message in failures.items():
-                row_errors[chunk[position]] = message
-            if batch is None:
-                continue
-            good = [i for p, i in enumerate(chunk) if p not in failures]
-            pixel_values = self.transform.normalize(batch, self.dtype)
-            embedded = self._forward(pixel_values)
-            for row, index in enumerate(good):
-                vectors[index] = embedded[row]
+            rows.append(index)
+            datas.append(data)
+            if len(rows) == step:
+                self._embed_group_on_gpu(rows, datas, vectors, row_errors)
+                rows, datas = [], []
+        if rows:
+            self._embed_group_on_gpu(rows, datas, vectors, row_errors)
+
+    def _embed_group_on_gpu(
+        self,
+        rows: list[int],
+        datas: list[bytes],
+        vectors: list[np.ndarray | None],
+        row_errors: list[str | None],
+    ) -> None:
+        assert self.gpu_decoder is not None
+        batch, failures = self.gpu_decoder.decode(datas)
+        for position, message in failures.items():
+            row_errors[rows[position]] = message
+        if batch is None:
+            return
+        good = [i for p, i in enumerate(rows) if p not in failures]
+        embedded = self._forward(self.transform.normalize(batch, self.dtype))
+        for row, index in enumerate(good):
+            vectors[index] = embedded[row]
 
 
 def compile_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -188,6 +188,11 @@ def remote_only(source: daft.Expression) -> daft.Expression:
     return when(~is_local, source)
 
 
+def fetched(source: daft.Expression, connections: int, io: daft.io.IOConfig) -> daft.Expression:
+    """The bytes of remote images (null where the download fails) and null for local files."""
+    return download(remote_only(source), max_connections=connections, on_error="null", io_config=io)
+
+
 def embed(
     df: daft.DataFrame,
     cfg: EmbeddingJobConfig,
@@ -203,12 +208,7 @@ def embed(
         col("path") if spec.resolved_format is InputFormat.IMAGES_GLOB else col(spec.image_column)
     )
     if spec.src_type is SrcType.IMAGE_URL:
-        data = download(
-            remote_only(source),
-            max_connections=spec.download.max_connections,
-            on_error="null",
-            io_config=io,
-        )
+        data = fetched(source, spec.download.max_connections, io)
     else:
         data = source
     udf: Any = EmbedImages(settings, spec.src_type, io, progress_actor)
@@ -271,25 +271,21 @@ def plan_workers(cfg: EmbeddingJobConfig, options: RunOptions) -> Workers:
 
 
 def cpu_threads(inference: InferenceSpec, workers: Workers, runner: str) -> int | None:
-    """torch threads of a worker that computes on the CPU; None keeps torch's default.
+    """torch threads of a worker without a GPU (EmbedderSettings.cpu_threads).
 
-    A worker's reserved CPUs when set; otherwise the largest machine's CPUs shared among the
-    workers. Ray starts a worker that reserves no CPUs with OMP_NUM_THREADS=1, which halves
-    the CPU throughput of a two-core machine; the native runner needs a figure only when
-    several workers share the machine.
+    Its reserved CPUs when set. Otherwise, on Ray, 0: every CPU of the worker's own node (Ray
+    starts a worker that reserves no CPUs with OMP_NUM_THREADS=1, half the speed of two cores);
+    natively, torch's default, or this machine's share when several workers run.
     """
-    if inference.cpus_per_worker is not None:
-        return max(1, math.ceil(inference.cpus_per_worker))
-    if runner == "ray":
-        import ray
-
-        per_node = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
-        cpus = int(max(per_node, default=1))
-    elif workers.concurrency > 1:
-        cpus = available_cpus()
-    else:
+    if workers.gpus > 0:
         return None
-    return max(1, cpus // workers.concurrency)
+    if inference.cpus_per_worker is not None:
+        return max(1, math.floor(inference.cpus_per_worker))
+    if runner == "ray":
+        return 0
+    if workers.concurrency > 1:
+        return max(1, available_cpus() // workers.concurrency)
+    return None
 
 
 def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[str, Any]:

@@ -52,7 +52,7 @@ class LocalFile:
     """An image on a local or mounted filesystem, read by the embedding worker itself.
 
     Its bytes then never cross Daft's process boundary (measured: about 1 ms per 300 KB image,
-    during which the model waits), and the decode threads read ahead of the model.
+    during which the model waits), and decode threads, where there are any, read ahead.
     """
 
     path: str
@@ -61,8 +61,8 @@ class LocalFile:
         try:
             with open(self.path, "rb") as handle:
                 data = handle.read()
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+            reason = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
             raise RowError(f"read failed: {reason}: {self.path}") from None
         if not data:
             raise RowError(f"empty file: {self.path}")

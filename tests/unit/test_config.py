@@ -157,30 +157,23 @@ def test_worker_plan_uses_every_gpu_by_default(monkeypatch: pytest.MonkeyPatch) 
 def test_cpu_workers_get_torch_threads_for_the_cpus_they_may_use(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import ray
-
     from embedding_job import pipeline
     from embedding_job.config import InferenceSpec
     from embedding_job.pipeline import Workers, cpu_threads
 
-    nodes = [
-        {"Alive": True, "Resources": {"CPU": 8.0}},
-        {"Alive": True, "Resources": {"CPU": 16.0}},
-        {"Alive": False, "Resources": {"CPU": 96.0}},
-    ]
-    monkeypatch.setattr(ray, "nodes", lambda: nodes)
     monkeypatch.setattr(pipeline, "available_cpus", lambda: 12)
     default = InferenceSpec()
     one, three = Workers(gpus=0.0, concurrency=1), Workers(gpus=0.0, concurrency=3)
-    # Ray would give a worker that reserves no CPUs one thread: the largest live node's CPUs.
-    assert cpu_threads(default, one, "ray") == 16
-    assert cpu_threads(default, three, "ray") == 5
+    # Ray would give a worker that reserves no CPUs one thread: 0 is all of its own node's.
+    assert cpu_threads(default, one, "ray") == cpu_threads(default, three, "ray") == 0
     # Native: torch's default for one worker; a share of this machine for several.
     assert cpu_threads(default, one, "native") is None
     assert cpu_threads(default, three, "native") == 4
-    # Reserved CPUs win everywhere.
+    # Reserved CPUs win on either runner, rounded down as Ray does.
     reserved = InferenceSpec.model_validate({"cpusPerWorker": 2.5})
-    assert cpu_threads(reserved, three, "ray") == cpu_threads(reserved, one, "native") == 3
+    assert cpu_threads(reserved, three, "ray") == cpu_threads(reserved, one, "native") == 2
+    # Workers with a GPU keep torch's default.
+    assert cpu_threads(reserved, Workers(gpus=1.0, concurrency=8), "ray") is None
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModel
 
 from embedding_job.config import Device, DType, Pooling
+from embedding_job.datapath import available_cpus
 from embedding_job.demo import encode, sample_image
 from embedding_job.model import Embedder, EmbedderSettings
 from tests.conftest import DINOV2, VIT
@@ -117,5 +118,7 @@ def test_a_cpu_worker_runs_torch_on_the_threads_it_was_given(models_root: Path) 
             [good_images()["jpeg"]]
         )
         assert torch.get_num_threads() == 1 and vectors[0] is not None
+        Embedder(dataclasses.replace(settings, cpu_threads=0))
+        assert torch.get_num_threads() == available_cpus()
     finally:
         torch.set_num_threads(before)
