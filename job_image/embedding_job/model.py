@@ -140,7 +140,7 @@ class Embedder:
         )
 
     def pixels(self, data: ImageData) -> np.ndarray:
-        """One image's bytes → resized, cropped (H, W, 3) uint8 pixels; RowError if unusable."""
+        """One image → resized, cropped (H, W, 3) uint8 pixels; RowError if unusable."""
         return self.datapath.pixels(data)
 
     def close(self) -> None:
@@ -172,8 +172,8 @@ class Embedder:
     def embed_bytes(
         self, items: Sequence[ImageData | None], errors: Sequence[str | None] | None = None
     ) -> tuple[list[np.ndarray | None], list[str | None]]:
-        """Embed each item (image bytes, or a LocalFile that the decode threads read); a row
-        that fails gets ``None`` and a short error, the rest embed.
+        """Embed each item (image bytes, or a LocalFile, read where it is decoded); a row that
+        fails gets ``None`` and a short error, the rest embed.
 
         ``errors`` carries failures found upstream (e.g. a download), kept as they are. Images
         are decoded on the data path's threads while the model runs on earlier batches; model
