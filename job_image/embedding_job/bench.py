@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from embedding_job.cli import telemetry_off
+from embedding_job.datapath import available_cpus
 
 #: H100 bf16 dense matmul, measured (shared/ANCHORS.md).
 GPU_PEAK_TFLOPS = 790.0
@@ -253,12 +254,6 @@ def _batches(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
         yield items[start : start + size]
 
 
-def _cpu_threads() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def _sync(device: Any) -> None:
     import torch
 
@@ -307,7 +302,7 @@ def run_worker(spec: WorkerSpec) -> dict[str, Any]:
     dtype = select_dtype(DType(spec.dtype), device)
     model_dir = Path(spec.model_dir)
     variant = spec.variant
-    threads = _cpu_threads()
+    threads = available_cpus()
     if variant in ("datapath_baseline", "datapath"):
         # Per-core figures: one thread, and no intra-op parallelism behind its back.
         torch.set_num_threads(1)
@@ -546,7 +541,7 @@ def run_pipeline(
         "one_batch_run_s": small["seconds"],
         "images": full["rows"],
         "failed": full["failed"],
-        "threads": _cpu_threads(),
+        "threads": available_cpus(),
         "peak_rss_mb": full["peak_rss_mb"],
         "peak_pss_mb": full["peak_pss_mb"],
     }
@@ -799,11 +794,11 @@ def main(argv: list[str] | None = None) -> int:
         if len(paths) != count:
             shutil.rmtree(images_dir, ignore_errors=True)
             shutil.rmtree(workdir / "images-small", ignore_errors=True)
-            paths = make_image_set(images_dir, count, workers=_cpu_threads())
+            paths = make_image_set(images_dir, count, workers=available_cpus())
         total_mb = sum(p.stat().st_size for p in paths) / 1e6
         print(
             f"bench: {count} images ({total_mb:.0f} MB) in {time.perf_counter() - clock:.0f}s; "
-            f"device {device} ({device_name}), dtype {dtype}, {_cpu_threads()} CPU threads",
+            f"device {device} ({device_name}), dtype {dtype}, {available_cpus()} CPU threads",
             flush=True,
         )
         models_root = workdir / "models"
@@ -811,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": device,
             "device_name": device_name,
             "cpu": _cpu_model(),
-            "cpu_threads": _cpu_threads(),
+            "cpu_threads": available_cpus(),
             "commit": _git_commit(),
             "dtype": dtype,
             "images": count,

@@ -76,11 +76,9 @@ LOCAL_PREFIXES = ("/", "file:///")
 
 def local_file(url: Any) -> LocalFile | None:
     """The local file an image URL names, or None for remote (and relative) URLs."""
-    if not isinstance(url, str):
+    if not isinstance(url, str) or not url.startswith(LOCAL_PREFIXES):
         return None
-    if url.startswith("file:///"):
-        return LocalFile(url.removeprefix("file://"))
-    return LocalFile(url) if url.startswith("/") else None
+    return LocalFile(url.removeprefix("file://"))
 
 
 def fetch_error(url: Any, io_config: Any) -> str:
