@@ -1,6 +1,6 @@
 """embedding_job: batch image embedding with ViT-family models on Daft + Ray.
 
-``embedding_job.config`` (the spec contract) imports nothing heavy. ``ImageViTEmbedding``, the
+``embedding_job.api.job`` (the spec contract) imports nothing heavy. ``ImageViTEmbedding``, the
 seed-compatible Daft UDF, is loaded on first use so that importing the package stays light.
 """
 
@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     if name == "ImageViTEmbedding":
-        from embedding_job.seed import ImageViTEmbedding
+        from embedding_job.image_vit_embedding import ImageViTEmbedding
 
         return ImageViTEmbedding
     raise AttributeError(f"module 'embedding_job' has no attribute {name!r}")

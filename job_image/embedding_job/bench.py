@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from embedding_job.cli import telemetry_off
-from embedding_job.datapath import available_cpus
+from embedding_job.imaging.datapath import available_cpus
 
 #: H100 bf16 dense matmul, measured (shared/ANCHORS.md).
 GPU_PEAK_TFLOPS = 790.0
@@ -291,10 +291,10 @@ def run_worker(spec: WorkerSpec) -> dict[str, Any]:
     import torch
     from PIL import Image
 
-    from embedding_job.config import Device, DType
-    from embedding_job.datapath import DataPath
-    from embedding_job.model import Embedder, EmbedderSettings, select_device, select_dtype
-    from embedding_job.preprocess import ImageTransform
+    from embedding_job.api import Device, DType
+    from embedding_job.imaging.datapath import DataPath
+    from embedding_job.imaging.transform import ImageTransform
+    from embedding_job.model.embedder import Embedder, EmbedderSettings, select_device, select_dtype
 
     batch_size = spec.batch_size
     datas = [Path(p).read_bytes() for p in spec.images]
@@ -428,7 +428,7 @@ class JobSetup:
 
 def run_cli_once(runner: str, images: Path, out: Path, setup: JobSetup) -> dict[str, Any]:
     """One ``embedding-job run``; wall time, memory and the embedder's per-batch trace."""
-    from embedding_job.model import TRACE_ENV
+    from embedding_job.model.embedder import TRACE_ENV
 
     trace = out.with_name(out.name + ".trace")
     trace.unlink(missing_ok=True)
@@ -748,8 +748,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _pipeline_call_batch(batch: int) -> int:
-    from embedding_job.config import InferenceSpec
-    from embedding_job.pipeline import udf_batch_size
+    from embedding_job.api import InferenceSpec
+    from embedding_job.run.pipeline import udf_batch_size
 
     return udf_batch_size(InferenceSpec(batch_size=batch))
 

@@ -14,8 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from embedding_job import report
-from embedding_job.config import ConfigError, EmbeddingJobConfig, json_schema, load_config
+from embedding_job.api import (
+    TELEMETRY_OFF,
+    ConfigError,
+    EmbeddingJobConfig,
+    json_schema,
+    load_config,
+)
+from embedding_job.run import status_report as report
 
 log = logging.getLogger("embedding_job")
 
@@ -25,12 +31,7 @@ EXIT_CONFIG = 2
 def telemetry_off() -> None:
     """Turn off every library's usage reporting (unless the environment already decided)."""
     # Batch jobs on customer data never phone home.
-    for key, value in (
-        ("DO_NOT_TRACK", "1"),
-        ("DAFT_ANALYTICS_ENABLED", "0"),
-        ("RAY_USAGE_STATS_ENABLED", "0"),
-        ("HF_HUB_DISABLE_TELEMETRY", "1"),
-    ):
+    for key, value in TELEMETRY_OFF.items():
         os.environ.setdefault(key, value)
 
 
@@ -104,15 +105,15 @@ def _read_config(args: argparse.Namespace) -> EmbeddingJobConfig:
 
 
 def _run(cfg: EmbeddingJobConfig, runner: str, ray_address: str | None) -> dict[str, Any]:
-    from embedding_job.pipeline import RunOptions, run_job
+    from embedding_job.run.pipeline import RunOptions, run_job
 
     return run_job(cfg, RunOptions(runner=runner, ray_address=ray_address))
 
 
 def _demo(args: argparse.Namespace) -> dict[str, Any]:
-    from embedding_job.config import parse_config
+    from embedding_job.api import parse_config
     from embedding_job.demo import DEMO_MODEL_NAME, SMALL, make_random_model, make_sample_images
-    from embedding_job.model_files import missing_files
+    from embedding_job.model.files import missing_files
 
     workdir = Path(args.workdir).resolve()
     images = workdir / "images"

@@ -1,7 +1,4 @@
-"""embedding_operator: turns EmbeddingJobs into KubeRay RayJobs and reports their status."""
+"""embedding_operator: turns EmbeddingJobs into KubeRay RayJobs and reports their status.
 
-GROUP = "embedding.dev"
-VERSION = "v1alpha1"
-KIND = "EmbeddingJob"
-PLURAL = "embeddingjobs"
-SHORT_NAME = "ej"
+Every name of the API it serves comes from the contract, ``embedding_job.api``.
+"""

@@ -7,19 +7,25 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from embedding_job.spec import EmbeddingJobSpec, HeadSpec, Toleration, VolumeSpec, WorkerSpec
-from embedding_operator import GROUP, KIND, VERSION
+from embedding_job.api import (
+    API_VERSION,
+    GROUP,
+    JOB_NAME_ENV,
+    JOB_NAMESPACE_ENV,
+    JOB_UID_ENV,
+    KIND,
+    TELEMETRY_OFF,
+    EmbeddingJobSpec,
+    HeadSpec,
+    Toleration,
+    VolumeSpec,
+    WorkerSpec,
+)
 
 RAY_VERSION = "2.59.0"
 LABEL_JOB = f"{GROUP}/job"
 LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
 WORKER_GROUP = "gpu-workers"
-_TELEMETRY_OFF = {
-    "DO_NOT_TRACK": "1",
-    "DAFT_ANALYTICS_ENABLED": "0",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-}
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ def labels(owner: Owner, spec: EmbeddingJobSpec) -> dict[str, str]:
 def owner_reference(owner: Owner) -> dict[str, Any]:
     """Makes the RayJob (and so its cluster and pods) garbage with its EmbeddingJob."""
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": API_VERSION,
         "kind": KIND,
         "name": owner.name,
         "uid": owner.uid,
@@ -147,9 +153,9 @@ def job_identity_env(owner: Owner) -> dict[str, str]:
     """The job stamps its output with the uid, so a KubeRay retry replaces its own output
     instead of adding rows; name and namespace tell it which resource to report to."""
     return {
-        "EMBEDDING_JOB_UID": owner.uid,
-        "EMBEDDING_JOB_NAME": owner.name,
-        "EMBEDDING_JOB_NAMESPACE": owner.namespace,
+        JOB_UID_ENV: owner.uid,
+        JOB_NAME_ENV: owner.name,
+        JOB_NAMESPACE_ENV: owner.namespace,
     }
 
 
@@ -160,7 +166,7 @@ def runtime_env_yaml(owner: Owner) -> str:
 
 
 def _env(owner: Owner, spec: EmbeddingJobSpec) -> list[dict[str, str]]:
-    env = dict(_TELEMETRY_OFF)
+    env = dict(TELEMETRY_OFF)
     env.update(job_identity_env(owner))
     if not spec.model.download:
         env["HF_HUB_OFFLINE"] = "1"

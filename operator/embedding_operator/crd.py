@@ -1,4 +1,4 @@
-"""The EmbeddingJob CRD, generated from the spec contract (``embedding_job.spec``).
+"""The EmbeddingJob CRD, generated from the spec contract (``embedding_job.api``).
 
 ``python -m embedding_operator.crd`` prints it; ``make sync-crds`` writes it to ``crds/`` and a
 test fails when the committed copy drifts from what this module generates.
@@ -12,10 +12,16 @@ from typing import Any
 
 import yaml
 
-from embedding_job.spec import MAX_NAME_LENGTH, EmbeddingJobSpec
-from embedding_operator import GROUP, KIND, PLURAL, SHORT_NAME, VERSION
-
-PHASES = ["Pending", "Submitted", "Running", "Succeeded", "Failed", "Suspended"]
+from embedding_job.api import (
+    GROUP,
+    KIND,
+    MAX_NAME_LENGTH,
+    PLURAL,
+    SHORT_NAME,
+    VERSION,
+    EmbeddingJobSpec,
+    EmbeddingJobStatus,
+)
 
 _DROP = {"title", "additionalProperties", "$defs"}
 _IMMUTABLE = ["input", "model", "inference", "output", "errors", "cluster"]
@@ -87,131 +93,23 @@ def spec_schema() -> dict[str, Any]:
     return schema
 
 
-def _condition_schema() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "description": "A condition, per Kubernetes API conventions.",
-        "required": ["type", "status"],
-        "properties": {
-            "type": {"type": "string", "description": "Condition type, e.g. Ready or Failed."},
-            "status": {
-                "type": "string",
-                "enum": ["True", "False", "Unknown"],
-                "description": "True, False or Unknown.",
-            },
-            "reason": {"type": "string", "description": "CamelCase reason for the status."},
-            "message": {"type": "string", "description": "Human-readable details."},
-            "observedGeneration": {
-                "type": "integer",
-                "description": "metadata.generation the condition was set for.",
-            },
-            "lastTransitionTime": {
-                "type": "string",
-                "format": "date-time",
-                "description": "When the status last changed.",
-            },
-        },
-    }
-
-
 def status_schema() -> dict[str, Any]:
-    """The structural schema of ``status`` (written by the operator only)."""
+    """The structural schema of ``status`` (written by the operator and the job only)."""
+    raw = EmbeddingJobStatus.model_json_schema(by_alias=True, mode="serialization")
+    schema: dict[str, Any] = _omitted_not_null(_structural(raw, raw.get("$defs", {})))
+    return schema
 
-    def text(description: str) -> dict[str, Any]:
-        return {"type": "string", "description": description}
 
-    def integer(description: str) -> dict[str, Any]:
-        return {"type": "integer", "description": description}
-
+def _omitted_not_null(node: Any) -> Any:
+    """Status fields are left out, never null (a merge patch's null deletes the key)."""
+    if isinstance(node, list):
+        return [_omitted_not_null(item) for item in node]
+    if not isinstance(node, dict):
+        return node
     return {
-        "type": "object",
-        "description": "Observed state, written by the operator.",
-        "properties": {
-            "phase": {
-                "type": "string",
-                "enum": PHASES,
-                "description": "Pending, Submitted, Running, Succeeded, Failed or Suspended.",
-            },
-            "reason": text("CamelCase reason of the current phase."),
-            "message": text("Human-readable details of the current phase."),
-            "observedGeneration": integer("metadata.generation the status describes."),
-            "conditions": {
-                "type": "array",
-                "description": "Ready, Running, Succeeded, Failed and Suspended conditions.",
-                "items": _condition_schema(),
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["type"],
-            },
-            "rayJobName": text("The RayJob that runs this job."),
-            "rayClusterName": text("The RayCluster KubeRay created for the RayJob."),
-            "jobId": text("Ray job submission id."),
-            "dashboardURL": text("Ray dashboard address of the cluster."),
-            "startTime": {
-                "type": "string",
-                "format": "date-time",
-                "description": "When the job started running.",
-            },
-            "completionTime": {
-                "type": "string",
-                "format": "date-time",
-                "description": "When the job finished (succeeded or failed).",
-            },
-            "progress": {
-                "type": "object",
-                "description": "Reported by the running job every few seconds (best effort).",
-                "properties": {
-                    "rowsTotal": integer("Input rows, when known."),
-                    "rowsDone": integer("Rows processed (embedded or failed) by this run."),
-                    "rowsFailed": integer("Rows that failed so far."),
-                    "rowsSkipped": integer("Rows skipped because an earlier run did them."),
-                    "imagesPerSecond": {
-                        "type": "number",
-                        "description": "Average throughput of this run.",
-                    },
-                    "updatedAt": {
-                        "type": "string",
-                        "format": "date-time",
-                        "description": "When the job last reported.",
-                    },
-                },
-            },
-            "jobError": {
-                "type": "object",
-                "description": (
-                    "Why the job itself failed, reported by the job as it exits (its last "
-                    "attempt); becomes reason and message when the phase is Failed."
-                ),
-                "properties": {
-                    "reason": text("CamelCase error kind, e.g. ModelNotFound, TooManyFailures."),
-                    "message": text("What went wrong and how to fix it."),
-                    "time": {
-                        "type": "string",
-                        "format": "date-time",
-                        "description": "When the job reported it.",
-                    },
-                },
-            },
-            "output": {
-                "type": "object",
-                "description": "Where the embeddings are, and what was written.",
-                "properties": {
-                    "uri": text("Output location (output.uri of the spec)."),
-                    "format": text("parquet or lance."),
-                    "files": {
-                        "type": "array",
-                        "items": {"type": "string"},
-                        "description": "Data files written, relative to uri.",
-                    },
-                    "rows": integer("Rows in the output (one per input row)."),
-                    "rowsFailed": integer("Rows whose image could not be embedded."),
-                    "rowsSkipped": integer("Rows kept from an earlier run (resume)."),
-                    "embeddingDim": integer("Length of each embedding."),
-                    "model": text("Model that produced the embeddings."),
-                    "dtype": text("Inference precision."),
-                    "pooling": text("cls or mean."),
-                },
-            },
-        },
+        key: " ".join(value.split()) if key == "description" else _omitted_not_null(value)
+        for key, value in node.items()
+        if key != "nullable"
     }
 
 
@@ -295,7 +193,7 @@ def build_crd() -> dict[str, Any]:
 
 def render() -> str:
     """The CRD as YAML, as committed in crds/."""
-    header = "# Generated by `make sync-crds` from embedding_job.spec; do not edit by hand.\n"
+    header = "# Generated by `make sync-crds` from embedding_job.api; do not edit by hand.\n"
     return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
 
 

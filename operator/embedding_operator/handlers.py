@@ -8,9 +8,21 @@ from typing import Any, cast
 
 import kopf
 
-from embedding_job.config import ConfigError
-from embedding_job.spec import check_name, parse_spec
-from embedding_operator import GROUP, KIND, PLURAL, VERSION, kube
+from embedding_job.api import (
+    GROUP,
+    KIND,
+    PLURAL,
+    TERMINAL_PHASES,
+    VERSION,
+    ConfigError,
+    EmbeddingJobStatus,
+    EventReason,
+    OutputStatus,
+    Phase,
+    check_name,
+    parse_spec,
+)
+from embedding_operator import kube
 from embedding_operator.builders import (
     LABEL_JOB,
     Defaults,
@@ -20,9 +32,6 @@ from embedding_operator.builders import (
 )
 from embedding_operator.settings import operator_defaults
 from embedding_operator.status import (
-    FAILED,
-    PENDING,
-    TERMINAL,
     conditions,
     observe,
     status_patch,
@@ -38,16 +47,16 @@ def _now() -> str:
 def _invalid(body: kopf.Body, patch: kopf.Patch, problems: list[str]) -> None:
     message = "; ".join(problems)
     generation = body.meta.get("generation", 1)
-    patch.status.update(
-        {
-            "phase": FAILED,
-            "reason": "InvalidSpec",
-            "message": message,
-            "observedGeneration": generation,
-            "conditions": conditions(FAILED, "InvalidSpec", message, generation, _now()),
-        }
+    reason = EventReason.INVALID_SPEC.value
+    status = EmbeddingJobStatus(
+        phase=Phase.FAILED,
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+        conditions=conditions(Phase.FAILED, reason, message, generation, _now(), submitted=False),
     )
-    kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
+    patch.status.update(status.to_patch())
+    kopf.event(body, type="Warning", reason=reason, message=message)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -60,7 +69,7 @@ def submit(
 ) -> None:
     """Validate the spec and create (or adopt) the job's RayJob, exactly once."""
     status = body.get("status") or {}
-    if status.get("phase") in TERMINAL:
+    if status.get("phase") in TERMINAL_PHASES:
         return
     name, namespace = str(body.metadata.name), str(body.metadata.namespace)
     uid = str(body.metadata.uid)
@@ -83,22 +92,27 @@ def submit(
     if uid not in owners:
         raise kopf.PermanentError(f"RayJob {name} exists and is not owned by this EmbeddingJob")
     if created:
-        kopf.event(body, type="Normal", reason="CreatedRayJob", message=f"created RayJob {name}")
+        kopf.event(
+            body,
+            type="Normal",
+            reason=EventReason.CREATED_RAYJOB.value,
+            message=f"created RayJob {name}",
+        )
         logger.info("created RayJob %s/%s", namespace, name)
-    if not status.get("phase") or status.get("phase") == PENDING:
+    if not status.get("phase"):
         observation = observe(rayjob.get("status"))
         generation = body.meta.get("generation", 1)
         patch.status.update(
             status_patch(observation, rayjob.get("status"), status, generation, _now())
         )
-        patch.status["rayJobName"] = name
-        patch.status["output"] = {"uri": spec.output.uri, "format": spec.output.format.value}
+        output = OutputStatus(uri=spec.output.uri, format=spec.output.format.value)
+        patch.status.update(EmbeddingJobStatus(ray_job_name=name, output=output).to_patch())
 
 
 @kopf.on.field(GROUP, VERSION, PLURAL, field="spec.suspend")
 def suspend(body: kopf.Body, new: Any, old: Any, **_: Any) -> None:
     """spec.suspend is the one mutable field: pass it to the RayJob."""
-    if old is None or (body.get("status") or {}).get("phase") in TERMINAL:
+    if old is None or (body.get("status") or {}).get("phase") in TERMINAL_PHASES:
         return
     kube.patch_rayjob_suspend(str(body.metadata.namespace), str(body.metadata.name), bool(new))
 
@@ -123,13 +137,13 @@ def rayjob_changed(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa
     if ej is None or ej["metadata"]["uid"] != owner.get("uid"):
         return
     current = ej.get("status") or {}
-    if current.get("reason") == "InvalidSpec":
+    if current.get("reason") == EventReason.INVALID_SPEC:
         return
     rayjob_status = dict(body.get("status") or {})
     observation = with_job_error(observe(rayjob_status), current)
     generation = ej["metadata"].get("generation", 1)
     patch = status_patch(observation, rayjob_status, current, generation, _now())
-    patch["rayJobName"] = body.metadata.name
+    patch.update(EmbeddingJobStatus(ray_job_name=body.metadata.name).to_patch())
     unchanged = {k: v for k, v in current.items() if k in patch} == patch
     if unchanged:
         return

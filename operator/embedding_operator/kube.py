@@ -8,7 +8,7 @@ import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from embedding_operator import GROUP, PLURAL, VERSION
+from embedding_job.api import GROUP, PLURAL, VERSION
 
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayjobs"
 _RETRYABLE = {408, 429, 500, 502, 503, 504}

@@ -6,7 +6,7 @@ import os
 
 import kopf
 
-from embedding_operator import GROUP
+from embedding_job.api import GROUP
 from embedding_operator.builders import Defaults
 
 

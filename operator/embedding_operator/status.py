@@ -5,26 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-PENDING, SUBMITTED, RUNNING = "Pending", "Submitted", "Running"
-SUCCEEDED, FAILED, SUSPENDED = "Succeeded", "Failed", "Suspended"
-TERMINAL = {SUCCEEDED, FAILED}
-CONDITION_TYPES = ["Submitted", "Running", "Succeeded", "Failed", "Suspended"]
+from embedding_job.api import (
+    PHASE_EVENTS,
+    TERMINAL_PHASES,
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    EmbeddingJobStatus,
+    Phase,
+)
 
-# Event reasons: a closed, CamelCase set (as KubeRay does).
-EVENT_REASONS = {
-    SUBMITTED: "RayJobSubmitted",
-    RUNNING: "JobRunning",
-    SUCCEEDED: "JobSucceeded",
-    FAILED: "JobFailed",
-    SUSPENDED: "JobSuspended",
-}
+SUBMITTED, RUNNING, SUSPENDED = Phase.SUBMITTED, Phase.RUNNING, Phase.SUSPENDED
+SUCCEEDED, FAILED = Phase.SUCCEEDED, Phase.FAILED
 
 
 @dataclass(frozen=True)
 class Observation:
     """What the RayJob says: phase plus the CamelCase reason and a message for humans."""
 
-    phase: str
+    phase: Phase
     reason: str
     message: str
 
@@ -79,37 +78,43 @@ def with_job_error(observation: Observation, current: dict[str, Any]) -> Observa
 
 
 def conditions(
-    phase: str,
+    phase: Phase,
     reason: str,
     message: str,
     generation: int,
     now: str,
     previous: list[dict[str, Any]] | None = None,
+    *,
+    submitted: bool = True,
 ) -> list[dict[str, Any]]:
-    """Conditions for a phase; lastTransitionTime only moves when a condition's status flips."""
+    """Conditions for a phase; lastTransitionTime only moves when a condition's status flips.
+
+    ``submitted`` is False for a job that never got a RayJob (an invalid spec).
+    """
     truth = {
-        "Submitted": phase != PENDING,
-        "Running": phase == RUNNING,
-        "Succeeded": phase == SUCCEEDED,
-        "Failed": phase == FAILED,
-        "Suspended": phase == SUSPENDED,
+        ConditionType.SUBMITTED: submitted,
+        ConditionType.RUNNING: phase is RUNNING,
+        ConditionType.SUCCEEDED: phase is SUCCEEDED,
+        ConditionType.FAILED: phase is FAILED,
+        ConditionType.SUSPENDED: phase is SUSPENDED,
     }
-    before = {c["type"]: c for c in previous or []}
+    # Read as written, whatever version wrote it: only the type, status and time matter here.
+    before = {c.get("type"): c for c in previous or []}
     result = []
-    for kind in CONDITION_TYPES:
-        status = "True" if truth[kind] else "False"
-        old = before.get(kind) or {}
-        changed = old.get("status") != status
-        result.append(
-            {
-                "type": kind,
-                "status": status,
-                "reason": reason if truth[kind] else f"Not{kind}",
-                "message": message if truth[kind] else "",
-                "observedGeneration": generation,
-                "lastTransitionTime": now if changed else old.get("lastTransitionTime") or now,
-            }
+    for kind, true in truth.items():
+        status = ConditionStatus.TRUE if true else ConditionStatus.FALSE
+        old = before.get(kind.value) or {}
+        changed = old.get("status") != status.value
+        since = now if changed else old.get("lastTransitionTime") or now
+        condition = Condition(
+            type=kind,
+            status=status,
+            reason=reason if true else f"Not{kind.value}",
+            message=message if true else "",
+            observed_generation=generation,
+            last_transition_time=since,
         )
+        result.append(condition.to_patch())
     return result
 
 
@@ -122,12 +127,26 @@ def status_patch(
 ) -> dict[str, Any]:
     """The status to write for an observation, carrying over KubeRay's details."""
     status = rayjob_status or {}
-    patch: dict[str, Any] = {
-        "phase": observation.phase,
-        "reason": observation.reason,
-        "message": observation.message,
-        "observedGeneration": generation,
-        "conditions": conditions(
+    start = status.get("startTime") or current.get("startTime")
+    if observation.phase in (RUNNING, *TERMINAL_PHASES) and not start:
+        start = now
+    end = None
+    if observation.phase in TERMINAL_PHASES:
+        end = current.get("completionTime") or status.get("endTime") or now
+    # Only what is known: a field set here, even to None, would be written (and None deletes).
+    known = {
+        "ray_cluster_name": status.get("rayClusterName"),
+        "job_id": status.get("jobId"),
+        "dashboard_url": status.get("dashboardURL"),
+        "start_time": start,
+        "completion_time": end,
+    }
+    patch = EmbeddingJobStatus(
+        phase=observation.phase,
+        reason=observation.reason,
+        message=observation.message,
+        observed_generation=generation,
+        conditions=conditions(
             observation.phase,
             observation.reason,
             observation.message,
@@ -135,29 +154,16 @@ def status_patch(
             now,
             current.get("conditions"),
         ),
-    }
-    for ours, theirs in (
-        ("rayClusterName", "rayClusterName"),
-        ("jobId", "jobId"),
-        ("dashboardURL", "dashboardURL"),
-    ):
-        if status.get(theirs):
-            patch[ours] = status[theirs]
-    start = status.get("startTime") or current.get("startTime")
-    if observation.phase in (RUNNING, *TERMINAL) and not start:
-        start = now
-    if start:
-        patch["startTime"] = start
-    if observation.phase in TERMINAL:
-        patch["completionTime"] = current.get("completionTime") or status.get("endTime") or now
-    return patch
+        **{field: value for field, value in known.items() if value},
+    )
+    return patch.to_patch()
 
 
 def transition_event(old_phase: str | None, new: Observation) -> tuple[str, str, str] | None:
     """(type, reason, message) of the Event for a phase change, or None when nothing changed."""
     if old_phase == new.phase:
         return None
-    kind = "Warning" if new.phase == FAILED else "Normal"
-    reason = EVENT_REASONS.get(new.phase, "PhaseChanged")
+    kind = "Warning" if new.phase is FAILED else "Normal"
+    reason = PHASE_EVENTS[new.phase].value
     detail = f"{new.reason}: {new.message}" if new.message else new.reason
     return kind, reason, f"{old_phase or 'New'} → {new.phase} ({detail})"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from embedding_job.spec import parse_spec
+from embedding_job.api import parse_spec
 from embedding_operator.builders import Defaults, Owner, build_rayjob
 from tests.chart.render import by_kind, render
 from tests.e2e.providers import KindProvider, LocalProvider, Provider

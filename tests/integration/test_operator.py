@@ -6,8 +6,7 @@ import json
 import shlex
 from typing import Any
 
-from embedding_job.config import load_config
-from embedding_job.spec import parse_spec
+from embedding_job.api import load_config, parse_spec
 from embedding_operator.builders import Defaults, Owner, build_rayjob
 from tests.integration.conftest import examples
 from tests.integration.kube import Cluster, Operator

@@ -10,11 +10,11 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from embedding_job.config import parse_config
-from embedding_job.model import EmbedderSettings
-from embedding_job.pipeline import Workers, embed
-from embedding_job.progress import NativeTracker, RayTracker, worker_counter
-from embedding_job.report import StatusReporter
+from embedding_job.api import parse_config
+from embedding_job.model.embedder import EmbedderSettings
+from embedding_job.run.pipeline import Workers, embed
+from embedding_job.run.row_counts import NativeTracker, RayTracker, worker_counter
+from embedding_job.run.status_report import StatusReporter
 from tests.conftest import DINOV2
 from tests.images import good_images
 from tests.integration.jobs import run_cli, write_config

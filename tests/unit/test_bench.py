@@ -108,7 +108,7 @@ def test_data_path_variants_run_in_process(tmp_path: Path, models_root: Path, va
 def test_the_embedder_trace_hook_records_each_call(
     tmp_path: Path, models_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from embedding_job.model import TRACE_ENV, Embedder, EmbedderSettings
+    from embedding_job.model.embedder import TRACE_ENV, Embedder, EmbedderSettings
     from tests.images import good_images
 
     trace = tmp_path / "trace"

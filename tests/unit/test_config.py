@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from embedding_job.config import (
+from embedding_job.api import (
     ConfigError,
     DType,
     InputFormat,
@@ -140,7 +140,7 @@ def test_json_schema_describes_every_field() -> None:
 def test_worker_plan_uses_every_gpu_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 
-    from embedding_job.pipeline import RunOptions, plan_workers
+    from embedding_job.run.pipeline import RunOptions, plan_workers
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 64.0, "GPU": 8.0})
     ray_run = RunOptions(runner="ray")
@@ -157,9 +157,9 @@ def test_worker_plan_uses_every_gpu_by_default(monkeypatch: pytest.MonkeyPatch) 
 def test_cpu_workers_get_torch_threads_for_the_cpus_they_may_use(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from embedding_job import pipeline
-    from embedding_job.config import InferenceSpec
-    from embedding_job.pipeline import Workers, cpu_threads
+    from embedding_job.api import InferenceSpec
+    from embedding_job.run import pipeline
+    from embedding_job.run.pipeline import Workers, cpu_threads
 
     monkeypatch.setattr(pipeline, "available_cpus", lambda: 12)
     default = InferenceSpec()
@@ -187,8 +187,8 @@ def test_cpu_workers_get_torch_threads_for_the_cpus_they_may_use(
     ],
 )
 def test_rows_per_embedding_call(batch: int, call: int | None, rows: int) -> None:
-    from embedding_job.config import InferenceSpec
-    from embedding_job.pipeline import udf_batch_size
+    from embedding_job.api import InferenceSpec
+    from embedding_job.run.pipeline import udf_batch_size
 
     spec = InferenceSpec.model_validate({"batchSize": batch, "callBatchSize": call})
     assert udf_batch_size(spec) == rows

@@ -72,7 +72,7 @@ def test_committed_file_is_valid_yaml() -> None:
 
 
 def test_every_example_is_a_valid_spec() -> None:
-    from embedding_job.spec import check_name, parse_spec
+    from embedding_job.api import check_name, parse_spec
 
     examples = sorted((ROOT / "examples").glob("*.yaml"))
     assert examples

@@ -14,14 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from embedding_job.config import Device, DType, Pooling
-from embedding_job.datapath import DataPath
-from embedding_job.decode import decode_image, decode_scaled
+from embedding_job.api import Device, DType, Pooling
 from embedding_job.demo import encode, sample_image
 from embedding_job.errors import RowError
-from embedding_job.gpu_decode import GpuJpegDecoder
-from embedding_job.model import Embedder, EmbedderSettings
-from embedding_job.preprocess import ImageTransform
+from embedding_job.imaging.datapath import DataPath
+from embedding_job.imaging.decode import decode_image, decode_scaled
+from embedding_job.imaging.gpu_jpeg import GpuJpegDecoder
+from embedding_job.imaging.transform import ImageTransform
+from embedding_job.model.embedder import Embedder, EmbedderSettings
 from tests.conftest import DINOV2, VIT
 from tests.images import bad_images, good_images
 from tests.unit.test_embedder import reference_embeddings
@@ -259,7 +259,7 @@ def test_gpu_decoder_is_chosen_only_with_cuda_and_torchvision(
 
 
 def test_decode_threads_default_to_inline_on_cpu_and_a_pool_for_a_gpu() -> None:
-    from embedding_job.datapath import default_decode_threads
+    from embedding_job.imaging.datapath import default_decode_threads
 
     assert default_decode_threads(torch.device("cpu")) == 0
     assert 1 <= default_decode_threads(torch.device("cuda", 0)) <= 16

@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from embedding_job.config import SrcType
-from embedding_job.decode import decode_image, to_rgb
+from embedding_job.api import SrcType
 from embedding_job.demo import encode, sample_image
 from embedding_job.errors import RowError
-from embedding_job.sources import decode_base64, resolve_inline, short_error
+from embedding_job.imaging.decode import decode_image, to_rgb
+from embedding_job.io.cells import decode_base64, resolve_inline, short_error
 from tests.images import bad_images, good_images
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from embedding_operator.builders import _TELEMETRY_OFF, RAY_VERSION
+from embedding_job.api import TELEMETRY_OFF
+from embedding_operator.builders import RAY_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_DOCKERFILE = ROOT / "operator" / "Dockerfile"
@@ -150,6 +151,10 @@ def test_operator_image_installs_only_the_light_core() -> None:
     installs = [run for run in args_of(instructions, "RUN") if "pip install" in run]
     assert installs
     assert any("./job_image" in run and "./operator" in run for run in installs), installs
+    # Of embedding_job only the contract goes in: none of the modules that import torch or daft.
+    copied = [args.split()[0] for args in args_of(instructions, "COPY") if "--from" not in args]
+    assert "job_image/embedding_job/api/" in copied, copied
+    assert not any(c.rstrip("/") in ("job_image", "job_image/embedding_job") for c in copied)
     for word in ("torch", "daft", "ray", "transformers", "pipeline", "[", "requirements"):
         assert word not in runs, f"the operator image must not install {word!r}: {runs}"
     operator_deps = tomllib.loads((ROOT / "operator" / "pyproject.toml").read_text())
@@ -203,7 +208,7 @@ def test_job_image_installs_the_pipeline_extra() -> None:
 
 def test_job_image_turns_telemetry_off_like_the_operator() -> None:
     env = env_of(parse(JOB_DOCKERFILE))
-    for key, value in _TELEMETRY_OFF.items():
+    for key, value in TELEMETRY_OFF.items():
         assert env.get(key) == value, key
 
 

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel
 
-from embedding_job.config import Device, DType, Pooling
-from embedding_job.datapath import available_cpus
+from embedding_job.api import Device, DType, Pooling
 from embedding_job.demo import encode, sample_image
-from embedding_job.model import Embedder, EmbedderSettings
+from embedding_job.imaging.datapath import available_cpus
+from embedding_job.model.embedder import Embedder, EmbedderSettings
 from tests.conftest import DINOV2, VIT
 from tests.images import bad_images, good_images
 

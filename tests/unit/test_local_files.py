@@ -11,14 +11,14 @@ import pyarrow as pa
 import pytest
 import torch
 
-from embedding_job.config import Device, DownloadSpec, DType
-from embedding_job.daft_io import io_config
+from embedding_job.api import Device, DownloadSpec, DType
 from embedding_job.errors import RowError
-from embedding_job.gpu_decode import GpuJpegDecoder
-from embedding_job.model import Embedder, EmbedderSettings
-from embedding_job.pipeline import fetched, remote_only
-from embedding_job.sources import LocalFile, local_file
-from embedding_job.udf import result_array
+from embedding_job.imaging.gpu_jpeg import GpuJpegDecoder
+from embedding_job.io.cells import LocalFile, local_file
+from embedding_job.io.io_config import io_config
+from embedding_job.model.embedder import Embedder, EmbedderSettings
+from embedding_job.run.pipeline import fetched, remote_only
+from embedding_job.run.udf import result_array
 from tests.conftest import DINOV2
 from tests.images import bad_images, good_images
 from tests.unit.test_datapath import fake_torchvision_io

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from embedding_job.config import ConfigError, load_config
-from embedding_job.spec import check_name, parse_spec
+from embedding_job.api import ConfigError, check_name, load_config, parse_spec
 from embedding_operator.builders import Defaults, Owner, build_rayjob, entrypoint
 
 OWNER = Owner(name="photos", namespace="team-a", uid="1234-uid")

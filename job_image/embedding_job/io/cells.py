@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from embedding_job.config import SrcType
+from embedding_job.api import SrcType
 from embedding_job.errors import RowError
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)

@@ -1,53 +1,23 @@
-"""The spec contract: one typed model of an embedding job, shared by the operator and the job.
+"""The job config: one typed model of an embedding job (input, model, inference, output,
+errors), what the CLI reads and what the operator hands to the job.
 
-This module imports nothing heavy (pydantic and the standard library only), so that the
-operator image can validate and embed it in the CRD without torch or daft. Field names on the
-wire are camelCase (``srcType``, ``batchSize``) as Kubernetes users expect; Python code uses
-snake_case attributes.
+Imports nothing heavy (pydantic and the standard library only), so that the operator image can
+validate it and embed it in the CRD without torch or daft. Field names on the wire are camelCase
+(``srcType``, ``batchSize``) as Kubernetes users expect; Python code uses snake_case attributes.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
-import yaml
-from pydantic import (
-    AliasGenerator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator, model_validator
 
-#: The models the original ImageViTEmbedding component documents; any other Hugging Face
-#: ViT or DINOv2 checkpoint laid out the same way is accepted too.
-KNOWN_MODELS: dict[str, int] = {
-    "facebook/dinov2-large": 1024,
-    "facebook/dinov2-base": 768,
-    "google/vit-base-patch16-224-in21k": 768,
-    "google/vit-large-patch16-224-in21k": 1024,
-}
+from embedding_job.api.base import ColumnName, Spec, check_column
 
 DEFAULT_MODEL = "facebook/dinov2-large"
 DEFAULT_MODELS_ROOT = "/models"
-
-_REMOTE_SCHEMES = ("s3://", "s3a://", "gs://", "gcs://", "http://", "https://", "az://", "abfs://")
-_COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-
-
-class ConfigError(ValueError):
-    """A job configuration that cannot run; ``str()`` names every offending field."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("invalid job config:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 class InputFormat(StrEnum):
@@ -91,27 +61,7 @@ class WriteMode(StrEnum):
     OVERWRITE = "overwrite"
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=AliasGenerator(validation_alias=to_camel, serialization_alias=to_camel),
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        use_enum_values=False,
-        validate_default=True,
-    )
-
-
-ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
-
-
-def _check_column(value: str) -> str:
-    if not _COLUMN_RE.match(value):
-        raise ValueError(f"{value!r} is not a valid column name (letters, digits, '_', '.', '-')")
-    return value
-
-
-class DownloadSpec(_Spec):
+class DownloadSpec(Spec):
     """How remote image URLs are fetched (Daft IO: http(s), s3, gcs). Absolute paths and
     file:/// URLs are read by the embedding workers themselves."""
 
@@ -126,7 +76,7 @@ class DownloadSpec(_Spec):
     )
 
 
-class InputSpec(_Spec):
+class InputSpec(Spec):
     """Where the images come from."""
 
     uri: str = Field(
@@ -169,13 +119,13 @@ class InputSpec(_Spec):
     @field_validator("image_column", "id_column")
     @classmethod
     def _column_names(cls, value: str | None) -> str | None:
-        return None if value is None else _check_column(value)
+        return None if value is None else check_column(value)
 
     @field_validator("columns")
     @classmethod
     def _passthrough(cls, value: list[str]) -> list[str]:
         for name in value:
-            _check_column(name)
+            check_column(name)
         if len(set(value)) != len(value):
             raise ValueError("columns must not repeat a name")
         return value
@@ -195,7 +145,7 @@ class InputSpec(_Spec):
         return infer_input_format(self.uri)
 
 
-class ModelSpec(_Spec):
+class ModelSpec(Spec):
     """Which ViT-family model embeds the images, and how its output becomes a vector."""
 
     name: str = Field(
@@ -245,7 +195,7 @@ class ModelSpec(_Spec):
         return value
 
 
-class InferenceSpec(_Spec):
+class InferenceSpec(Spec):
     """How inference is spread over devices."""
 
     batch_size: int = Field(32, ge=1, le=8192, description="Images per model forward pass.")
@@ -318,7 +268,7 @@ class InferenceSpec(_Spec):
     )
 
 
-class OutputSpec(_Spec):
+class OutputSpec(Spec):
     """Where the embeddings are written."""
 
     uri: str = Field(..., min_length=1, description="Output directory: local path, s3:// or gs://.")
@@ -355,7 +305,7 @@ class OutputSpec(_Spec):
         return self
 
 
-class ErrorPolicy(_Spec):
+class ErrorPolicy(Spec):
     """When bad rows fail the whole job."""
 
     max_failed_fraction: float = Field(
@@ -369,7 +319,7 @@ class ErrorPolicy(_Spec):
     )
 
 
-class EmbeddingJobConfig(_Spec):
+class EmbeddingJobConfig(Spec):
     """An embedding job: read images, embed them with a ViT-family model, write vectors."""
 
     input: InputSpec = Field(..., description="Where the images come from.")
@@ -421,74 +371,3 @@ def infer_input_format(uri: str) -> InputFormat:
         if lowered.endswith(suffix):
             return fmt
     return InputFormat.IMAGES_GLOB
-
-
-def is_remote(uri: str) -> bool:
-    """True for object-store and http(s) URIs, False for local paths."""
-    return uri.lower().startswith(_REMOTE_SCHEMES)
-
-
-def _format_errors(exc: ValidationError) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        problems.append(f"{loc or '<root>'}: {msg}")
-    return problems
-
-
-def parse_config(data: Mapping[str, Any]) -> EmbeddingJobConfig:
-    """Validate a job config mapping (camelCase or snake_case keys), applying defaults.
-
-    Raises ConfigError naming each offending field.
-    """
-    try:
-        return EmbeddingJobConfig.model_validate(dict(data))
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from None
-
-
-def _parse_scalar(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (values parsed as YAML scalars) to a config mapping."""
-    result: dict[str, Any] = json.loads(json.dumps(dict(data)))
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError([f"--set {item!r}: expected key.path=value"])
-        parts = [to_camel(p) for p in key.strip().split(".")]
-        node = result
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError([f"--set {item!r}: {part} is not a section"])
-            node = child
-        node[parts[-1]] = _parse_scalar(raw)
-    return result
-
-
-def load_config(text: str, overrides: Iterable[str] = ()) -> EmbeddingJobConfig:
-    """Parse YAML or JSON config text, apply overrides, validate."""
-    try:
-        data = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"<file>: not valid YAML/JSON: {exc}"]) from None
-    if not isinstance(data, dict):
-        raise ConfigError(["<root>: the config must be a mapping with input and output sections"])
-    # Accept a whole EmbeddingJob manifest too: its spec carries the job config.
-    if data.get("kind") == "EmbeddingJob" and isinstance(data.get("spec"), dict):
-        data = {k: v for k, v in data["spec"].items() if k in EmbeddingJobConfig.model_fields}
-    return parse_config(apply_overrides(data, overrides))
-
-
-def json_schema() -> dict[str, Any]:
-    """JSON Schema of the wire form (camelCase), for the CRD and documentation."""
-    return EmbeddingJobConfig.model_json_schema(by_alias=True, mode="validation")

@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from embedding_job.config import ModelSpec
+from embedding_job.api import ModelSpec
 from embedding_job.errors import ModelNotFoundError
 
 log = logging.getLogger(__name__)

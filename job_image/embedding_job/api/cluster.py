@@ -1,27 +1,16 @@
-"""The EmbeddingJob resource's spec: the job config plus where and how it runs on Kubernetes.
-
-Light like ``embedding_job.config``: the operator validates user specs with this model and the
-CRD schema is generated from it, so the two can never disagree.
-"""
+"""Where and how an EmbeddingJob runs on Kubernetes: the Ray cluster KubeRay creates for it."""
 
 from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from embedding_job.config import ConfigError, EmbeddingJobConfig, _format_errors, _Spec
-
-#: KubeRay refuses RayJob names longer than this; our RayJob carries the EmbeddingJob's name.
-MAX_NAME_LENGTH = 47
+from embedding_job.api.base import Spec
 
 _QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SECRET_KEYS = re.compile(
-    r"(^|_)(key|secret|token|password|credential)s?$|accesskey|secretkey", re.IGNORECASE
-)
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 class SubmissionMode(StrEnum):
@@ -46,7 +35,7 @@ class TaintEffect(StrEnum):
     NO_EXECUTE = "NoExecute"
 
 
-class Toleration(_Spec):
+class Toleration(Spec):
     """A Kubernetes toleration."""
 
     key: str | None = Field(None, description="Taint key to tolerate (empty with Exists: all).")
@@ -60,13 +49,13 @@ class Toleration(_Spec):
     )
 
 
-class SecretRef(_Spec):
+class SecretRef(Spec):
     """A Secret in the job's namespace whose keys become environment variables."""
 
     name: str = Field(..., min_length=1, max_length=253, description="Secret name.")
 
 
-class HeadSpec(_Spec):
+class HeadSpec(Spec):
     """The Ray head pod: schedules work, runs the driver; never uses a GPU."""
 
     cpu: str = Field("2", pattern=_QUANTITY, description="CPU request and limit.")
@@ -79,7 +68,7 @@ class HeadSpec(_Spec):
     )
 
 
-class WorkerSpec(_Spec):
+class WorkerSpec(Spec):
     """The GPU worker group: the pods that embed."""
 
     replicas: int = Field(1, ge=1, le=1000, description="Number of worker pods.")
@@ -110,7 +99,7 @@ class WorkerSpec(_Spec):
     )
 
 
-class LifecycleSpec(_Spec):
+class LifecycleSpec(Spec):
     """Deadlines, retries and clean-up."""
 
     active_deadline_seconds: int | None = Field(
@@ -131,18 +120,18 @@ class LifecycleSpec(_Spec):
     )
 
 
-class NfsSource(_Spec):
+class NfsSource(Spec):
     """An NFS export."""
 
     server: str = Field(..., min_length=1, description="NFS server host name or address.")
     path: str = Field(..., pattern=r"^/", description="Exported path on the server.")
 
 
-class VolumeSpec(_Spec):
+class VolumeSpec(Spec):
     """A volume mounted at the same path in the head and every worker: shared storage for
     input, output or models (a ReadWriteMany PVC, NFS, or a node's directory)."""
 
-    name: str = Field(..., pattern=_DNS_LABEL.pattern, max_length=63, description="Volume name.")
+    name: str = Field(..., pattern=DNS_LABEL.pattern, max_length=63, description="Volume name.")
     mount_path: str = Field(..., pattern=r"^/", description="Where the pods see it.")
     read_only: bool = Field(False, description="Mount read-only.")
     claim_name: str | None = Field(
@@ -154,7 +143,7 @@ class VolumeSpec(_Spec):
     nfs: NfsSource | None = Field(None, description="Source: an NFS export.")
 
     model_config = ConfigDict(
-        **_Spec.model_config,
+        **Spec.model_config,
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
@@ -174,7 +163,7 @@ class VolumeSpec(_Spec):
         return self
 
 
-class ClusterSpec(_Spec):
+class ClusterSpec(Spec):
     """Where the job runs: the Ray cluster KubeRay creates for it."""
 
     image: str | None = Field(
@@ -229,60 +218,3 @@ class ClusterSpec(_Spec):
             "How KubeRay submits the job: HTTPMode (no submitter pod; the default) or K8sJobMode."
         ),
     )
-
-
-class EmbeddingJobSpec(EmbeddingJobConfig):
-    """spec of an EmbeddingJob: what to embed (the job config) and where to run it."""
-
-    cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="The Ray cluster.")
-    suspend: bool = Field(
-        False, description="Suspend the job (Kueue admission or by hand); the only mutable field."
-    )
-
-    @field_validator("cluster", mode="before")
-    @classmethod
-    def _no_inline_secrets(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            inline = [k for k in value if _SECRET_KEYS.search(k)]
-            if inline:
-                raise ValueError(
-                    f"inline credentials {inline} are not accepted: put them in a Secret and use "
-                    "storageSecretRef / hfTokenSecretRef"
-                )
-        return value
-
-    @model_validator(mode="after")
-    def _volumes_leave_model_path_to_the_models_claim(self) -> EmbeddingJobSpec:
-        if self.cluster.models_volume_claim:
-            clash = [v.name for v in self.cluster.volumes if v.mount_path == self.model.path]
-            if clash:
-                raise ValueError(
-                    f"cluster.volumes {clash} mount at model.path ({self.model.path}), where "
-                    "cluster.modelsVolumeClaim is mounted: use another mountPath"
-                )
-        return self
-
-    def job_config(self) -> EmbeddingJobConfig:
-        """The part of the spec that the job itself receives."""
-        data = self.model_dump(by_alias=True, exclude={"cluster", "suspend"})
-        return EmbeddingJobConfig.model_validate(data)
-
-
-def parse_spec(data: dict[str, Any]) -> EmbeddingJobSpec:
-    """Validate an EmbeddingJob spec; ConfigError names each offending field as spec.<path>."""
-    try:
-        return EmbeddingJobSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError([f"spec.{p}" for p in _format_errors(exc)]) from None
-
-
-def check_name(name: str) -> list[str]:
-    """Problems with an EmbeddingJob name (empty when fine)."""
-    problems = []
-    if len(name) > MAX_NAME_LENGTH:
-        problems.append(
-            f"metadata.name: {len(name)} characters; at most {MAX_NAME_LENGTH} (KubeRay's limit)"
-        )
-    if not _DNS_LABEL.match(name):
-        problems.append("metadata.name: must be a DNS label (lowercase letters, digits, '-')")
-    return problems

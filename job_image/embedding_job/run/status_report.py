@@ -16,37 +16,42 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-log = logging.getLogger(__name__)
+from embedding_job.api import (
+    GROUP,
+    JOB_NAME_ENV,
+    JOB_NAMESPACE_ENV,
+    PLURAL,
+    VERSION,
+    EmbeddingJobStatus,
+    JobErrorReport,
+    OutputStatus,
+    Progress,
+)
 
-GROUP, VERSION, PLURAL = "embedding.dev", "v1alpha1", "embeddingjobs"
-OUTPUT_KEYS = {
-    "uri": ("output", "uri"),
-    "format": ("output", "format"),
-    "files": ("files",),
-    "rows": ("rowsOut",),
-    "rowsFailed": ("rowsFailed",),
-    "rowsSkipped": ("rowsSkipped",),
-    "embeddingDim": ("embeddingDim",),
-    "model": ("model",),
-    "dtype": ("dtype",),
-    "pooling": ("pooling",),
-}
+log = logging.getLogger(__name__)
 
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def output_status(manifest: dict[str, Any]) -> dict[str, Any]:
-    """``status.output`` from a job manifest."""
-    result: dict[str, Any] = {}
-    for key, path in OUTPUT_KEYS.items():
-        value: Any = manifest
-        for part in path:
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is not None:
-            result[key] = value
-    return result
+def output_status(manifest: dict[str, Any]) -> OutputStatus:
+    """``status.output`` from a job manifest (``_manifest.json``)."""
+    output = manifest.get("output") or {}
+    fields = {
+        "uri": output.get("uri"),
+        "format": output.get("format"),
+        "files": manifest.get("files"),
+        "rows": manifest.get("rowsOut"),
+        "rows_failed": manifest.get("rowsFailed"),
+        "rows_skipped": manifest.get("rowsSkipped"),
+        "embedding_dim": manifest.get("embeddingDim"),
+        "model": manifest.get("model"),
+        "dtype": manifest.get("dtype"),
+        "pooling": manifest.get("pooling"),
+    }
+    # A key the manifest lacks is left out of the patch, not written as null (which deletes).
+    return OutputStatus(**{name: value for name, value in fields.items() if value is not None})
 
 
 class StatusReporter:
@@ -56,11 +61,12 @@ class StatusReporter:
         self.namespace, self.name, self.api = namespace, name, api
         self._warned = False
 
-    def patch(self, status: dict[str, Any]) -> bool:
-        """Merge ``status`` into the resource's status; False (logged once) on failure."""
+    def patch(self, status: EmbeddingJobStatus) -> bool:
+        """Merge the fields set in ``status`` into the resource's status; False (logged once)
+        on failure."""
         try:
             self.api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, PLURAL, self.name, {"status": status}
+                GROUP, VERSION, self.namespace, PLURAL, self.name, {"status": status.to_patch()}
             )
         except Exception as exc:  # noqa: BLE001 - reporting must never fail the job
             if not self._warned:
@@ -72,40 +78,37 @@ class StatusReporter:
     def progress(
         self, done: int, failed: int | None, skipped: int, total: int | None, rate: float
     ) -> bool:
-        progress: dict[str, Any] = {
-            "rowsDone": done,
-            "rowsSkipped": skipped,
-            "imagesPerSecond": round(rate, 1),
-            "updatedAt": _now(),
-        }
+        progress = Progress(
+            rows_done=done,
+            rows_skipped=skipped,
+            images_per_second=round(rate, 1),
+            updated_at=_now(),
+        )
         if failed is not None:
-            progress["rowsFailed"] = failed
+            progress.rows_failed = failed
         if total is not None:
-            progress["rowsTotal"] = total
-        return self.patch({"progress": progress})
+            progress.rows_total = total
+        return self.patch(EmbeddingJobStatus(progress=progress))
 
     def result(self, manifest: dict[str, Any]) -> bool:
         done = manifest["rowsEmbedded"] + manifest["rowsFailed"]
-        return self.patch(
-            {
-                "output": output_status(manifest),
-                "progress": {
-                    "rowsDone": done,
-                    "rowsFailed": manifest["rowsFailed"],
-                    "rowsSkipped": manifest["rowsSkipped"],
-                    "rowsTotal": manifest["rowsIn"],
-                    "updatedAt": _now(),
-                },
-            }
+        progress = Progress(
+            rows_done=done,
+            rows_failed=manifest["rowsFailed"],
+            rows_skipped=manifest["rowsSkipped"],
+            rows_total=manifest["rowsIn"],
+            updated_at=_now(),
         )
+        return self.patch(EmbeddingJobStatus(output=output_status(manifest), progress=progress))
 
     def started(self) -> bool:
         """A new attempt: forget the error an earlier attempt reported."""
-        return self.patch({"jobError": None})
+        return self.patch(EmbeddingJobStatus(job_error=None))
 
     def failed(self, reason: str, message: str) -> bool:
         """The job's own account of why it fails, read by the operator once Ray says so."""
-        return self.patch({"jobError": {"reason": reason, "message": message, "time": _now()}})
+        report = JobErrorReport(reason=reason, message=message, time=_now())
+        return self.patch(EmbeddingJobStatus(job_error=report))
 
 
 def error_reason(exc: BaseException) -> str:
@@ -121,7 +124,7 @@ def error_reason(exc: BaseException) -> str:
 def from_env(env: dict[str, str] | None = None) -> StatusReporter | None:
     """The reporter for the EmbeddingJob named in the environment (set by the operator)."""
     env = dict(os.environ) if env is None else env
-    name, namespace = env.get("EMBEDDING_JOB_NAME"), env.get("EMBEDDING_JOB_NAMESPACE")
+    name, namespace = env.get(JOB_NAME_ENV), env.get(JOB_NAMESPACE_ENV)
     if not name or not namespace:
         return None
     try:

@@ -16,16 +16,17 @@ import daft
 from daft import DataType, col
 from daft.functions import download, when
 
-from embedding_job import output, report, storage
-from embedding_job.config import EmbeddingJobConfig, InferenceSpec, InputFormat, SrcType
-from embedding_job.daft_io import io_config
-from embedding_job.datapath import available_cpus
+from embedding_job.api import EmbeddingJobConfig, InferenceSpec, InputFormat, SrcType
 from embedding_job.errors import InputNotFoundError, JobError, TooManyFailuresError
-from embedding_job.model import EmbedderSettings
-from embedding_job.model_files import embedding_dim, locate_model
-from embedding_job.progress import NativeTracker, RayTracker
-from embedding_job.sources import LOCAL_PREFIXES
-from embedding_job.udf import EmbedImages
+from embedding_job.imaging.datapath import available_cpus
+from embedding_job.io import output, storage
+from embedding_job.io.cells import LOCAL_PREFIXES
+from embedding_job.io.io_config import io_config
+from embedding_job.model.embedder import EmbedderSettings
+from embedding_job.model.files import embedding_dim, locate_model
+from embedding_job.run import status_report as report
+from embedding_job.run.row_counts import NativeTracker, RayTracker
+from embedding_job.run.udf import EmbedImages
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def _check_columns(cfg: EmbeddingJobConfig, schema: daft.Schema) -> None:
                 f"{cfg.input.image_column!r} is {dtype}"
             )
     if problems:
-        from embedding_job.config import ConfigError
+        from embedding_job.api import ConfigError
 
         raise ConfigError(problems)
 

@@ -17,10 +17,10 @@ from typing import Any
 import daft
 from daft import DataType, Series
 
-from embedding_job.config import DType, ModelSpec, Pooling, SrcType
-from embedding_job.model import Embedder, EmbedderSettings
-from embedding_job.model_files import locate_model
-from embedding_job.sources import fetch_error, resolve_inline
+from embedding_job.api import DType, ModelSpec, Pooling, SrcType
+from embedding_job.io.cells import fetch_error, resolve_inline
+from embedding_job.model.embedder import Embedder, EmbedderSettings
+from embedding_job.model.files import locate_model
 
 log = logging.getLogger(__name__)
 

@@ -14,17 +14,17 @@ import torch
 from transformers import AutoConfig, AutoModel
 from transformers.utils import logging as hf_logging
 
-from embedding_job.config import Device, DType, Pooling
-from embedding_job.datapath import (
+from embedding_job.api import Device, DType, Pooling
+from embedding_job.errors import RowError
+from embedding_job.imaging.datapath import (
     DEFAULT_DRAFT_FACTOR,
     DataPath,
     ImageData,
     available_cpus,
     default_decode_threads,
 )
-from embedding_job.errors import RowError
-from embedding_job.model_files import embedding_dim
-from embedding_job.preprocess import ImageTransform
+from embedding_job.imaging.transform import ImageTransform
+from embedding_job.model.files import embedding_dim
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Embedder:
         )
         self.gpu_decoder = None
         if settings.gpu_decode:
-            from embedding_job.gpu_decode import GpuJpegDecoder
+            from embedding_job.imaging.gpu_jpeg import GpuJpegDecoder
 
             self.gpu_decoder = GpuJpegDecoder.create(self.datapath, self.device)
         log.info(

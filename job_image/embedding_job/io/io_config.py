@@ -11,7 +11,7 @@ from typing import Any
 
 from daft.io import GCSConfig, HTTPConfig, IOConfig, S3Config
 
-from embedding_job.config import DownloadSpec
+from embedding_job.api import DownloadSpec
 
 
 def io_config(download: DownloadSpec, env: dict[str, str] | None = None) -> IOConfig:

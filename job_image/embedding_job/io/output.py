@@ -18,16 +18,21 @@ from typing import Any, Literal
 import daft
 from daft import col
 
-from embedding_job import storage
-from embedding_job.config import EmbeddingJobConfig, InputFormat, OutputFormat, WriteMode
+from embedding_job.api import (
+    JOB_UID_ENV,
+    EmbeddingJobConfig,
+    InputFormat,
+    OutputFormat,
+    WriteMode,
+)
 from embedding_job.errors import JobError, OutputExistsError
+from embedding_job.io import storage
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "_manifest.json"
 SUCCESS_NAME = "_SUCCESS"
 JOB_MARKER = "_job.json"
-JOB_UID_ENV = "EMBEDDING_JOB_UID"
 _CONTROL_FILES = (MANIFEST_NAME, SUCCESS_NAME, JOB_MARKER)
 
 

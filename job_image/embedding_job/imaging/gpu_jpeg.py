@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from embedding_job.datapath import DataPath
 from embedding_job.errors import RowError
+from embedding_job.imaging.datapath import DataPath
 
 log = logging.getLogger(__name__)
 

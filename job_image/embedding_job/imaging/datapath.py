@@ -15,10 +15,10 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from embedding_job.decode import DEFAULT_MAX_PIXELS, decode_scaled
 from embedding_job.errors import RowError
-from embedding_job.preprocess import ImageTransform
-from embedding_job.sources import LocalFile
+from embedding_job.imaging.decode import DEFAULT_MAX_PIXELS, decode_scaled
+from embedding_job.imaging.transform import ImageTransform
+from embedding_job.io.cells import LocalFile
 
 _T = TypeVar("_T")
 

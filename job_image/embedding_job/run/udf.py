@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow as pa
 from daft import DataType, Series
 
-from embedding_job.config import SrcType
-from embedding_job.datapath import ImageData
-from embedding_job.model import Embedder, EmbedderSettings
-from embedding_job.progress import worker_counter
-from embedding_job.sources import fetch_error, local_file, resolve_inline
+from embedding_job.api import SrcType
+from embedding_job.imaging.datapath import ImageData
+from embedding_job.io.cells import fetch_error, local_file, resolve_inline
+from embedding_job.model.embedder import Embedder, EmbedderSettings
+from embedding_job.run.row_counts import worker_counter
 
 #: What the embedding UDF returns per row: a vector, or null and the reason.
 RESULT_DTYPE = DataType.struct(

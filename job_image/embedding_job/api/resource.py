@@ -1,0 +1,87 @@
+"""The EmbeddingJob resource: its API names, and its spec (the job config plus where it runs).
+
+The one home of every name the API exposes (as KubeRay's ``*_types.go``): the operator validates
+user specs with this model and generates the CRD from it, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from embedding_job.api.base import ConfigError, format_errors
+from embedding_job.api.cluster import DNS_LABEL, ClusterSpec
+from embedding_job.api.job import EmbeddingJobConfig
+
+GROUP = "embedding.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "EmbeddingJob"
+PLURAL = "embeddingjobs"
+SHORT_NAME = "ej"
+
+#: KubeRay refuses RayJob names longer than this; our RayJob carries the EmbeddingJob's name.
+MAX_NAME_LENGTH = 47
+
+_SECRET_KEYS = re.compile(
+    r"(^|_)(key|secret|token|password|credential)s?$|accesskey|secretkey", re.IGNORECASE
+)
+
+
+class EmbeddingJobSpec(EmbeddingJobConfig):
+    """spec of an EmbeddingJob: what to embed (the job config) and where to run it."""
+
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="The Ray cluster.")
+    suspend: bool = Field(
+        False, description="Suspend the job (Kueue admission or by hand); the only mutable field."
+    )
+
+    @field_validator("cluster", mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            inline = [k for k in value if _SECRET_KEYS.search(k)]
+            if inline:
+                raise ValueError(
+                    f"inline credentials {inline} are not accepted: put them in a Secret and use "
+                    "storageSecretRef / hfTokenSecretRef"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _volumes_leave_model_path_to_the_models_claim(self) -> EmbeddingJobSpec:
+        if self.cluster.models_volume_claim:
+            clash = [v.name for v in self.cluster.volumes if v.mount_path == self.model.path]
+            if clash:
+                raise ValueError(
+                    f"cluster.volumes {clash} mount at model.path ({self.model.path}), where "
+                    "cluster.modelsVolumeClaim is mounted: use another mountPath"
+                )
+        return self
+
+    def job_config(self) -> EmbeddingJobConfig:
+        """The part of the spec that the job itself receives."""
+        data = self.model_dump(by_alias=True, exclude={"cluster", "suspend"})
+        return EmbeddingJobConfig.model_validate(data)
+
+
+def parse_spec(data: dict[str, Any]) -> EmbeddingJobSpec:
+    """Validate an EmbeddingJob spec; ConfigError names each offending field as spec.<path>."""
+    try:
+        return EmbeddingJobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([f"spec.{p}" for p in format_errors(exc)]) from None
+
+
+def check_name(name: str) -> list[str]:
+    """Problems with an EmbeddingJob name (empty when fine)."""
+    problems = []
+    if len(name) > MAX_NAME_LENGTH:
+        problems.append(
+            f"metadata.name: {len(name)} characters; at most {MAX_NAME_LENGTH} (KubeRay's limit)"
+        )
+    if not DNS_LABEL.match(name):
+        problems.append("metadata.name: must be a DNS label (lowercase letters, digits, '-')")
+    return problems
