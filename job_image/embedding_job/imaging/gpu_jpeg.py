@@ -24,10 +24,10 @@ from PIL import Image
 
 from embedding_job.errors import RowError
 from embedding_job.imaging.datapath import DataPath
+from embedding_job.imaging.transform import TORCH_MODES, center_crop
 
 log = logging.getLogger(__name__)
 
-_TORCH_MODES = {2: "bilinear", 3: "bicubic"}
 _GPU_MODES = ("RGB", "L")  # YCbCr and greyscale JPEGs; CMYK/YCCK go to the CPU
 
 
@@ -46,7 +46,7 @@ class GpuJpegDecoder:
         if device.type != "cuda":
             log.warning("gpu_decode requested but the model runs on %s: decoding on CPU", device)
             return None
-        if datapath.transform.resample not in _TORCH_MODES:
+        if datapath.transform.resample not in TORCH_MODES:
             log.warning("gpu_decode: resample filter not supported on the GPU: decoding on CPU")
             return None
         try:
@@ -106,7 +106,7 @@ class GpuJpegDecoder:
         """(3, H, W) uint8 on the device → (h, w, 3) uint8, resized and cropped as on the CPU."""
         height, width = int(image.shape[1]), int(image.shape[2])
         target = self.transform.target_size(height, width)
-        mode = _TORCH_MODES[self.transform.resample]
+        mode = TORCH_MODES[self.transform.resample]
         pixels = image.unsqueeze(0)
         # Like Pillow: horizontal pass, rounded to uint8, then vertical pass (one pass at once
         # would skip that intermediate clipping and differ by several grey levels near edges).
@@ -118,19 +118,5 @@ class GpuJpegDecoder:
                 pixels = resized.round_().clamp_(0, 255).to(torch.uint8)
         hwc = pixels[0].permute(1, 2, 0)
         if self.transform.crop is not None:
-            hwc = _center_crop(hwc, self.transform.crop)
+            hwc = center_crop(hwc, self.transform.crop)
         return hwc.contiguous()
-
-
-def _center_crop(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    crop_h, crop_w = size
-    height, width = int(pixels.shape[0]), int(pixels.shape[1])
-    if height < crop_h or width < crop_w:
-        new_h, new_w = max(height, crop_h), max(width, crop_w)
-        padded = pixels.new_zeros((new_h, new_w, pixels.shape[2]))
-        top, left = -(-(new_h - height) // 2), -(-(new_w - width) // 2)
-        padded[top : top + height, left : left + width] = pixels
-        pixels, height, width = padded, new_h, new_w
-    top = (height - crop_h) // 2
-    left = (width - crop_w) // 2
-    return pixels[top : top + crop_h, left : left + crop_w]

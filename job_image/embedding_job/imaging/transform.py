@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,9 +21,10 @@ from PIL import Image
 _BILINEAR = 2
 _BICUBIC = 3
 #: Pillow resample filters that torch.nn.functional.interpolate reproduces (antialias=True).
-_TORCH_MODES = {_BILINEAR: "bilinear", _BICUBIC: "bicubic"}
-#: Resize backends: "torch" (fast, bilinear/bicubic only, Pillow otherwise) or "pil".
-RESIZE_BACKENDS = ("torch", "pil")
+TORCH_MODES = {_BILINEAR: "bilinear", _BICUBIC: "bicubic"}
+
+#: (H, W, C) pixels: numpy on the CPU path, a tensor on the GPU path; cropped alike.
+Pixels = TypeVar("Pixels", np.ndarray, torch.Tensor)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class ImageTransform:
     rescale: float | None = 1 / 255
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+    #: "torch": PyTorch's uint8 kernels for bilinear/bicubic (Pillow for other filters);
+    #: "pil": always Pillow (the reference the fast path is checked against).
     resize_backend: str = "torch"
 
     @classmethod
@@ -113,14 +116,14 @@ class ImageTransform:
         target = self.target_size(height, width)
         if target == (image.height, image.width):
             array = np.asarray(image, dtype=np.uint8)
-        elif self.resize_backend == "torch" and self.resample in _TORCH_MODES:
-            array = _torch_resize(image, target, _TORCH_MODES[self.resample])
+        elif self.resize_backend == "torch" and self.resample in TORCH_MODES:
+            array = _torch_resize(image, target, TORCH_MODES[self.resample])
         else:
             array = np.asarray(
                 image.resize((target[1], target[0]), resample=self.resample), dtype=np.uint8
             )
         if self.crop is not None:
-            array = _center_crop(array, self.crop)
+            array = center_crop(array, self.crop)
         return array
 
     def normalize(self, batch: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -166,16 +169,22 @@ def _shortest_edge_size(height: int, width: int, edge: int) -> tuple[int, int]:
     return (new_long, edge) if width <= height else (edge, new_long)
 
 
-def _center_crop(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def center_crop(pixels: Pixels, size: tuple[int, int]) -> Pixels:
+    """The centred (height, width) window of (H, W, C) pixels, zero-padded (centred) first
+    where the image is smaller: what the reference processor does."""
     crop_h, crop_w = size
-    height, width = array.shape[:2]
+    height, width = int(pixels.shape[0]), int(pixels.shape[1])
     if height < crop_h or width < crop_w:
-        # Zero-pad to at least the crop size, centred (what the reference processor does).
         new_h, new_w = max(height, crop_h), max(width, crop_w)
-        padded = np.zeros((new_h, new_w, array.shape[2]), dtype=array.dtype)
+        shape = (new_h, new_w, int(pixels.shape[2]))
+        padded = (
+            pixels.new_zeros(shape)
+            if isinstance(pixels, torch.Tensor)
+            else np.zeros(shape, dtype=pixels.dtype)
+        )
         top, left = -(-(new_h - height) // 2), -(-(new_w - width) // 2)
-        padded[top : top + height, left : left + width] = array
-        array, height, width = padded, new_h, new_w
+        padded[top : top + height, left : left + width] = pixels
+        pixels, height, width = padded, new_h, new_w
     top = (height - crop_h) // 2
     left = (width - crop_w) // 2
-    return array[top : top + crop_h, left : left + crop_w]
+    return pixels[top : top + crop_h, left : left + crop_w]

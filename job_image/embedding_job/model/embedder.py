@@ -139,10 +139,6 @@ class Embedder:
             ", GPU JPEG decode" if self.gpu_decoder is not None else "",
         )
 
-    def pixels(self, data: ImageData) -> np.ndarray:
-        """One image → resized, cropped (H, W, 3) uint8 pixels; RowError if unusable."""
-        return self.datapath.pixels(data)
-
     def close(self) -> None:
         """Stop the decode threads (they also end with the process)."""
         self.datapath.close()

@@ -41,9 +41,6 @@ class NativeTracker(Subscriber):
     def on_query_end(self, query_id: str, result: Any) -> None:
         pass
 
-    def on_result_out(self, *args: Any) -> None:
-        pass
-
     def snapshot(self) -> tuple[int, int | None]:
         return sum(self._rows.values()), None
 
