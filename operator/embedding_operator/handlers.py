@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
@@ -21,6 +20,7 @@ from embedding_job.api import (
     Phase,
     check_name,
     parse_spec,
+    timestamp,
 )
 from embedding_operator import kube
 from embedding_operator.builders import (
@@ -40,10 +40,6 @@ from embedding_operator.status import (
 )
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _invalid(body: kopf.Body, patch: kopf.Patch, problems: list[str]) -> None:
     message = "; ".join(problems)
     generation = body.meta.get("generation", 1)
@@ -53,7 +49,9 @@ def _invalid(body: kopf.Body, patch: kopf.Patch, problems: list[str]) -> None:
         reason=reason,
         message=message,
         observed_generation=generation,
-        conditions=conditions(Phase.FAILED, reason, message, generation, _now(), submitted=False),
+        conditions=conditions(
+            Phase.FAILED, reason, message, generation, timestamp(), submitted=False
+        ),
     )
     patch.status.update(status.to_patch())
     kopf.event(body, type="Warning", reason=reason, message=message)
@@ -103,7 +101,7 @@ def submit(
         observation = observe(rayjob.get("status"))
         generation = body.meta.get("generation", 1)
         patch.status.update(
-            status_patch(observation, rayjob.get("status"), status, generation, _now())
+            status_patch(observation, rayjob.get("status"), status, generation, timestamp())
         )
         output = OutputStatus(uri=spec.output.uri, format=spec.output.format.value)
         patch.status.update(EmbeddingJobStatus(ray_job_name=name, output=output).to_patch())
@@ -142,7 +140,7 @@ def rayjob_changed(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa
     rayjob_status = dict(body.get("status") or {})
     observation = with_job_error(observe(rayjob_status), current)
     generation = ej["metadata"].get("generation", 1)
-    patch = status_patch(observation, rayjob_status, current, generation, _now())
+    patch = status_patch(observation, rayjob_status, current, generation, timestamp())
     patch.update(EmbeddingJobStatus(ray_job_name=body.metadata.name).to_patch())
     unchanged = {k: v for k, v in current.items() if k in patch} == patch
     if unchanged:

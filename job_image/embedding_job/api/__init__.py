@@ -89,6 +89,7 @@ from embedding_job.api.status import (
     Phase,
     Progress,
     StatusPart,
+    timestamp,
 )
 
 __all__ = [
@@ -157,4 +158,5 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_spec",
+    "timestamp",
 ]

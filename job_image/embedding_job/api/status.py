@@ -7,6 +7,7 @@ from them, so a status key has exactly one spelling.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -66,6 +67,11 @@ PHASE_EVENTS = {
 }
 
 _TIME: JsonDict = {"format": "date-time"}
+
+
+def timestamp() -> str:
+    """Now, as every time field of the status spells it (RFC 3339, UTC, seconds)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class StatusPart(BaseModel):

@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from embedding_job.api import (
@@ -26,13 +25,10 @@ from embedding_job.api import (
     JobErrorReport,
     OutputStatus,
     Progress,
+    timestamp,
 )
 
 log = logging.getLogger(__name__)
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def output_status(manifest: dict[str, Any]) -> OutputStatus:
@@ -82,7 +78,7 @@ class StatusReporter:
             rows_done=done,
             rows_skipped=skipped,
             images_per_second=round(rate, 1),
-            updated_at=_now(),
+            updated_at=timestamp(),
         )
         if failed is not None:
             progress.rows_failed = failed
@@ -97,7 +93,7 @@ class StatusReporter:
             rows_failed=manifest["rowsFailed"],
             rows_skipped=manifest["rowsSkipped"],
             rows_total=manifest["rowsIn"],
-            updated_at=_now(),
+            updated_at=timestamp(),
         )
         return self.patch(EmbeddingJobStatus(output=output_status(manifest), progress=progress))
 
@@ -107,7 +103,7 @@ class StatusReporter:
 
     def failed(self, reason: str, message: str) -> bool:
         """The job's own account of why it fails, read by the operator once Ray says so."""
-        report = JobErrorReport(reason=reason, message=message, time=_now())
+        report = JobErrorReport(reason=reason, message=message, time=timestamp())
         return self.patch(EmbeddingJobStatus(job_error=report))
 
 
