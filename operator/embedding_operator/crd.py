@@ -23,7 +23,7 @@ from embedding_job.api import (
     EmbeddingJobStatus,
 )
 
-_DROP = {"title", "additionalProperties", "$defs"}
+_DROP = {"title", "additionalProperties", "$defs", "propertyNames"}
 _IMMUTABLE = ["input", "model", "inference", "output", "errors", "cluster"]
 
 
@@ -33,6 +33,12 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         return [_structural(item, defs) for item in node]
     if not isinstance(node, dict):
         return node
+    if "patternProperties" in node:
+        # Pydantic's rule for constrained map keys; neither it nor propertyNames is structural.
+        # Maps of labels carry a CEL rule for their keys instead (kube_names.label_map_schema).
+        (values,) = node["patternProperties"].values()
+        rest = {k: v for k, v in node.items() if k != "patternProperties"}
+        return _structural({**rest, "additionalProperties": values}, defs)
     if "$ref" in node:
         target = copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]])
         merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
@@ -88,7 +94,8 @@ def spec_schema() -> dict[str, Any]:
                 "spec is immutable once submitted (only spec.suspend may change): "
                 "delete and re-create the EmbeddingJob to change it"
             ),
-        }
+        },
+        *schema.get("x-kubernetes-validations", []),
     ]
     return schema
 

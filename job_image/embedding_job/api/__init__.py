@@ -4,7 +4,8 @@
 - ``cluster`` and ``resource``: the EmbeddingJob's spec (the job config plus where it runs) and
   the API names (group, version, kind);
 - ``status``: phases, conditions, event reasons and the status fields;
-- ``loading``: YAML/JSON and ``--set`` overrides; ``env``: variables the operator sets for jobs.
+- ``loading``: YAML/JSON and ``--set`` overrides; ``env``: variables the operator sets for jobs;
+- ``kube_names``: Kubernetes' rules for names, labels, paths and quantities.
 
 Pydantic and the standard library only: the operator image installs this and nothing heavy.
 """
@@ -19,7 +20,7 @@ from embedding_job.api.base import (
     format_errors,
 )
 from embedding_job.api.cluster import (
-    DNS_LABEL,
+    MAX_TOLERATIONS,
     ClusterSpec,
     HeadSpec,
     LifecycleSpec,
@@ -42,6 +43,7 @@ from embedding_job.api.env import (
 from embedding_job.api.job import (
     DEFAULT_MODEL,
     DEFAULT_MODELS_ROOT,
+    MAX_COLUMNS,
     Device,
     DownloadSpec,
     DType,
@@ -58,6 +60,25 @@ from embedding_job.api.job import (
     WriteMode,
     infer_input_format,
 )
+from embedding_job.api.kube_names import (
+    ABSOLUTE_PATH,
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    LABEL_VALUE,
+    MAX_LABELS,
+    MAX_PATH,
+    MAX_QUALIFIED_NAME,
+    MAX_URI,
+    QUALIFIED_NAME,
+    QUANTITY,
+    AbsolutePath,
+    DnsSubdomain,
+    LabelValue,
+    PositiveQuantity,
+    QualifiedName,
+    label_map_schema,
+    quantity_value,
+)
 from embedding_job.api.loading import (
     apply_overrides,
     json_schema,
@@ -73,6 +94,7 @@ from embedding_job.api.resource import (
     SHORT_NAME,
     VERSION,
     EmbeddingJobSpec,
+    PodModelSpec,
     check_name,
     parse_spec,
 )
@@ -93,22 +115,34 @@ from embedding_job.api.status import (
 )
 
 __all__ = [
+    "ABSOLUTE_PATH",
     "API_VERSION",
     "DEFAULT_MODEL",
     "DEFAULT_MODELS_ROOT",
     "DNS_LABEL",
+    "DNS_SUBDOMAIN",
     "GROUP",
     "JOB_NAMESPACE_ENV",
     "JOB_NAME_ENV",
     "JOB_UID_ENV",
     "KIND",
+    "LABEL_VALUE",
+    "MAX_COLUMNS",
+    "MAX_LABELS",
     "MAX_NAME_LENGTH",
+    "MAX_PATH",
+    "MAX_QUALIFIED_NAME",
+    "MAX_TOLERATIONS",
+    "MAX_URI",
     "PHASE_EVENTS",
     "PLURAL",
+    "QUALIFIED_NAME",
+    "QUANTITY",
     "SHORT_NAME",
     "TELEMETRY_OFF",
     "TERMINAL_PHASES",
     "VERSION",
+    "AbsolutePath",
     "ClusterSpec",
     "ColumnName",
     "Condition",
@@ -117,6 +151,7 @@ __all__ = [
     "ConfigError",
     "DType",
     "Device",
+    "DnsSubdomain",
     "DownloadSpec",
     "EmbeddingJobConfig",
     "EmbeddingJobSpec",
@@ -128,6 +163,7 @@ __all__ = [
     "InputFormat",
     "InputSpec",
     "JobErrorReport",
+    "LabelValue",
     "LifecycleSpec",
     "ModelSpec",
     "NfsSource",
@@ -135,9 +171,12 @@ __all__ = [
     "OutputSpec",
     "OutputStatus",
     "Phase",
+    "PodModelSpec",
     "Pooling",
+    "PositiveQuantity",
     "Progress",
     "PullPolicy",
+    "QualifiedName",
     "SecretRef",
     "Spec",
     "SrcType",
@@ -155,8 +194,10 @@ __all__ = [
     "format_errors",
     "infer_input_format",
     "json_schema",
+    "label_map_schema",
     "load_config",
     "parse_config",
     "parse_spec",
+    "quantity_value",
     "timestamp",
 ]

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from embedding_job.api.base import Spec
+from embedding_job.api.kube_names import (
+    DNS_LABEL,
+    AbsolutePath,
+    DnsSubdomain,
+    LabelValue,
+    PositiveQuantity,
+    QualifiedName,
+    label_map_schema,
+)
 
-_QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+#: Tolerations per pod group: more than any real node pool needs.
+MAX_TOLERATIONS = 64
 
 
 class SubmissionMode(StrEnum):
@@ -38,9 +46,11 @@ class TaintEffect(StrEnum):
 class Toleration(Spec):
     """A Kubernetes toleration."""
 
-    key: str | None = Field(None, description="Taint key to tolerate (empty with Exists: all).")
+    key: QualifiedName | None = Field(
+        None, description="Taint key to tolerate (empty with Exists: all)."
+    )
     operator: TolerationOperator = Field(TolerationOperator.EQUAL, description="Exists | Equal.")
-    value: str | None = Field(None, description="Taint value (with Equal).")
+    value: LabelValue | None = Field(None, description="Taint value (with Equal).")
     effect: TaintEffect | None = Field(
         None, description="NoSchedule | PreferNoSchedule | NoExecute (empty: all)."
     )
@@ -52,19 +62,23 @@ class Toleration(Spec):
 class SecretRef(Spec):
     """A Secret in the job's namespace whose keys become environment variables."""
 
-    name: str = Field(..., min_length=1, max_length=253, description="Secret name.")
+    name: DnsSubdomain = Field(..., description="Secret name.")
 
 
 class HeadSpec(Spec):
     """The Ray head pod: schedules work, runs the driver; never uses a GPU."""
 
-    cpu: str = Field("2", pattern=_QUANTITY, description="CPU request and limit.")
-    memory: str = Field("8Gi", pattern=_QUANTITY, description="Memory request and limit.")
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Node labels the head pod must match."
+    cpu: PositiveQuantity = Field("2", description="CPU request and limit.")
+    memory: PositiveQuantity = Field("8Gi", description="Memory request and limit.")
+    node_selector: dict[QualifiedName, LabelValue] = Field(
+        default_factory=dict,
+        description="Node labels the head pod must match.",
+        json_schema_extra=label_map_schema(),
     )
     tolerations: list[Toleration] = Field(
-        default_factory=list, description="Tolerations of the head pod."
+        default_factory=list,
+        max_length=MAX_TOLERATIONS,
+        description="Tolerations of the head pod.",
     )
 
 
@@ -78,24 +92,24 @@ class WorkerSpec(Spec):
         le=16,
         description="GPUs per worker pod (0: CPU-only workers); empty: the operator's default.",
     )
-    gpu_resource: str = Field(
-        "nvidia.com/gpu", min_length=1, description="Extended resource name of a GPU."
+    gpu_resource: QualifiedName = Field(
+        "nvidia.com/gpu", description="Extended resource name of a GPU."
     )
-    cpu: str | None = Field(
-        None,
-        pattern=_QUANTITY,
-        description="CPU request and limit per worker; empty: the operator's default.",
+    cpu: PositiveQuantity | None = Field(
+        None, description="CPU request and limit per worker; empty: the operator's default."
     )
-    memory: str | None = Field(
-        None,
-        pattern=_QUANTITY,
-        description="Memory request and limit per worker; empty: the operator's default.",
+    memory: PositiveQuantity | None = Field(
+        None, description="Memory request and limit per worker; empty: the operator's default."
     )
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Node labels worker pods must match."
+    node_selector: dict[QualifiedName, LabelValue] = Field(
+        default_factory=dict,
+        description="Node labels worker pods must match.",
+        json_schema_extra=label_map_schema(),
     )
     tolerations: list[Toleration] = Field(
-        default_factory=list, description="Tolerations of worker pods (e.g. for GPU taints)."
+        default_factory=list,
+        max_length=MAX_TOLERATIONS,
+        description="Tolerations of worker pods (e.g. for GPU taints).",
     )
 
 
@@ -113,9 +127,8 @@ class LifecycleSpec(Spec):
         ge=0,
         description="Seconds the finished Ray cluster is kept (for logs) before it is deleted.",
     )
-    queue_name: str | None = Field(
+    queue_name: LabelValue | None = Field(
         None,
-        max_length=63,
         description="Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label on the RayJob.",
     )
 
@@ -123,8 +136,14 @@ class LifecycleSpec(Spec):
 class NfsSource(Spec):
     """An NFS export."""
 
-    server: str = Field(..., min_length=1, description="NFS server host name or address.")
-    path: str = Field(..., pattern=r"^/", description="Exported path on the server.")
+    server: str = Field(
+        ...,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[^\s/]+$",
+        description="NFS server host name or address.",
+    )
+    path: AbsolutePath = Field(..., description="Exported path on the server.")
 
 
 class VolumeSpec(Spec):
@@ -132,13 +151,13 @@ class VolumeSpec(Spec):
     input, output or models (a ReadWriteMany PVC, NFS, or a node's directory)."""
 
     name: str = Field(..., pattern=DNS_LABEL.pattern, max_length=63, description="Volume name.")
-    mount_path: str = Field(..., pattern=r"^/", description="Where the pods see it.")
+    mount_path: AbsolutePath = Field(..., description="Where the pods see it.")
     read_only: bool = Field(False, description="Mount read-only.")
-    claim_name: str | None = Field(
-        None, max_length=253, description="Source: a PersistentVolumeClaim in the job's namespace."
+    claim_name: DnsSubdomain | None = Field(
+        None, description="Source: a PersistentVolumeClaim in the job's namespace."
     )
-    host_path: str | None = Field(
-        None, pattern=r"^/", description="Source: a directory on the node (single-node clusters)."
+    host_path: AbsolutePath | None = Field(
+        None, description="Source: a directory on the node (single-node clusters)."
     )
     nfs: NfsSource | None = Field(None, description="Source: an NFS export.")
 
@@ -167,15 +186,18 @@ class ClusterSpec(Spec):
     """Where the job runs: the Ray cluster KubeRay creates for it."""
 
     image: str | None = Field(
-        None, description="Job image (Ray + embedding_job); empty: the operator's default."
+        None,
+        max_length=512,
+        pattern=r"^[^\s]+$",
+        description="Job image (Ray + embedding_job); empty: the operator's default.",
     )
     image_pull_policy: PullPolicy = Field(
         PullPolicy.IF_NOT_PRESENT, description="IfNotPresent | Always | Never."
     )
     head: HeadSpec = Field(default_factory=HeadSpec, description="The Ray head pod.")
     worker: WorkerSpec = Field(default_factory=WorkerSpec, description="The GPU worker group.")
-    service_account_name: str | None = Field(
-        None, max_length=253, description="ServiceAccount of the Ray pods."
+    service_account_name: DnsSubdomain | None = Field(
+        None, description="ServiceAccount of the Ray pods."
     )
     storage_secret_ref: SecretRef | None = Field(
         None,
@@ -184,9 +206,8 @@ class ClusterSpec(Spec):
     hf_token_secret_ref: SecretRef | None = Field(
         None, description="Secret with HF_TOKEN, for model.download from the Hugging Face hub."
     )
-    models_volume_claim: str | None = Field(
+    models_volume_claim: DnsSubdomain | None = Field(
         None,
-        max_length=253,
         description="PersistentVolumeClaim holding the models, mounted read-only at model.path.",
     )
     volumes: list[VolumeSpec] = Field(

@@ -15,6 +15,10 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from embedding_job.api.base import ColumnName, Spec, check_column
+from embedding_job.api.kube_names import MAX_PATH, MAX_URI
+
+#: Pass-through columns: a wide table's worth, small enough for a pod's command line.
+MAX_COLUMNS = 256
 
 DEFAULT_MODEL = "facebook/dinov2-large"
 DEFAULT_MODELS_ROOT = "/models"
@@ -82,6 +86,7 @@ class InputSpec(Spec):
     uri: str = Field(
         ...,
         min_length=1,
+        max_length=MAX_URI,
         description=(
             "Input location: a file path, a directory or glob of images, or an s3://, gs:// or "
             "http(s):// URI of a table or of images."
@@ -109,7 +114,9 @@ class InputSpec(Spec):
         ),
     )
     columns: list[ColumnName] = Field(
-        default_factory=list, description="Extra input columns copied unchanged to the output."
+        default_factory=list,
+        max_length=MAX_COLUMNS,
+        description="Extra input columns copied unchanged to the output.",
     )
     download: DownloadSpec = Field(
         default_factory=DownloadSpec,
@@ -161,6 +168,7 @@ class ModelSpec(Spec):
     path: str = Field(
         DEFAULT_MODELS_ROOT,
         min_length=1,
+        max_length=MAX_PATH,
         description="Models root directory: the model is loaded from <path>/<name>.",
     )
     download: bool = Field(
@@ -271,7 +279,12 @@ class InferenceSpec(Spec):
 class OutputSpec(Spec):
     """Where the embeddings are written."""
 
-    uri: str = Field(..., min_length=1, description="Output directory: local path, s3:// or gs://.")
+    uri: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_URI,
+        description="Output directory: local path, s3:// or gs://.",
+    )
     format: OutputFormat = Field(OutputFormat.PARQUET, description="parquet | lance.")
     mode: WriteMode = Field(
         WriteMode.ERROR,
@@ -353,7 +366,8 @@ class EmbeddingJobConfig(Spec):
         return self.model_dump(mode="json", by_alias=True)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_wire(), sort_keys=True, separators=(",", ":"))
+        # Raw UTF-8, not \uXXXX escapes: at most 4 bytes a character on a command line.
+        return json.dumps(self.to_wire(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def infer_input_format(uri: str) -> InputFormat:

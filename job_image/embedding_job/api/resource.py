@@ -12,8 +12,9 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from embedding_job.api.base import ConfigError, format_errors
-from embedding_job.api.cluster import DNS_LABEL, ClusterSpec
-from embedding_job.api.job import EmbeddingJobConfig
+from embedding_job.api.cluster import ClusterSpec
+from embedding_job.api.job import DEFAULT_MODELS_ROOT, EmbeddingJobConfig, ModelSpec
+from embedding_job.api.kube_names import DNS_LABEL, AbsolutePath
 
 GROUP = "embedding.dev"
 VERSION = "v1alpha1"
@@ -30,9 +31,21 @@ _SECRET_KEYS = re.compile(
 )
 
 
+class PodModelSpec(ModelSpec):
+    """The model of an EmbeddingJob: as the job's, with a path the pods can use."""
+
+    # A relative path means nothing in a pod (and cannot be a mountPath).
+    path: AbsolutePath = Field(
+        DEFAULT_MODELS_ROOT,
+        description="Models root directory in the pods (absolute): the model is loaded from "
+        "<path>/<name>.",
+    )
+
+
 class EmbeddingJobSpec(EmbeddingJobConfig):
     """spec of an EmbeddingJob: what to embed (the job config) and where to run it."""
 
+    model: PodModelSpec = Field(default_factory=PodModelSpec, description="The model and pooling.")
     cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="The Ray cluster.")
     suspend: bool = Field(
         False, description="Suspend the job (Kueue admission or by hand); the only mutable field."

@@ -1,0 +1,171 @@
+"""Values that would only fail later (at RayJob creation or pod start) are refused when read."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from embedding_job.api import (
+    MAX_COLUMNS,
+    MAX_PATH,
+    MAX_URI,
+    ConfigError,
+    EmbeddingJobSpec,
+    check_name,
+    parse_spec,
+    quantity_value,
+)
+from embedding_operator.builders import entrypoint
+
+BASE: dict[str, Any] = {"input": {"uri": "s3://b/in/"}, "output": {"uri": "s3://b/out/"}}
+
+
+def problems(**spec: Any) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_spec({**BASE, **spec})
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("2", Decimal(2)),
+        ("500m", Decimal("0.5")),
+        ("1.5Gi", Decimal(3 * 2**29)),
+        ("8Gi", Decimal(8 * 2**30)),
+        ("1e3", Decimal(1000)),
+        ("+4k", Decimal(4000)),
+        (".5", Decimal("0.5")),
+    ],
+)
+def test_quantities_read_as_kubernetes_does(text: str, value: Decimal) -> None:
+    assert quantity_value(text) == value
+
+
+@pytest.mark.parametrize("bad", ["-1", "1eeeK", "1.2.3", "", "2 Gi", "1Kb", "0", "0m", "0.0Gi"])
+def test_cpu_and_memory_must_be_quantities_above_zero(bad: str) -> None:
+    assert "spec.cluster.head.cpu" in problems(cluster={"head": {"cpu": bad}})
+    assert "spec.cluster.worker.memory" in problems(cluster={"worker": {"memory": bad}})
+
+
+@pytest.mark.parametrize(
+    "key", ["-bad", "a/b/c", "UPPER.example.com/x", "x" * 64, f"{'a' * 254}/x", "sp ace"]
+)
+def test_node_selector_keys_are_label_keys(key: str) -> None:
+    assert "nodeSelector" in problems(cluster={"worker": {"nodeSelector": {key: "v"}}})
+
+
+@pytest.mark.parametrize("value", ["-x", "a" * 64, "a b", "x/y"])
+def test_node_selector_values_are_label_values(value: str) -> None:
+    assert "nodeSelector" in problems(cluster={"head": {"nodeSelector": {"pool": value}}})
+
+
+def test_good_labels_tolerations_and_names_are_accepted() -> None:
+    spec = parse_spec(
+        {
+            **BASE,
+            "cluster": {
+                "serviceAccountName": "embed.er-1",
+                "storageSecretRef": {"name": "s3-creds"},
+                "modelsVolumeClaim": "models",
+                "worker": {
+                    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100", "pool": ""},
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+                    "gpuResource": "amd.com/gpu",
+                },
+                "lifecycle": {"queueName": "gpu-queue"},
+            },
+        }
+    )
+    assert spec.cluster.worker.node_selector["pool"] == ""
+
+
+@pytest.mark.parametrize(
+    ("cluster", "field"),
+    [
+        ({"serviceAccountName": "Bad_Name"}, "serviceAccountName"),
+        ({"storageSecretRef": {"name": "no spaces"}}, "storageSecretRef.name"),
+        ({"modelsVolumeClaim": "UPPER"}, "modelsVolumeClaim"),
+        ({"lifecycle": {"queueName": "not a label"}}, "queueName"),
+        ({"worker": {"gpuResource": "nvidia.com/"}}, "gpuResource"),
+        ({"worker": {"tolerations": [{"key": "a b"}]}}, "tolerations.0.key"),
+        ({"image": "registry/job image:1"}, "cluster.image"),
+        ({"volumes": [{"name": "v", "mountPath": "data", "claimName": "c"}]}, "mountPath"),
+    ],
+)
+def test_names_and_paths_follow_kubernetes_rules(cluster: dict[str, Any], field: str) -> None:
+    assert field in problems(cluster=cluster)
+
+
+def test_an_embeddingjobs_model_path_is_absolute() -> None:
+    assert "spec.model.path" in problems(model={"path": "models"})
+    # The job run by hand may use a relative models root: only the pods need it absolute.
+    from embedding_job.api import parse_config
+
+    assert parse_config({**BASE, "model": {"path": "models"}}).model.path == "models"
+
+
+def test_sizes_are_bounded() -> None:
+    assert "spec.input.uri" in problems(input={"uri": "s3://b/" + "x" * MAX_URI})
+    assert "spec.model.path" in problems(model={"path": "/" + "m" * MAX_PATH})
+    columns = [f"c{i}" for i in range(MAX_COLUMNS + 1)]
+    assert "spec.input.columns" in problems(input={"uri": "s3://b/in.parquet", "columns": columns})
+
+
+def test_the_largest_admitted_spec_fits_one_command_line_argument() -> None:
+    # The entrypoint is one `sh -c` argument: Linux refuses one over 128 KiB (E2BIG). The worst
+    # character is a quote: shell quoting turns ' into '"'"'.
+    uri = "s3://b/" + "'" * (MAX_URI - len("s3://b/"))
+    columns = [f"c{i:03d}" + "c" * 252 for i in range(MAX_COLUMNS)]
+    spec = EmbeddingJobSpec.model_validate(
+        {
+            "input": {"uri": uri, "format": "parquet", "columns": columns, "idColumn": "i" * 256},
+            "output": {"uri": uri},
+            "model": {"path": "/" + "'" * (MAX_PATH - 1), "name": "n" * 256},
+        }
+    )
+    command = entrypoint(spec)
+    assert len(columns[0]) == 256 and len(command.encode()) < 128 * 1024, len(command)
+
+
+def test_the_contract_package_exports_every_public_name_of_its_modules() -> None:
+    # Callers import from embedding_job.api only: a name added to a module must be exported.
+    import ast
+
+    import embedding_job.api as api
+
+    for path in sorted(Path(api.__file__).parent.glob("[!_]*.py")):
+        defined = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef | ast.FunctionDef):
+                defined.add(node.name)
+            elif isinstance(node, ast.Assign):
+                defined |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        public = {name for name in defined if not name.startswith("_")}
+        missing = public - set(api.__all__)
+        assert public and not missing, f"embedding_job.api lacks {sorted(missing)} of {path.name}"
+
+
+INVALID = sorted((Path(__file__).parents[1] / "integration" / "invalid").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("bad", INVALID, ids=lambda p: p.stem)
+def test_the_contract_refuses_what_the_apiserver_refuses(bad: Path) -> None:
+    # tests/integration/test_api.py applies the same files to a real kube-apiserver.
+    expected_text = bad.read_text().splitlines()[0].removeprefix("# expect: ").strip()
+    expected = expected_text.split()[0]
+    manifest = yaml.safe_load(bad.read_text())
+    found = check_name(manifest["metadata"]["name"])
+    try:
+        parse_spec(manifest["spec"])
+    except ConfigError as exc:
+        found += exc.problems
+    # The same message, the same field, or its parent naming the offending key.
+    assert any(expected_text in problem for problem in found) or any(
+        expected.startswith(loc) and expected.removeprefix(loc).strip(".") in message
+        for loc, _, message in (problem.partition(": ") for problem in found)
+    ), found
