@@ -1,15 +1,22 @@
-"""Thin kopf handlers: parse → decide (pure modules) → act (kube.py)."""
+"""Thin kopf handlers: parse → decide (pure modules) → act (kube.py).
+
+Level-triggered: the EmbeddingJob's status is derived from the RayJob's current state, on
+every RayJob event and again on a timer (``resync``), so a lost event or a failed status patch
+is repaired at the next pass. Every error that retrying cannot fix ends in phase Failed with a
+reason, a message and a Warning Event.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any, cast
 
 import kopf
 
 from embedding_job.api import (
     GROUP,
-    KIND,
     PLURAL,
     TERMINAL_PHASES,
     VERSION,
@@ -25,19 +32,31 @@ from embedding_job.api import (
 from embedding_operator import kube
 from embedding_operator.builders import (
     LABEL_JOB,
-    Defaults,
     Owner,
     build_job_identity,
     build_rayjob,
 )
 from embedding_operator.settings import operator_defaults
 from embedding_operator.status import (
+    Observation,
+    Ownership,
     conditions,
+    in_flight,
+    name_taken,
     observe,
+    owner_uids,
+    ownership,
+    rayjob_missing,
     status_patch,
     transition_event,
+    waiting_for_previous,
     with_job_error,
 )
+
+#: Seconds between two reconciliations of a running job from its RayJob's current state.
+RESYNC_SECONDS = float(os.environ.get("EMBEDDING_OPERATOR_RESYNC_SECONDS", "30"))
+#: Seconds before a job waiting for an earlier namesake's objects to go looks again.
+WAIT_FOR_PREVIOUS_SECONDS = 5.0
 
 
 def _invalid(body: kopf.Body, patch: kopf.Patch, problems: list[str]) -> None:
@@ -57,6 +76,51 @@ def _invalid(body: kopf.Body, patch: kopf.Patch, problems: list[str]) -> None:
     kopf.event(body, type="Warning", reason=reason, message=message)
 
 
+def _record(
+    ej: Mapping[str, Any],
+    observation: Observation,
+    rayjob_status: dict[str, Any] | None = None,
+    extra: EmbeddingJobStatus | None = None,
+) -> None:
+    """Write an observation to the EmbeddingJob's status (when it changes anything), with an
+    Event when the phase changes."""
+    meta, current = ej["metadata"], dict(ej.get("status") or {})
+    patch = status_patch(
+        observation, rayjob_status, current, meta.get("generation", 1), timestamp()
+    )
+    if extra is not None:
+        patch.update(extra.to_patch())
+    if {k: v for k, v in current.items() if k in patch} == patch:
+        return
+    kube.patch_embeddingjob_status(meta["namespace"], meta["name"], patch)
+    event = transition_event(current.get("phase"), observation)
+    if event is not None:
+        kind, reason, message = event
+        target = ej if isinstance(ej, kopf.Body) else kopf.Body(cast(kopf.RawBody, dict(ej)))
+        kopf.event(target, type=kind, reason=reason, message=message)
+
+
+def _reflect(ej: Mapping[str, Any], rayjob: dict[str, Any] | None, rayjob_name: str) -> None:
+    """The EmbeddingJob's status from its RayJob as it is now (a missing one fails the job)."""
+    current = dict(ej.get("status") or {})
+    if rayjob is None or ownership(rayjob["metadata"], ej["metadata"]["uid"]) != Ownership.OURS:
+        _record(ej, rayjob_missing(rayjob_name))
+        return
+    rayjob_status = dict(rayjob.get("status") or {})
+    observation = with_job_error(observe(rayjob_status), current)
+    _record(ej, observation, rayjob_status, EmbeddingJobStatus(ray_job_name=rayjob_name))
+
+
+def _previous_or_taken(uid: str, kind: str, metadata: Mapping[str, Any]) -> Observation | None:
+    """None when the object is ours; otherwise what the job must say about it."""
+    found = ownership(dict(metadata), uid)
+    if found is Ownership.OURS:
+        return None
+    if found is Ownership.PREVIOUS:
+        return waiting_for_previous(kind, str(metadata["name"]))
+    return name_taken(kind, str(metadata["name"]))
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 def submit(
@@ -71,6 +135,10 @@ def submit(
         return
     name, namespace = str(body.metadata.name), str(body.metadata.namespace)
     uid = str(body.metadata.uid)
+    if status.get("rayJobName"):
+        # Submitted before (an operator restart): never create it again, only look at it.
+        _reflect(body, kube.get_rayjob(namespace, status["rayJobName"]), status["rayJobName"])
+        return
     try:
         problems = check_name(name)
         spec = parse_spec(dict(body.spec))
@@ -80,73 +148,111 @@ def submit(
         # Retrying cannot fix a bad spec: report once, never create a RayJob.
         _invalid(body, patch, problems)
         return
-    defaults: Defaults = operator_defaults()
     owner = Owner(name, namespace, uid)
-    for identity in build_job_identity(owner, spec):
-        kube.ensure_object(identity)
-    manifest = build_rayjob(owner, spec, defaults)
+    try:
+        problem = _create(
+            body,
+            owner,
+            build_job_identity(owner, spec),
+            build_rayjob(owner, spec, operator_defaults()),
+        )
+    except kopf.PermanentError as exc:  # refused by the apiserver (422, 403, an admission policy)
+        problem = Observation(Phase.FAILED, "FailedToCreateRayJob", str(exc))
+    if problem is not None:
+        _record(body, problem)
+        return
+    output = OutputStatus(uri=spec.output.uri, format=spec.output.format.value)
+    patch.status.update(EmbeddingJobStatus(output=output).to_patch())
+    logger.info("RayJob %s/%s submitted", namespace, name)
+
+
+def _create(
+    body: kopf.Body, owner: Owner, identity: list[dict[str, Any]], manifest: dict[str, Any]
+) -> Observation | None:
+    """Create the job's objects. Returns why the job fails, if it does; raises TemporaryError
+    (a retry) while an earlier namesake's objects are being collected."""
+    for item in identity:
+        problem = _previous_or_taken(owner.uid, item["kind"], kube.ensure_object(item))
+        if problem is not None:
+            return _failed_or_wait(body, problem)
     rayjob, created = kube.create_or_get_rayjob(manifest)
-    owners = [ref.get("uid") for ref in rayjob["metadata"].get("ownerReferences", [])]
-    if uid not in owners:
-        raise kopf.PermanentError(f"RayJob {name} exists and is not owned by this EmbeddingJob")
+    problem = _previous_or_taken(owner.uid, "RayJob", rayjob["metadata"])
+    if problem is not None:
+        return _failed_or_wait(body, problem)
     if created:
         kopf.event(
             body,
             type="Normal",
             reason=EventReason.CREATED_RAYJOB.value,
-            message=f"created RayJob {name}",
+            message=f"created RayJob {owner.name}",
         )
-        logger.info("created RayJob %s/%s", namespace, name)
-    if not status.get("phase"):
-        observation = observe(rayjob.get("status"))
-        generation = body.meta.get("generation", 1)
-        patch.status.update(
-            status_patch(observation, rayjob.get("status"), status, generation, timestamp())
-        )
-        output = OutputStatus(uri=spec.output.uri, format=spec.output.format.value)
-        patch.status.update(EmbeddingJobStatus(ray_job_name=name, output=output).to_patch())
+    _reflect(body, rayjob, owner.name)
+    return None
+
+
+def _failed_or_wait(body: kopf.Body, problem: Observation) -> Observation:
+    """A name something else owns is the end; an earlier job's garbage is waited for."""
+    if problem.phase is Phase.FAILED:
+        return problem
+    _record(body, problem)
+    raise kopf.TemporaryError(problem.message, delay=WAIT_FOR_PREVIOUS_SECONDS)
 
 
 @kopf.on.field(GROUP, VERSION, PLURAL, field="spec.suspend")
-def suspend(body: kopf.Body, new: Any, old: Any, **_: Any) -> None:
-    """spec.suspend is the one mutable field: pass it to the RayJob."""
-    if old is None or (body.get("status") or {}).get("phase") in TERMINAL_PHASES:
+def suspend(body: kopf.Body, new: Any, **_: Any) -> None:
+    """spec.suspend is the one mutable field: pass it to the RayJob (the resync does too)."""
+    status = body.get("status") or {}
+    if status.get("phase") in TERMINAL_PHASES or not status.get("rayJobName"):
+        return  # not submitted yet: the RayJob will be created with spec.suspend
+    _match_suspend(body, kube.get_rayjob(str(body.metadata.namespace), status["rayJobName"]))
+
+
+def _match_suspend(ej: Mapping[str, Any], rayjob: dict[str, Any] | None) -> None:
+    """Make the job's own RayJob as suspended as the EmbeddingJob says."""
+    if rayjob is None or ownership(rayjob["metadata"], ej["metadata"]["uid"]) != Ownership.OURS:
         return
-    kube.patch_rayjob_suspend(str(body.metadata.namespace), str(body.metadata.name), bool(new))
+    wanted = bool((ej.get("spec") or {}).get("suspend"))
+    if bool(rayjob.get("spec", {}).get("suspend")) != wanted:
+        meta = rayjob["metadata"]
+        kube.patch_rayjob_suspend(meta["namespace"], meta["name"], wanted)
 
 
 @kopf.on.event("ray.io", "v1", "rayjobs", labels={LABEL_JOB: kopf.PRESENT})
-def rayjob_changed(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002
+def rayjob_changed(
+    body: kopf.Body,
+    type: str | None,  # noqa: A002 - kopf's keyword
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **_: Any,
+) -> None:
     """Reflect a RayJob's status on its EmbeddingJob, with an Event per phase change."""
     if type == "DELETED":
-        return
-    owner = next(
-        (
-            ref
-            for ref in body.metadata.get("ownerReferences", [])
-            if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(GROUP)
-        ),
-        None,
-    )
-    if owner is None:
-        return
+        return  # the resync notices a RayJob deleted under a running job
     namespace = str(body.metadata.namespace)
-    ej = kube.get_embeddingjob(namespace, owner["name"])
-    if ej is None or ej["metadata"]["uid"] != owner.get("uid"):
-        return
-    current = ej.get("status") or {}
-    if current.get("reason") == EventReason.INVALID_SPEC:
-        return
-    rayjob_status = dict(body.get("status") or {})
-    observation = with_job_error(observe(rayjob_status), current)
-    generation = ej["metadata"].get("generation", 1)
-    patch = status_patch(observation, rayjob_status, current, generation, timestamp())
-    patch.update(EmbeddingJobStatus(ray_job_name=body.metadata.name).to_patch())
-    unchanged = {k: v for k, v in current.items() if k in patch} == patch
-    if unchanged:
-        return
-    kube.patch_embeddingjob_status(namespace, owner["name"], patch)
-    event = transition_event(current.get("phase"), observation)
-    if event is not None:
-        kind, reason, message = event
-        kopf.event(kopf.Body(cast(kopf.RawBody, ej)), type=kind, reason=reason, message=message)
+    owners = set(owner_uids(dict(body.metadata)))
+    for ref in body.metadata.get("ownerReferences", []):
+        if ref.get("uid") not in owners:
+            continue
+        ej = kube.get_embeddingjob(namespace, ref["name"])
+        if ej is None or ej["metadata"]["uid"] != ref.get("uid"):
+            continue
+        if not in_flight(ej.get("status")):
+            continue
+        try:
+            _reflect(ej, dict(body), str(body.metadata.name))
+        except kopf.TemporaryError as exc:
+            # kopf does not retry event handlers: the resync timer repairs this one.
+            logger.warning("status of %s not updated (%s); the resync will retry", ref["name"], exc)
+
+
+def _resyncable(status: Mapping[str, Any], **_: Any) -> bool:
+    return in_flight(dict(status or {})) and status.get("reason") != EventReason.INVALID_SPEC
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, when=_resyncable)
+def resync(body: kopf.Body, **_: Any) -> None:
+    """Every running job, from its RayJob's current state: a lost RayJob event, a failed
+    status patch or a RayJob deleted under the job is repaired or reported here."""
+    name = str(body.status["rayJobName"])
+    rayjob = kube.get_rayjob(str(body.metadata.namespace), name)
+    _reflect(body, rayjob, name)
+    _match_suspend(body, rayjob)

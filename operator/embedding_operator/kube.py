@@ -55,21 +55,54 @@ def create_or_get_rayjob(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool
     return cast(dict[str, Any], existing), False
 
 
-def ensure_object(manifest: dict[str, Any]) -> None:
-    """Create a ServiceAccount, Role or RoleBinding; one that already exists is kept."""
+def ensure_object(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create a ServiceAccount, Role or RoleBinding; one that already exists is kept.
+
+    Returns the metadata of the object now in the cluster (its owners tell whose it is).
+    """
     meta = manifest["metadata"]
-    namespace, kind = meta["namespace"], manifest["kind"]
+    namespace, kind, name = meta["namespace"], manifest["kind"], meta["name"]
     core, rbac = client.CoreV1Api(), client.RbacAuthorizationV1Api()
-    create: Any = {
-        "ServiceAccount": core.create_namespaced_service_account,
-        "Role": rbac.create_namespaced_role,
-        "RoleBinding": rbac.create_namespaced_role_binding,
-    }[kind]
+    calls: dict[str, tuple[Any, Any]] = {
+        "ServiceAccount": (
+            core.create_namespaced_service_account,
+            core.read_namespaced_service_account,
+        ),
+        "Role": (rbac.create_namespaced_role, rbac.read_namespaced_role),
+        "RoleBinding": (rbac.create_namespaced_role_binding, rbac.read_namespaced_role_binding),
+    }
+    create, read = calls[kind]
     try:
         create(namespace, manifest)
+        return cast(dict[str, Any], meta)
     except ApiException as exc:
         if exc.status != 409:
-            raise _retry_or_raise(exc, f"creating {kind} {meta['name']}") from exc
+            raise _retry_or_raise(exc, f"creating {kind} {name}") from exc
+    try:
+        existing = read(name, namespace)
+    except ApiException as exc:
+        raise _retry_or_raise(exc, f"reading {kind} {name}") from exc
+    refs = existing.metadata.owner_references or []
+    return {
+        "name": name,
+        "ownerReferences": [
+            {"apiVersion": r.api_version, "kind": r.kind, "name": r.name, "uid": r.uid}
+            for r in refs
+        ],
+    }
+
+
+def get_rayjob(namespace: str, name: str) -> dict[str, Any] | None:
+    """The RayJob, or None when it is gone."""
+    try:
+        body = _api().get_namespaced_custom_object(
+            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name
+        )
+        return cast(dict[str, Any], body)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise _retry_or_raise(exc, f"reading RayJob {name}") from exc
 
 
 def get_embeddingjob(namespace: str, name: str) -> dict[str, Any] | None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from embedding_job.api import (
+    GROUP,
+    KIND,
     PHASE_EVENTS,
     TERMINAL_PHASES,
     Condition,
@@ -26,6 +29,69 @@ class Observation:
     phase: Phase
     reason: str
     message: str
+
+
+class Ownership(StrEnum):
+    """Who an object of the job's (its RayJob, ServiceAccount, Role) belongs to."""
+
+    OURS = "ours"
+    #: An earlier EmbeddingJob of the same name: garbage that the collector is removing.
+    PREVIOUS = "previous"
+    #: Nothing of ours: a name taken by something else.
+    FOREIGN = "foreign"
+
+
+def owner_uids(metadata: dict[str, Any]) -> list[str]:
+    """The uids of the EmbeddingJobs among an object's owners."""
+    return [
+        str(ref.get("uid"))
+        for ref in metadata.get("ownerReferences") or []
+        if ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/")
+    ]
+
+
+def ownership(metadata: dict[str, Any], uid: str) -> Ownership:
+    """Whether an object belongs to the EmbeddingJob ``uid``, an earlier one, or neither."""
+    owners = owner_uids(metadata)
+    if uid in owners:
+        return Ownership.OURS
+    return Ownership.PREVIOUS if owners else Ownership.FOREIGN
+
+
+def in_flight(status: dict[str, Any] | None) -> bool:
+    """A job that has a RayJob and is not finished: its status follows that RayJob."""
+    status = status or {}
+    return bool(status.get("rayJobName")) and status.get("phase") not in TERMINAL_PHASES
+
+
+def rayjob_missing(name: str) -> Observation:
+    """A job whose RayJob is gone (deleted by hand): it fails rather than re-running."""
+    return Observation(
+        FAILED,
+        "RayJobMissing",
+        f"RayJob {name} was deleted before the job finished; its Ray cluster and any run in "
+        "it are gone. Delete and re-create the EmbeddingJob to run it again.",
+    )
+
+
+def name_taken(kind: str, name: str) -> Observation:
+    """The job's RayJob (or identity object) name is used by something it does not own."""
+    return Observation(
+        FAILED,
+        "NameTaken",
+        f"a {kind} named {name} exists in the namespace and belongs to no EmbeddingJob: "
+        "delete it, or give the EmbeddingJob another name",
+    )
+
+
+def waiting_for_previous(kind: str, name: str) -> Observation:
+    """An earlier EmbeddingJob's object of the same name is still being garbage collected."""
+    return Observation(
+        SUBMITTED,
+        "WaitingForPreviousJob",
+        f"{kind} {name} of an earlier EmbeddingJob of this name is being deleted; "
+        "waiting for it to go",
+    )
 
 
 def observe(rayjob_status: dict[str, Any] | None) -> Observation:

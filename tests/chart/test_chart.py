@@ -15,6 +15,7 @@ CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 OPERATOR_RULES = {
     ("embedding.dev", "embeddingjobs"): {"get", "list", "watch", "patch", "update"},
     ("embedding.dev", "embeddingjobs/status"): {"get", "patch", "update"},
+    ("embedding.dev", "embeddingjobs/finalizers"): {"update"},
     ("ray.io", "rayjobs"): {"get", "list", "watch", "create", "patch"},
     ("", "serviceaccounts"): {"get", "create"},
     ("rbac.authorization.k8s.io", "roles"): {"get", "create"},

@@ -126,6 +126,8 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(kubeconfig or cluster.kubeconfig),
             "EMBEDDING_OPERATOR_JOB_IMAGE": job_image,
+            # Reconcile running jobs every 2 s (30 s by default), so tests see repairs soon.
+            "EMBEDDING_OPERATOR_RESYNC_SECONDS": "2",
         }
         self.process: subprocess.Popen[bytes] | None = None
 

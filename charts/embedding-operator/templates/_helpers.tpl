@@ -44,6 +44,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["embedding.dev"]
   resources: ["embeddingjobs/status"]
   verbs: ["get", "patch", "update"]
+# Owner references with blockOwnerDeletion (on the RayJob and the job's identity objects) need
+# this where OwnerReferencesPermissionEnforcement is on (OpenShift's default).
+- apiGroups: ["embedding.dev"]
+  resources: ["embeddingjobs/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["ray.io"]
   resources: ["rayjobs"]
   verbs: ["get", "list", "watch", "create", "patch"]

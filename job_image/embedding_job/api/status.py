@@ -55,6 +55,7 @@ class EventReason(StrEnum):
     JOB_SUCCEEDED = "JobSucceeded"
     JOB_FAILED = "JobFailed"
     JOB_SUSPENDED = "JobSuspended"
+    WAITING_FOR_PREVIOUS_JOB = "WaitingForPreviousJob"
 
 
 #: The Event posted when a job enters a phase.
