@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-#: H100 bf16 dense matmul, measured (shared/ANCHORS.md).
+#: The compute ceiling for ``tflops`` / ``fraction_of_peak``: about what an H100 sustains on
+#: bf16 dense matrix multiplies (its data sheet's dense BF16 peak is higher: 989 TFLOP/s for the
+#: SXM part). A reference figure, not measured by this bench; BENCHMARKS.md ("The GPU ceiling")
+#: says where it comes from.
 GPU_PEAK_TFLOPS = 790.0
 #: Published GFLOP per 224 px image (2 per multiply-add).
 KNOWN_GFLOPS = {
