@@ -25,7 +25,7 @@ from embedding_job.cli import telemetry_off
 from embedding_job.imaging.datapath import available_cpus
 
 
-def parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     """The bench's command line."""
     description = (bench.__doc__ or "").splitlines()[0]
     parser = argparse.ArgumentParser(prog="python -m bench", description=description)
@@ -127,7 +127,7 @@ def run_rounds(context: Context, variants: list[str], repeats: int) -> dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     """Run the bench; 2 for an unknown variant or model."""
-    args = parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.worker:
         return worker_main(args.worker)
     telemetry_off()
