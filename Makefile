@@ -32,7 +32,7 @@ format: ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff format .
 
 typecheck: ## mypy (strict on the spec contract)
-	$(BIN)/mypy job_image/embedding_job operator/embedding_operator
+	$(BIN)/mypy job_image/embedding_job operator/embedding_operator bench
 
 CRD_FILE := embeddingjobs.embedding.dev.yaml
 CHART_DIR := charts/embedding-operator
@@ -91,7 +91,7 @@ operator: ## Run the operator against $$KUBECONFIG (e.g. after make cluster-up)
 	$(BIN)/kopf run -m embedding_operator.main --all-namespaces --liveness=http://127.0.0.1:8080/healthz
 
 bench: ## Throughput benchmark on generated images (CPU: ~6 min); JSON to $$BENCH_OUT
-	$(BIN)/python -m embedding_job.bench $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 demo: ## Run the main job on generated sample images (random-init model unless a real one is on disk)
 	$(BIN)/embedding-job demo --workdir .demo

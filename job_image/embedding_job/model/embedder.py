@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +25,6 @@ from embedding_job.imaging.transform import ImageTransform
 from embedding_job.model.files import embedding_dim
 
 log = logging.getLogger(__name__)
-
-#: Benchmark hook (embedding_job.bench): when set, every embed_bytes call appends a line
-#: "<unix time at its start> <unix time at its end> <rows>" to this file, from whichever process
-#: runs the embedder.
-TRACE_ENV = "EMBEDDING_JOB_TRACE_FILE"
 
 _TORCH_DTYPES = {
     DType.FLOAT16: torch.float16,
@@ -175,7 +168,6 @@ class Embedder:
         are decoded on the data path's threads while the model runs on earlier batches; model
         batches are ``batch_size`` images whatever the number of items.
         """
-        started = time.time()
         vectors: list[np.ndarray | None] = [None] * len(items)
         row_errors: list[str | None] = list(errors) if errors is not None else [None] * len(items)
         todo: list[int] = []
@@ -190,10 +182,6 @@ class Embedder:
             self._embed_on_gpu(items, todo, vectors, row_errors)
         elif todo:
             self._embed_on_cpu_path(items, todo, vectors, row_errors)
-        trace = os.environ.get(TRACE_ENV)
-        if trace:
-            with open(trace, "a") as handle:
-                handle.write(f"{started:.6f} {time.time():.6f} {len(items)}\n")
         return vectors, row_errors
 
     def _embed_on_cpu_path(
