@@ -6,10 +6,6 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-export DO_NOT_TRACK := 1
-export DAFT_ANALYTICS_ENABLED := 0
-export RAY_USAGE_STATS_ENABLED := 0
-
 .PHONY: help install lint format typecheck test test-unit test-integration demo clean bench sync-crds check-crds helm-lint tools cluster-up cluster-down operator e2e-up e2e-down e2e-local e2e-kind
 CLUSTER_DIR ?= $(HOME)/.cache/embedding-operator/cluster
 

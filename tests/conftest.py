@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("DAFT_ANALYTICS_ENABLED", "0")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from embedding_job.api import TELEMETRY_OFF
+
+os.environ.update({key: os.environ.get(key, value) for key, value in TELEMETRY_OFF.items()})
 os.environ.setdefault("DAFT_PROGRESS_BAR", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

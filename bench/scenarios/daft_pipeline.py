@@ -25,6 +25,7 @@ from typing import Any
 from bench.embedder_trace import busy_fraction, hook_env, read_trace, trace_rate
 from bench.scenario import Context
 from bench.tree_memory import TreeMemory
+from embedding_job.api import TELEMETRY_OFF
 from embedding_job.imaging.datapath import available_cpus
 
 
@@ -64,9 +65,7 @@ def run_cli_once(runner: str, images: Path, out: Path, setup: JobSetup) -> dict[
         **os.environ,
         "DAFT_PROGRESS_BAR": "0",
         "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
-        "DO_NOT_TRACK": "1",
-        "DAFT_ANALYTICS_ENABLED": "0",
-        "RAY_USAGE_STATS_ENABLED": "0",
+        **TELEMETRY_OFF,
     }
     command = [
         sys.executable,
