@@ -36,7 +36,8 @@ from embedding_operator.builders import (
     build_job_identity,
     build_rayjob,
 )
-from embedding_operator.settings import operator_defaults
+from embedding_operator.policy import violations
+from embedding_operator.settings import operator_defaults, operator_policy
 from embedding_operator.status import (
     Observation,
     Ownership,
@@ -59,21 +60,21 @@ RESYNC_SECONDS = float(os.environ.get("EMBEDDING_OPERATOR_RESYNC_SECONDS", "30")
 WAIT_FOR_PREVIOUS_SECONDS = 5.0
 
 
-def _invalid(body: kopf.Body, patch: kopf.Patch, problems: list[str]) -> None:
+def _refuse(body: kopf.Body, patch: kopf.Patch, problems: list[str], reason: EventReason) -> None:
+    """A spec that can never run (invalid, or outside the policy): Failed, once, no RayJob."""
     message = "; ".join(problems)
     generation = body.meta.get("generation", 1)
-    reason = EventReason.INVALID_SPEC.value
     status = EmbeddingJobStatus(
         phase=Phase.FAILED,
-        reason=reason,
+        reason=reason.value,
         message=message,
         observed_generation=generation,
         conditions=conditions(
-            Phase.FAILED, reason, message, generation, timestamp(), submitted=False
+            Phase.FAILED, reason.value, message, generation, timestamp(), submitted=False
         ),
     )
     patch.status.update(status.to_patch())
-    kopf.event(body, type="Warning", reason=reason, message=message)
+    kopf.event(body, type="Warning", reason=reason.value, message=message)
 
 
 def _record(
@@ -146,7 +147,12 @@ def submit(
         problems = [*problems, *exc.problems]
     if problems:
         # Retrying cannot fix a bad spec: report once, never create a RayJob.
-        _invalid(body, patch, problems)
+        _refuse(body, patch, problems, EventReason.INVALID_SPEC)
+        return
+    defaults = operator_defaults()
+    denied = violations(spec, operator_policy(defaults))
+    if denied:
+        _refuse(body, patch, denied, EventReason.POLICY_DENIED)
         return
     owner = Owner(name, namespace, uid)
     try:
@@ -154,7 +160,7 @@ def submit(
             body,
             owner,
             build_job_identity(owner, spec),
-            build_rayjob(owner, spec, operator_defaults()),
+            build_rayjob(owner, spec, defaults),
         )
     except kopf.PermanentError as exc:  # refused by the apiserver (422, 403, an admission policy)
         problem = Observation(Phase.FAILED, "FailedToCreateRayJob", str(exc))
@@ -245,7 +251,7 @@ def rayjob_changed(
 
 
 def _resyncable(status: Mapping[str, Any], **_: Any) -> bool:
-    return in_flight(dict(status or {})) and status.get("reason") != EventReason.INVALID_SPEC
+    return in_flight(dict(status or {}))
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, when=_resyncable)

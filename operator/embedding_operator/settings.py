@@ -8,6 +8,7 @@ import kopf
 
 from embedding_job.api import GROUP
 from embedding_operator.builders import Defaults
+from embedding_operator.policy import Policy
 
 
 def operator_defaults() -> Defaults:
@@ -20,6 +21,11 @@ def operator_defaults() -> Defaults:
         worker_cpu=env.get("EMBEDDING_OPERATOR_WORKER_CPU") or base.worker_cpu,
         worker_memory=env.get("EMBEDDING_OPERATOR_WORKER_MEMORY") or base.worker_memory,
     )
+
+
+def operator_policy(defaults: Defaults) -> Policy:
+    """What specs may ask for (the chart's tenancy values)."""
+    return Policy.from_env(defaults.job_image)
 
 
 def configure(settings: kopf.OperatorSettings) -> None:

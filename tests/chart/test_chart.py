@@ -156,3 +156,31 @@ def test_every_values_key_is_commented() -> None:
         assert previous.startswith("#") or parent_comment or indent >= 4, (
             f"values.yaml:{index + 1} {stripped} has no comment"
         )
+
+
+def test_tenancy_admission_policy_is_on_by_default_and_scoped_like_the_operator() -> None:
+    docs = render()
+    (policy,) = by_kind(docs, "ValidatingAdmissionPolicy")
+    (binding,) = by_kind(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert (
+        binding["spec"]["validationActions"] == ["Deny"] and "matchResources" not in binding["spec"]
+    )
+    rules = " ".join(v["expression"] for v in policy["spec"]["validations"])
+    assert "resource('secrets')" in rules and "check('create')" in rules
+    env = {
+        e["name"]: e["value"]
+        for e in by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["EMBEDDING_OPERATOR_ALLOWED_HOST_PATHS"] == ""  # hostPath off by default
+    assert env["EMBEDDING_OPERATOR_ALLOWED_TOLERATION_KEYS"] == "nvidia.com/gpu,amd.com/gpu"
+    namespaced = render(CHART / "ci" / "namespaced-values.yaml")
+    (scoped,) = by_kind(namespaced, "ValidatingAdmissionPolicyBinding")
+    (selector,) = scoped["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+    assert selector["values"] == ["team-a", "team-b"]
+    assert (
+        by_kind(
+            render(extra=["--set", "tenancy.admissionPolicy=false"]), "ValidatingAdmissionPolicy"
+        )
+        == []
+    )

@@ -97,6 +97,8 @@ class LocalProvider(Provider):
         )
         self.cluster = Cluster(self.dir, self.dir / "kubeconfig", tool("kubectl"))
         self.operator = Operator(self.cluster, self.dir / "logs" / "operator.log")
+        # The shared directory is mounted as a hostPath: the one the tenancy policy allows.
+        self.operator.env["EMBEDDING_OPERATOR_ALLOWED_HOST_PATHS"] = str(self.workdir)
         self.operator.start()
 
     def down(self) -> None:
@@ -238,6 +240,8 @@ class KindProvider(Provider):
             "image.pullPolicy": "Never",
             "jobImage.repository": job_repo,
             "jobImage.tag": job_tag,
+            # The shared directory is mounted as a hostPath: the one the tenancy policy allows.
+            "tenancy.allowedHostPaths": "{" + str(self.workdir) + "}",
         }
         return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
 

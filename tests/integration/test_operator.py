@@ -489,3 +489,29 @@ def _try_create_rayjob(cluster: Cluster, namespace: str) -> str:
         "create", "--dry-run=server", "-f", "-", stdin=json.dumps(probe), check=False
     )
     return result.stderr
+
+
+def test_a_spec_outside_the_tenancy_policy_fails_without_a_rayjob(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    # Where the chart's admission policy is not installed, the operator applies the same
+    # platform rules (here its defaults: no hostPath volumes, GPU taints only).
+    text = JOB.format(name="greedy").replace(
+        "    worker: {replicas: 2, gpus: 4}",
+        "    worker: {replicas: 2, gpus: 4, tolerations: [{operator: Exists}]}\n"
+        "    volumes: [{name: root, mountPath: /host, hostPath: /}]",
+    )
+    apply(cluster, namespace, "greedy", text)
+    status = wait_phase(cluster, namespace, "greedy", "Failed")
+    assert status["reason"] == "PolicyDenied"
+    assert "spec.cluster.volumes[0].hostPath" in status["message"]
+    assert "spec.cluster.worker.tolerations[0]" in status["message"]
+    wait_for(
+        lambda: any(
+            t == "Warning" and r == "PolicyDenied" for t, r, _ in events(cluster, namespace)
+        ),
+        message="a PolicyDenied Warning event",
+    )
+    assert cluster.get("rayjob", "greedy", namespace) is None
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions["Submitted"] == "False" and conditions["Failed"] == "True"

@@ -49,6 +49,7 @@ class EventReason(StrEnum):
     """The closed set of reasons of the Events posted on an EmbeddingJob."""
 
     INVALID_SPEC = "InvalidSpec"
+    POLICY_DENIED = "PolicyDenied"
     CREATED_RAYJOB = "CreatedRayJob"
     RAYJOB_SUBMITTED = "RayJobSubmitted"
     JOB_RUNNING = "JobRunning"
