@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
 import kopf
@@ -22,8 +23,15 @@ def login() -> None:
         config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
+@functools.cache
+def _shared_client() -> client.ApiClient:
+    """One client for the process (after ``login``): its connection pool keeps TLS connections
+    to the apiserver open across calls, instead of a new handshake per call."""
+    return client.ApiClient()
+
+
 def _api() -> client.CustomObjectsApi:
-    return client.CustomObjectsApi()
+    return client.CustomObjectsApi(_shared_client())
 
 
 def _retry_or_raise(exc: ApiException, what: str) -> kopf.TemporaryError:
@@ -62,7 +70,8 @@ def ensure_object(manifest: dict[str, Any]) -> dict[str, Any]:
     """
     meta = manifest["metadata"]
     namespace, kind, name = meta["namespace"], manifest["kind"], meta["name"]
-    core, rbac = client.CoreV1Api(), client.RbacAuthorizationV1Api()
+    shared = _shared_client()
+    core, rbac = client.CoreV1Api(shared), client.RbacAuthorizationV1Api(shared)
     calls: dict[str, tuple[Any, Any]] = {
         "ServiceAccount": (
             core.create_namespaced_service_account,

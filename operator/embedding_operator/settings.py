@@ -46,3 +46,6 @@ def configure(settings: kopf.OperatorSettings) -> None:
         os.environ.get("EMBEDDING_OPERATOR_WATCH_CONNECT_TIMEOUT", "30")
     )
     settings.posting.reporting_component = "embedding-operator"
+    # Handlers are synchronous (the official client): enough threads that a burst of new jobs
+    # is not served a few at a time.
+    settings.execution.max_workers = int(os.environ.get("EMBEDDING_OPERATOR_WORKERS", "32"))
