@@ -5,8 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+BENCH_OPERATOR_ARGS ?=
 
-.PHONY: help install lint format typecheck test test-unit test-integration demo clean bench sync-crds check-crds helm-lint tools cluster-up cluster-down operator e2e-up e2e-down e2e-local e2e-kind
+.PHONY: bench-operator help install lint format typecheck test test-unit test-integration demo clean bench sync-crds check-crds helm-lint tools cluster-up cluster-down operator e2e-up e2e-down e2e-local e2e-kind
 CLUSTER_DIR ?= $(HOME)/.cache/embedding-operator/cluster
 
 help: ## List targets
@@ -88,6 +89,9 @@ operator: ## Run the operator against $$KUBECONFIG (e.g. after make cluster-up)
 
 bench: ## Throughput benchmark on generated images (CPU: ~6 min); JSON to $$BENCH_OUT
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-operator: tools ## Operator burst: 200 EmbeddingJobs at once, RSS at 1,000 (local control plane)
+	$(BIN)/python -m bench.operator_burst $(BENCH_OPERATOR_ARGS)
 
 demo: ## Run the main job on generated sample images (random-init model unless a real one is on disk)
 	$(BIN)/embedding-job demo --workdir .demo

@@ -1,0 +1,156 @@
+"""Operator burst benchmark: many EmbeddingJobs applied at once.
+
+``python -m bench.operator_burst`` (``make bench-operator``) starts the local control plane
+(etcd, kube-apiserver, kube-controller-manager, built from Go modules), runs the operator as a
+real ``kopf run`` process against it, creates ``--jobs`` EmbeddingJobs from 16 client threads
+at once, and measures for each job the time from its create call returning to its RayJob
+appearing on a watch. Then it tops up to ``--rss-jobs`` jobs in all and reads the operator
+process's resident memory (current and peak). Prints one JSON object (and writes ``--out``).
+
+Goals (issue 13): 200 jobs → every RayJob within 5 s, p99 ≤ 2 s; RSS within the chart's
+memory limit (256 Mi) at 1,000 jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+
+from bench.machine import git_commit
+from embedding_job.api import GROUP, PLURAL, VERSION
+from tests.integration.kube import Cluster, Operator, start_cluster, stop_cluster
+from tests.waiting import wait_for
+
+NAMESPACE = "burst"
+CHART_MEMORY_LIMIT_MB = 256
+
+
+def job(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EmbeddingJob",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"input": {"uri": "s3://b/in/"}, "output": {"uri": f"s3://b/out/{name}/"}},
+    }
+
+
+class RayJobWatch:
+    """When each RayJob of the namespace was first seen (monotonic seconds)."""
+
+    def __init__(self, api: client.CustomObjectsApi):
+        self.api, self._stop = api, threading.Event()
+        self.seen: dict[str, float] = {}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            stream = watch.Watch().stream(
+                self.api.list_namespaced_custom_object,
+                "ray.io", "v1", NAMESPACE, "rayjobs", timeout_seconds=5,
+            )  # fmt: skip
+            for event in stream:
+                name = event["object"]["metadata"]["name"]
+                self.seen.setdefault(name, time.monotonic())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(resident, peak resident) memory of a process, in MB."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+def burst(api: client.CustomObjectsApi, names: list[str], seen: RayJobWatch) -> dict[str, Any]:
+    submitted: dict[str, float] = {}
+
+    def create(name: str) -> None:
+        api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, job(name))
+        submitted[name] = time.monotonic()
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(create, names))
+    created = time.monotonic()
+    wait_for(
+        lambda: all(n in seen.seen for n in names),
+        timeout=600,
+        interval=0.1,
+        message=lambda: f"RayJobs: {sum(n in seen.seen for n in names)} of {len(names)}",
+    )
+    latencies = sorted(max(0.0, seen.seen[n] - submitted[n]) for n in names)
+    return {
+        "jobs": len(names),
+        "create_calls_s": round(created - started, 2),
+        "all_rayjobs_s": round(max(seen.seen[n] for n in names) - started, 2),
+        "latency_p50_s": round(statistics.median(latencies), 2),
+        "latency_p99_s": round(latencies[math.ceil(0.99 * len(latencies)) - 1], 2),
+        "latency_max_s": round(latencies[-1], 2),
+    }
+
+
+def run(jobs: int, rss_jobs: int) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="embop-burst-"))
+    cluster: Cluster = start_cluster(workdir)
+    operator = Operator(cluster, workdir / "operator.log")
+    operator.env["EMBEDDING_OPERATOR_RESYNC_SECONDS"] = "30"
+    try:
+        cluster.kubectl("create", "namespace", NAMESPACE)
+        operator.start()
+        config.load_kube_config(str(cluster.kubeconfig))
+        api = client.CustomObjectsApi()
+        seen = RayJobWatch(api)
+        burst(api, ["warm-up"], seen)  # the operator is up and watching
+        result: dict[str, Any] = {"burst": burst(api, [f"j{i:04d}" for i in range(jobs)], seen)}
+        rest = [f"r{i:04d}" for i in range(max(0, rss_jobs - jobs - 1))]
+        if rest:
+            burst(api, rest, seen)
+        assert operator.process is not None
+        rss, peak = memory_mb(operator.process.pid)
+        seen.stop()
+        result["memory"] = {
+            "jobs": 1 + jobs + len(rest),
+            "rss_mb": round(rss, 1),
+            "peak_rss_mb": round(peak, 1),
+            "chart_limit_mb": CHART_MEMORY_LIMIT_MB,
+        }
+        result["goals"] = {
+            "all_within_5s": result["burst"]["all_rayjobs_s"] <= 5.0,
+            "p99_within_2s": result["burst"]["latency_p99_s"] <= 2.0,
+            "rss_within_chart_limit": peak <= CHART_MEMORY_LIMIT_MB,
+        }
+        return result
+    finally:
+        operator.stop()
+        stop_cluster(workdir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.operator_burst", description=__doc__)
+    parser.add_argument("--jobs", type=int, default=200, help="EmbeddingJobs in the burst")
+    parser.add_argument("--rss-jobs", type=int, default=1000, help="jobs in all for the RSS")
+    parser.add_argument("--out", type=Path, default=Path("bench-operator.json"))
+    args = parser.parse_args(argv)
+    result = {"commit": git_commit(), **run(args.jobs, args.rss_jobs)}
+    text = json.dumps(result, indent=2)
+    args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
