@@ -172,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = _read_config(args)
             if args.command == "validate":
-                print(json.dumps(cfg.to_wire(), indent=2, sort_keys=True))
+                wire = cfg.to_wire()
+                # What the run will use: the format inferred from the URI when none is given.
+                wire["input"]["format"] = cfg.input.resolved_format.value
+                print(json.dumps(wire, indent=2, sort_keys=True))
                 return 0
             manifest = _run(cfg, args.runner, args.ray_address)
     except ConfigError as exc:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import re
-from typing import Annotated
+import typing
+from typing import Annotated, Any
 
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 
 _COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
@@ -42,13 +45,44 @@ def check_column(value: str) -> str:
     return value
 
 
-def format_errors(exc: ValidationError) -> list[str]:
-    """One "field.path: problem" line per validation error."""
+def format_errors(exc: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
+    """One "field.path: problem" line per validation error; an unknown field of ``model``
+    (or of one of its sections) is told the nearest known one."""
     problems = []
     for err in exc.errors():
         loc = ".".join(str(part) for part in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown field"
+            msg = "unknown field" + _did_you_mean(model, err["loc"])
         problems.append(f"{loc or '<root>'}: {msg}")
     return problems
+
+
+def _did_you_mean(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> str:
+    for part in loc[:-1]:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) or next(
+            (f for name, f in model.model_fields.items() if _wire_name(name, f) == part), None
+        )
+        model = _section(field.annotation) if field is not None else None
+    if model is None or not loc:
+        return ""
+    known = [_wire_name(name, f) for name, f in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(known)})"
+
+
+def _wire_name(name: str, field: FieldInfo) -> str:
+    return field.alias or to_camel(name)
+
+
+def _section(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, through Optional and list."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _section(arg)
+        if found is not None:
+            return found
+    return None

@@ -22,7 +22,7 @@ def parse_config(data: Mapping[str, Any]) -> EmbeddingJobConfig:
     try:
         return EmbeddingJobConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc)) from None
+        raise ConfigError(format_errors(exc, EmbeddingJobConfig)) from None
 
 
 def _parse_scalar(text: str) -> Any:

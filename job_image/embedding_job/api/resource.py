@@ -85,7 +85,8 @@ def parse_spec(data: dict[str, Any]) -> EmbeddingJobSpec:
     try:
         return EmbeddingJobSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([f"spec.{p}" for p in format_errors(exc)]) from None
+        problems = format_errors(exc, EmbeddingJobSpec)
+        raise ConfigError([f"spec.{p}" for p in problems]) from None
 
 
 def check_name(name: str) -> list[str]:

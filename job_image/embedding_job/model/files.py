@@ -91,7 +91,7 @@ def _not_found_message(
         "Provide it in one of these ways:",
         f"  - put a Hugging Face checkpoint (config.json, preprocessor_config.json, "
         f"model.safetensors) in {directory}, e.g. "
-        f"`huggingface-cli download {spec.name} --local-dir {directory}` on a machine "
+        f"`hf download {spec.name} --local-dir {directory}` on a machine "
         "with hub access, or mount a volume holding it at model.path;",
         "  - or set model.download=true (and HF_TOKEN for gated models) where the hub is "
         "reachable.",
