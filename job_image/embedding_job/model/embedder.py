@@ -86,7 +86,22 @@ def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype) -> tor
         # ViT's pooler is tanh(dense(CLS)), not the CLS token: the embedding needs neither.
         kwargs["add_pooling_layer"] = False
     hf_logging.disable_progress_bar()
-    model = AutoModel.from_pretrained(model_dir, **kwargs)
+    # transformers prints a load report on every load (for ViT: the pooler weights we leave
+    # out). Only weights the checkpoint lacks matter: those would be random.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = AutoModel.from_pretrained(model_dir, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = list(info.get("missing_keys") or [])
+    if missing:
+        log.warning(
+            "%s has no weights for %d parameters (%s): they are randomly initialised",
+            model_dir,
+            len(missing),
+            ", ".join(sorted(missing)[:5]),
+        )
     if device.type == "cuda" and dtype == torch.float32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
