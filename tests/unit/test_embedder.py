@@ -122,3 +122,27 @@ def test_a_cpu_worker_runs_torch_on_the_threads_it_was_given(models_root: Path) 
         assert torch.get_num_threads() == available_cpus()
     finally:
         torch.set_num_threads(before)
+
+
+def test_loading_is_quiet_unless_the_checkpoint_lacks_weights(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    from embedding_job.demo import make_random_model
+
+    model_dir = make_random_model(tmp_path / "vit", "vit", seed=3)
+    with caplog.at_level("WARNING"):
+        Embedder(EmbedderSettings(model_dir=str(model_dir), dtype=DType.FLOAT32))
+    assert not [r for r in caplog.records if "randomly initialised" in r.getMessage()]
+    # A config asking for one more layer than the weights hold: that layer would be random.
+    config = json.loads((model_dir / "config.json").read_text())
+    config["num_hidden_layers"] += 1
+    (model_dir / "config.json").write_text(json.dumps(config))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        Embedder(EmbedderSettings(model_dir=str(model_dir), dtype=DType.FLOAT32))
+    (warning,) = [
+        r.getMessage() for r in caplog.records if "randomly initialised" in r.getMessage()
+    ]
+    assert f"layers.{config['num_hidden_layers'] - 1}." in warning
