@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.render import CHART, KUBE_VERSION, by_kind, helm, render
-from tests.integration.kube import ROOT
+from tests.support.helm import CHART, KUBE_VERSION, by_kind, helm, render
+from tests.support.tools import ROOT
 
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 OPERATOR_RULES = {

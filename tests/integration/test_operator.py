@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from typing import Any
 
 from embedding_job.api import load_config, parse_spec
 from embedding_operator.builders import Defaults, Owner, build_rayjob
-from tests.integration.conftest import examples
-from tests.integration.kube import Cluster, Operator
-from tests.waiting import wait_for
+from tests.support.jobs import examples
+from tests.support.kube import Cluster, Operator
+from tests.support.waiting import wait_for
 
 JOB = """
 apiVersion: embedding.dev/v1alpha1
@@ -25,8 +24,10 @@ spec:
 """
 
 
-def apply(cluster: Cluster, namespace: str, name: str, text: str | None = None) -> dict[str, Any]:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=text or JOB.format(name=name))
+def apply_job(
+    cluster: Cluster, namespace: str, name: str, text: str | None = None
+) -> dict[str, Any]:
+    cluster.apply(text or JOB.format(name=name), namespace=namespace)
     return cluster.get("ej", name, namespace)  # type: ignore[return-value]
 
 
@@ -38,22 +39,6 @@ def wait_phase(cluster: Cluster, namespace: str, name: str, phase: str) -> dict[
     return wait_for(
         lambda: (s := ej_status(cluster, namespace, name)).get("phase") == phase and s,
         message=lambda: f"phase {phase}; status is {ej_status(cluster, namespace, name)}",
-    )
-
-
-def drive(cluster: Cluster, namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Play KubeRay: write the RayJob's status subresource."""
-    cluster.kubectl(
-        "patch",
-        "rayjob",
-        name,
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type",
-        "merge",
-        "-p",
-        json.dumps({"status": status}),
     )
 
 
@@ -83,7 +68,7 @@ def assert_kept(built: Any, stored: Any, path: str = "spec") -> None:
 def test_create_makes_exactly_one_rayjob(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    ej = apply(cluster, namespace, "photos")
+    ej = apply_job(cluster, namespace, "photos")
     rayjob = wait_for(lambda: cluster.get("rayjob", "photos", namespace), message="RayJob photos")
     assert len(cluster.items("rayjob", namespace)) == 1
     ref = rayjob["metadata"]["ownerReferences"][0]
@@ -115,10 +100,9 @@ def test_create_makes_exactly_one_rayjob(
 def test_status_follows_the_rayjob_to_success(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply(cluster, namespace, "ok")
+    apply_job(cluster, namespace, "ok")
     wait_for(lambda: cluster.get("rayjob", "ok", namespace), message="RayJob ok")
-    drive(
-        cluster,
+    cluster.drive(
         namespace,
         "ok",
         {"jobDeploymentStatus": "Initializing", "rayClusterName": "ok-raycluster-x"},
@@ -130,8 +114,7 @@ def test_status_follows_the_rayjob_to_success(
         message="Initializing",
     )
     assert status["phase"] == "Submitted" and status["rayClusterName"] == "ok-raycluster-x"
-    drive(
-        cluster,
+    cluster.drive(
         namespace,
         "ok",
         {
@@ -144,8 +127,7 @@ def test_status_follows_the_rayjob_to_success(
     )
     status = wait_phase(cluster, namespace, "ok", "Running")
     assert (status["jobId"], status["startTime"]) == ("ok-123", "2026-11-28T10:00:00Z")
-    drive(
-        cluster,
+    cluster.drive(
         namespace,
         "ok",
         {
@@ -171,10 +153,9 @@ def test_status_follows_the_rayjob_to_success(
 def test_a_failed_rayjob_carries_kuberay_reason_and_message(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply(cluster, namespace, "doomed")
+    apply_job(cluster, namespace, "doomed")
     wait_for(lambda: cluster.get("rayjob", "doomed", namespace), message="RayJob doomed")
-    drive(
-        cluster,
+    cluster.drive(
         namespace,
         "doomed",
         {
@@ -204,7 +185,7 @@ def test_semantically_invalid_spec_fails_once_without_a_rayjob(
         'input: {uri: "s3://bucket/images/"}',
         'input: {uri: "s3://bucket/images/", format: images-glob, srcType: image_base64}',
     )
-    apply(cluster, namespace, "confused", text)
+    apply_job(cluster, namespace, "confused", text)
     status = wait_phase(cluster, namespace, "confused", "Failed")
     assert status["reason"] == "InvalidSpec" and "srcType must be image_url" in status["message"]
     wait_for(
@@ -218,16 +199,16 @@ def test_semantically_invalid_spec_fails_once_without_a_rayjob(
 def test_restart_creates_no_duplicate_and_keeps_tracking(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply(cluster, namespace, "sturdy")
+    apply_job(cluster, namespace, "sturdy")
     first = wait_for(lambda: cluster.get("rayjob", "sturdy", namespace), message="RayJob sturdy")
     operator.stop()
-    drive(cluster, namespace, "sturdy", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
+    cluster.drive(namespace, "sturdy", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
     operator.start()
     wait_phase(cluster, namespace, "sturdy", "Running")
     rayjobs = cluster.items("rayjob", namespace)
     assert [r["metadata"]["uid"] for r in rayjobs] == [first["metadata"]["uid"]]
-    drive(
-        cluster, namespace, "sturdy", {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}
+    cluster.drive(
+        namespace, "sturdy", {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}
     )
     wait_phase(cluster, namespace, "sturdy", "Succeeded")
 
@@ -235,7 +216,7 @@ def test_restart_creates_no_duplicate_and_keeps_tracking(
 def test_deleting_the_job_garbage_collects_the_rayjob(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply(cluster, namespace, "gone")
+    apply_job(cluster, namespace, "gone")
     wait_for(lambda: cluster.get("rayjob", "gone", namespace), message="RayJob gone")
     cluster.kubectl("delete", "ej", "gone", "-n", namespace, "--wait=true")
     wait_for(
@@ -247,7 +228,7 @@ def test_deleting_the_job_garbage_collects_the_rayjob(
 def test_suspend_is_passed_to_the_rayjob(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply(cluster, namespace, "paused")
+    apply_job(cluster, namespace, "paused")
     wait_for(lambda: cluster.get("rayjob", "paused", namespace), message="RayJob paused")
     cluster.kubectl(
         "patch",
@@ -267,7 +248,7 @@ def test_suspend_is_passed_to_the_rayjob(
         ),
         message="RayJob suspended",
     )
-    drive(cluster, namespace, "paused", {"jobDeploymentStatus": "Suspended"})
+    cluster.drive(namespace, "paused", {"jobDeploymentStatus": "Suspended"})
     wait_phase(cluster, namespace, "paused", "Suspended")
 
 

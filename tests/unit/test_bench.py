@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from embedding_job import bench
-from tests.conftest import DINOV2
+from tests.support.models import DINOV2
 
 
 def write_config(directory: Path, **config: object) -> Path:
@@ -109,7 +109,7 @@ def test_the_embedder_trace_hook_records_each_call(
     tmp_path: Path, models_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from embedding_job.model.embedder import TRACE_ENV, Embedder, EmbedderSettings
-    from tests.images import good_images
+    from tests.support.images import good_images
 
     trace = tmp_path / "trace"
     embedder = Embedder(EmbedderSettings(model_dir=str(models_root / DINOV2)))
