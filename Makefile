@@ -23,9 +23,12 @@ install: $(BIN)/python ## Create .venv and install the job package with pipeline
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e 'job_image[pipeline,lance,dev]' -e operator
 
-lint: ## ruff lint and format check
+SHELL_SCRIPTS := $(shell git ls-files --cached --others --exclude-standard '*.sh') .ci/run
+
+lint: ## ruff lint and format check, shellcheck on every shell script
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/shellcheck $(SHELL_SCRIPTS)
 
 format: ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
