@@ -20,9 +20,12 @@ install: $(BIN)/python ## Create .venv and install the job package with pipeline
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e 'job_image[pipeline,lance,dev]' -e operator
 
-lint: ## ruff lint and format check
+SHELL_SCRIPTS := $(shell git ls-files --cached --others --exclude-standard '*.sh') .ci/run
+
+lint: ## ruff lint and format check, shellcheck on every shell script
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/shellcheck $(SHELL_SCRIPTS)
 
 format: ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
@@ -49,7 +52,7 @@ helm-lint: ## helm lint --strict with default values and every file in the chart
 test: ## Run the whole test suite (what CI runs)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: ## Fast tests only: config, decode, embedder parity
+test-unit: ## Fast tests only (the unit tier): config, decode, embedder parity, builders
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: ## The real pipeline on Daft's native runner and a local Ray cluster
@@ -60,23 +63,23 @@ tools: ## Build (once, cached outside the repo) the control plane, helm, kwok an
 	hack/tools.sh kuberay-crds
 	hack/tools.sh kwok-stages
 
+CLUSTER_CLI := $(BIN)/python -m tests.support.cluster
+
 cluster-up: tools ## Start a local control plane on 127.0.0.1 with our and KubeRay's CRDs
-	hack/cluster.sh up $(CLUSTER_DIR)
-	$$(hack/tools.sh path kubectl) --kubeconfig $(CLUSTER_DIR)/kubeconfig apply --server-side \
-	  -f crds/ -f $$(hack/tools.sh kuberay-crds)/ray.io_rayjobs.yaml -f $$(hack/tools.sh kuberay-crds)/ray.io_rayclusters.yaml
+	$(CLUSTER_CLI) up $(CLUSTER_DIR) --crds
 	@echo "export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig"
 
 cluster-down: ## Stop the local control plane and delete its data
-	hack/cluster.sh down $(CLUSTER_DIR)
+	$(CLUSTER_CLI) down $(CLUSTER_DIR)
 
 E2E_DIR ?= $(HOME)/.cache/embedding-operator/e2e
 
 e2e-up: tools ## The local e2e cluster (kwok GPU nodes, scheduler, KubeRay, a real Ray head) on loopback
-	hack/e2e.sh up $(E2E_DIR)
+	$(CLUSTER_CLI) up $(E2E_DIR) --e2e
 	@echo "export KUBECONFIG=$(E2E_DIR)/kubeconfig; then: make operator"
 
 e2e-down: ## Stop the local e2e cluster and delete its data
-	hack/e2e.sh down $(E2E_DIR)
+	$(CLUSTER_CLI) down $(E2E_DIR) --e2e
 
 e2e-local: tools ## The e2e suite on the local cluster (what CI runs as part of make test)
 	EMBOP_E2E_PROVIDER=local $(BIN)/pytest tests/e2e -s $(PYTEST_ARGS)

@@ -28,8 +28,8 @@ from kubernetes import client, config, watch
 
 from bench.machine import git_commit
 from embedding_job.api import GROUP, PLURAL, VERSION
-from tests.integration.kube import Cluster, Operator, start_cluster, stop_cluster
-from tests.waiting import wait_for
+from tests.support.kube import Cluster, Operator, start_cluster, stop_cluster
+from tests.support.waiting import wait_for
 
 NAMESPACE = "burst"
 CHART_MEMORY_LIMIT_MB = 256

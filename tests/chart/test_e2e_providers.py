@@ -10,8 +10,8 @@ import pytest
 
 from embedding_job.api import parse_spec
 from embedding_operator.builders import Defaults, Owner, build_rayjob
-from tests.chart.render import by_kind, render
-from tests.e2e.providers import KindProvider, LocalProvider, Provider
+from tests.support.helm import by_kind, render
+from tests.support.providers import KindProvider, LocalProvider, Provider
 
 
 @pytest.fixture(params=[LocalProvider, KindProvider], ids=["local", "kind"])

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.render import CHART, helm
-from tests.conftest import Operator
-from tests.integration.kube import Cluster
-from tests.integration.test_operator import drive
-from tests.waiting import wait_for
+from tests.support.helm import CHART, helm
+from tests.support.kube import Cluster, Operator
+from tests.support.waiting import wait_for
 
 RELEASE, RELEASE_NS = "eo", "embedding-system"
 SA = "eo-embedding-operator"
@@ -98,13 +96,12 @@ def test_operator_works_with_exactly_the_chart_permissions(
     operator = Operator(installed, tmp_path / "operator.log", kubeconfig=kubeconfig)
     operator.start()
     try:
-        installed.kubectl("apply", "-n", namespace, "-f", "-", stdin=JOB)
+        installed.apply(JOB, namespace=namespace)
         wait_for(
             lambda: installed.get("rayjob", "rbac-proof", namespace),
             message=lambda: f"RayJob; operator log:\n{operator.output()}",
         )
-        drive(
-            installed,
+        installed.drive(
             namespace,
             "rbac-proof",
             {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"},

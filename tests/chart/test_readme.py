@@ -6,8 +6,8 @@ import re
 
 import yaml
 
-from tests.chart.render import CHART
-from tests.integration.kube import ROOT
+from tests.support.helm import CHART
+from tests.support.tools import ROOT
 
 README = (ROOT / "README.md").read_text()
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.chart.render import by_kind, render
-from tests.integration.kube import Cluster
-from tests.waiting import wait_for
+from tests.support.helm import by_kind, render
+from tests.support.kube import Cluster
+from tests.support.waiting import wait_for
 
 TENANT = "tenant-a"
 VALUES = [

@@ -7,7 +7,6 @@ import ipaddress
 import json
 from typing import Any
 
-from tests.e2e.providers import Provider
 from tests.e2e.steps import (
     JOB_TIMEOUT,
     job_status,
@@ -15,7 +14,8 @@ from tests.e2e.steps import (
     share,
     wait_scheduled_workers,
 )
-from tests.waiting import wait_for
+from tests.support.providers import Provider
+from tests.support.waiting import wait_for
 
 #: Every line the scenarios report, printed again in pytest's terminal summary (conftest.py)
 #: so that a CI log shows what the cluster did even when every test passes.

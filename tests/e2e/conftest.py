@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +10,9 @@ import pytest
 
 from embedding_job.demo import make_random_model
 from tests.e2e.checks import E2E_LOG
-from tests.e2e.providers import Provider, make_provider
 from tests.e2e.steps import MODEL
+from tests.support.kube import Cluster
+from tests.support.providers import Provider, make_provider
 
 
 @pytest.fixture(scope="package")
@@ -35,21 +35,10 @@ def models(provider: Provider) -> Path:
     return root
 
 
-_count = iter(range(1_000_000))
-
-
-@pytest.fixture
-def namespace(provider: Provider, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace; on failure, the cluster, KubeRay's and the operator's logs."""
-    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:30].strip("-")
-    name = f"e{next(_count)}-{slug}"
-    provider.cluster.kubectl("create", "namespace", name)
-    yield name
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(provider.cluster.dump())
-        print("---- KubeRay ----\n" + provider.kuberay_log()[-6000:])
-        print("---- operator ----\n" + provider.operator_log()[-6000:])
+@pytest.fixture(scope="package")
+def cluster(provider: Provider) -> Cluster:
+    """The provider's cluster (tests/support/fixtures.py's namespace fixture uses it)."""
+    return provider.cluster
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

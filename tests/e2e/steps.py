@@ -7,11 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from embedding_job.demo import make_sample_images
-from tests.e2e.providers import Provider
-from tests.waiting import wait_for
+from tests.support.providers import Provider
+from tests.support.waiting import wait_for
 
 #: The tiny random-init model every e2e job embeds with (made by conftest's models fixture).
 MODEL = "google/vit-base-patch16-224-in21k"
@@ -68,10 +66,6 @@ def embedding_job(
         "metadata": {"name": name, "namespace": namespace},
         "spec": body,
     }
-
-
-def apply(provider: Provider, *manifests: dict[str, Any]) -> None:
-    provider.cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests))
 
 
 def job_status(provider: Provider, namespace: str, name: str) -> dict[str, Any]:
@@ -143,12 +137,6 @@ def deployment_transitions(provider: Provider, namespace: str, name: str) -> lis
         if match and ident.search(line) and (not seen or seen[-1] != match.group(1)):
             seen.append(match.group(1))
     return seen
-
-
-def read_output(uri: str) -> dict[str, list[Any]]:
-    import daft
-
-    return daft.read_parquet(uri.rstrip("/") + "/*.parquet").to_pydict()
 
 
 def hidden_size(models: Path, model: str = MODEL) -> int:

@@ -27,23 +27,21 @@ from tests.e2e.checks import (
     note,
     show,
 )
-from tests.e2e.providers import Provider
 from tests.e2e.steps import (
     JOB_TIMEOUT,
-    apply,
     deployment_transitions,
     embedding_job,
     gone,
     hidden_size,
     job_status,
-    read_output,
     share,
     stage_images,
     wait_terminal,
 )
-from tests.images import random_bytes, truncated_jpeg
-from tests.integration.conftest import examples
-from tests.waiting import wait_for
+from tests.support.images import random_bytes, truncated_jpeg
+from tests.support.jobs import examples, read_output
+from tests.support.providers import Provider
+from tests.support.waiting import wait_for
 
 local_only = pytest.mark.skipif(
     os.environ.get("EMBOP_E2E_PROVIDER", "local") != "local",
@@ -53,7 +51,7 @@ local_only = pytest.mark.skipif(
 
 def test_happy_path(provider: Provider, namespace: str, models: Path) -> None:
     folder = stage_images(provider, namespace, count=12)
-    apply(provider, embedding_job(provider, namespace, "happy", str(folder) + "/", models))
+    provider.cluster.apply(embedding_job(provider, namespace, "happy", str(folder) + "/", models))
     check_gpu_workers(provider, namespace, count=1, gpus=1)
 
     job = wait_terminal(provider, namespace, "happy")
@@ -77,8 +75,7 @@ def test_bad_rows_are_error_rows_of_a_successful_job(
     bad = {"zz_truncated.jpg": truncated_jpeg(), "zz_random.jpg": random_bytes()}
     folder = stage_images(provider, namespace, count=6, extra=bad)
     spec = {"errors": {"maxFailedFraction": 0.5}}
-    apply(
-        provider,
+    provider.cluster.apply(
         embedding_job(provider, namespace, "bad-rows", str(folder) + "/", models, spec=spec),
     )
 
@@ -106,7 +103,7 @@ def test_missing_model_fails_naming_it_and_the_cluster_goes_away(
         model="facebook/dinov2-large",
         ttl=5,
     )
-    apply(provider, manifest)
+    provider.cluster.apply(manifest)
 
     status = wait_terminal(provider, namespace, "no-model")["status"]
     # The job's own account, not KubeRay's "entrypoint failed with exit code 3, logs: ...".
@@ -151,8 +148,8 @@ def test_delete_mid_run_collects_everything(
     provider: Provider, namespace: str, models: Path, held_input: Path
 ) -> None:
     spec = {"input": {"uri": str(held_input), "imageColumn": "image", "idColumn": "id"}}
-    apply(
-        provider, embedding_job(provider, namespace, "doomed", str(held_input), models, spec=spec)
+    provider.cluster.apply(
+        embedding_job(provider, namespace, "doomed", str(held_input), models, spec=spec)
     )
 
     def running() -> dict[str, Any] | None:
@@ -203,7 +200,7 @@ def test_two_jobs_at_once_in_two_namespaces(provider: Provider, models: Path) ->
         folder = stage_images(provider, ns, count=4)
         jobs.append(embedding_job(provider, ns, "twin", str(folder) + "/", models))
     try:
-        apply(provider, *jobs)
+        provider.cluster.apply(*jobs)
         statuses = [wait_terminal(provider, ns, "twin")["status"] for ns in names]
         for ns, status in zip(names, statuses, strict=True):
             assert status["phase"] == "Succeeded", (ns, status)
@@ -216,10 +213,10 @@ def test_two_jobs_at_once_in_two_namespaces(provider: Provider, models: Path) ->
 
 @pytest.mark.parametrize("path", examples(), ids=lambda p: p.stem)
 def test_example_runs_to_a_truthful_end(provider: Provider, namespace: str, path: Path) -> None:
-    apply(provider, *example_prerequisites(provider, namespace))
+    provider.cluster.apply(*example_prerequisites(provider, namespace))
     example = yaml.safe_load(path.read_text())
     example["metadata"]["namespace"] = namespace
-    apply(provider, example)
+    provider.cluster.apply(example)
 
     worker = example["spec"].get("cluster", {}).get("worker", {})
     if not provider.fake_gpus:  # kind has no GPUs: the truthful state is "waiting for them"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import examples
-from tests.integration.kube import Cluster
+from tests.support.jobs import examples
+from tests.support.kube import Cluster
 
 INVALID = sorted((Path(__file__).parent / "invalid").glob("*.yaml"))
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from embedding_job.api import load_config, parse_spec
 from embedding_operator.builders import Defaults, Owner, build_rayjob
-from tests.integration.conftest import examples
-from tests.integration.kube import Cluster, Operator
-from tests.waiting import wait_for
+from tests.support.jobs import examples
+from tests.support.kube import Cluster, Operator
+from tests.support.waiting import wait_for
 
 JOB = """
 apiVersion: embedding.dev/v1alpha1
@@ -25,8 +25,10 @@ spec:
 """
 
 
-def apply(cluster: Cluster, namespace: str, name: str, text: str | None = None) -> dict[str, Any]:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=text or JOB.format(name=name))
+def apply_job(
+    cluster: Cluster, namespace: str, name: str, text: str | None = None
+) -> dict[str, Any]:
+    cluster.apply(text or JOB.format(name=name), namespace=namespace)
     return cluster.get("ej", name, namespace)  # type: ignore[return-value]
 
 
@@ -38,22 +40,6 @@ def wait_phase(cluster: Cluster, namespace: str, name: str, phase: str) -> dict[
     return wait_for(
         lambda: (s := ej_status(cluster, namespace, name)).get("phase") == phase and s,
         message=lambda: f"phase {phase}; status is {ej_status(cluster, namespace, name)}",
-    )
-
-
-def drive(cluster: Cluster, namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Play KubeRay: write the RayJob's status subresource."""
-    cluster.kubectl(
-        "patch",
-        "rayjob",
-        name,
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type",
-        "merge",
-        "-p",
-        json.dumps({"status": status}),
     )
 
 
@@ -83,7 +69,7 @@ def assert_kept(built: Any, stored: Any, path: str = "spec") -> None:
 def test_create_makes_exactly_one_rayjob(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    ej = apply(cluster, namespace, "photos")
+    ej = apply_job(cluster, namespace, "photos")
     rayjob = wait_for(lambda: cluster.get("rayjob", "photos", namespace), message="RayJob photos")
     assert len(cluster.items("rayjob", namespace)) == 1
     ref = rayjob["metadata"]["ownerReferences"][0]
@@ -115,10 +101,9 @@ def test_create_makes_exactly_one_rayjob(
 def test_status_follows_the_rayjob_to_success(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply(cluster, namespace, "ok")
+    apply_job(cluster, namespace, "ok")
     wait_for(lambda: cluster.get("rayjob", "ok", namespace), message="RayJob ok")
-    drive(
-        cluster,
+    cluster.drive(
         namespace,
         "ok",
         {"jobDeploymentStatus": "Initializing", "rayClusterName": "ok-raycluster-x"},
@@ -130,8 +115,7 @@ def test_status_follows_the_rayjob_to_success(
         message="Initializing",
     )
     assert status["phase"] == "Submitted" and status["rayClusterName"] == "ok-raycluster-x"
-    drive(
-        cluster,
+    cluster.drive(
         namespace,
         "ok",
         {
@@ -144,8 +128,7 @@ def test_status_follows_the_rayjob_to_success(
     )
     status = wait_phase(cluster, namespace, "ok", "Running")
     assert (status["jobId"], status["startTime"]) == ("ok-123", "2026-11-28T10:00:00Z")
-    drive(
-        cluster,
+    cluster.drive(
         namespace,
         "ok",
         {
@@ -171,10 +154,9 @@ def test_status_follows_the_rayjob_to_success(
 def test_a_failed_rayjob_carries_kuberay_reason_and_message(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply(cluster, namespace, "doomed")
+    apply_job(cluster, namespace, "doomed")
     wait_for(lambda: cluster.get("rayjob", "doomed", namespace), message="RayJob doomed")
-    drive(
-        cluster,
+    cluster.drive(
         namespace,
         "doomed",
         {
@@ -204,7 +186,7 @@ def test_semantically_invalid_spec_fails_once_without_a_rayjob(
         'input: {uri: "s3://bucket/images/"}',
         'input: {uri: "s3://bucket/images/", format: images-glob, srcType: image_base64}',
     )
-    apply(cluster, namespace, "confused", text)
+    apply_job(cluster, namespace, "confused", text)
     status = wait_phase(cluster, namespace, "confused", "Failed")
     assert status["reason"] == "InvalidSpec" and "srcType must be image_url" in status["message"]
     wait_for(
@@ -218,16 +200,16 @@ def test_semantically_invalid_spec_fails_once_without_a_rayjob(
 def test_restart_creates_no_duplicate_and_keeps_tracking(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply(cluster, namespace, "sturdy")
+    apply_job(cluster, namespace, "sturdy")
     first = wait_for(lambda: cluster.get("rayjob", "sturdy", namespace), message="RayJob sturdy")
     operator.stop()
-    drive(cluster, namespace, "sturdy", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
+    cluster.drive(namespace, "sturdy", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
     operator.start()
     wait_phase(cluster, namespace, "sturdy", "Running")
     rayjobs = cluster.items("rayjob", namespace)
     assert [r["metadata"]["uid"] for r in rayjobs] == [first["metadata"]["uid"]]
-    drive(
-        cluster, namespace, "sturdy", {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}
+    cluster.drive(
+        namespace, "sturdy", {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}
     )
     wait_phase(cluster, namespace, "sturdy", "Succeeded")
 
@@ -235,7 +217,7 @@ def test_restart_creates_no_duplicate_and_keeps_tracking(
 def test_deleting_the_job_garbage_collects_the_rayjob(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply(cluster, namespace, "gone")
+    apply_job(cluster, namespace, "gone")
     wait_for(lambda: cluster.get("rayjob", "gone", namespace), message="RayJob gone")
     cluster.kubectl("delete", "ej", "gone", "-n", namespace, "--wait=true")
     wait_for(
@@ -247,7 +229,7 @@ def test_deleting_the_job_garbage_collects_the_rayjob(
 def test_suspend_is_passed_to_the_rayjob(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply(cluster, namespace, "paused")
+    apply_job(cluster, namespace, "paused")
     wait_for(lambda: cluster.get("rayjob", "paused", namespace), message="RayJob paused")
     cluster.kubectl(
         "patch",
@@ -267,7 +249,7 @@ def test_suspend_is_passed_to_the_rayjob(
         ),
         message="RayJob suspended",
     )
-    drive(cluster, namespace, "paused", {"jobDeploymentStatus": "Suspended"})
+    cluster.drive(namespace, "paused", {"jobDeploymentStatus": "Suspended"})
     wait_phase(cluster, namespace, "paused", "Suspended")
 
 
@@ -287,9 +269,9 @@ def test_examples_get_rayjobs(cluster: Cluster, namespace: str, operator: Operat
 def test_a_rayjob_deleted_under_a_running_job_fails_it(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply(cluster, namespace, "orphan")
+    apply_job(cluster, namespace, "orphan")
     wait_for(lambda: cluster.get("rayjob", "orphan", namespace), message="RayJob orphan")
-    drive(cluster, namespace, "orphan", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
+    cluster.drive(namespace, "orphan", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
     wait_phase(cluster, namespace, "orphan", "Running")
     cluster.kubectl("delete", "rayjob", "orphan", "-n", namespace)
     status = wait_phase(cluster, namespace, "orphan", "Failed")
@@ -307,7 +289,7 @@ def test_a_rayjob_deleted_under_a_running_job_fails_it(
 def test_a_restart_never_recreates_a_deleted_rayjob(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply(cluster, namespace, "rerun")
+    apply_job(cluster, namespace, "rerun")
     wait_for(lambda: cluster.get("rayjob", "rerun", namespace), message="RayJob rerun")
     wait_phase(cluster, namespace, "rerun", "Submitted")
     operator.stop()
@@ -321,9 +303,9 @@ def test_a_restart_never_recreates_a_deleted_rayjob(
 def test_a_lost_status_update_is_repaired_by_the_resync(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply(cluster, namespace, "drift")
+    apply_job(cluster, namespace, "drift")
     wait_for(lambda: cluster.get("rayjob", "drift", namespace), message="RayJob drift")
-    drive(cluster, namespace, "drift", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
+    cluster.drive(namespace, "drift", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
     wait_phase(cluster, namespace, "drift", "Running")
     # As if the operator's patch for Running had failed: the status says Submitted again.
     cluster.kubectl(
@@ -346,7 +328,7 @@ def test_a_lost_status_update_is_repaired_by_the_resync(
 def test_a_new_job_waits_while_its_namesakes_rayjob_is_collected(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    old = apply(cluster, namespace, "again")
+    old = apply_job(cluster, namespace, "again")
     wait_for(lambda: cluster.get("rayjob", "again", namespace), message="RayJob again")
     # Hold the old RayJob in deletion, as a slow garbage collection (or KubeRay's own
     # finalizer, stopping a Ray job) would.
@@ -363,7 +345,7 @@ def test_a_new_job_waits_while_its_namesakes_rayjob_is_collected(
         ),
         message="the old RayJob being deleted",
     )
-    new = apply(cluster, namespace, "again")
+    new = apply_job(cluster, namespace, "again")
     assert new["metadata"]["uid"] != old["metadata"]["uid"]
     status = wait_for(
         lambda: (
@@ -400,7 +382,7 @@ def test_a_rayjob_name_taken_by_something_else_fails_the_job(
     )
     foreign["metadata"].pop("ownerReferences")
     cluster.kubectl("create", "-f", "-", stdin=json.dumps(foreign))
-    apply(cluster, namespace, "taken")
+    apply_job(cluster, namespace, "taken")
     status = wait_phase(cluster, namespace, "taken", "Failed")
     assert status["reason"] == "NameTaken" and "RayJob named taken" in status["message"]
     wait_for(
@@ -420,7 +402,7 @@ def test_a_rayjob_the_apiserver_refuses_fails_the_job_with_its_reason(
             lambda: "denied" in _try_create_rayjob(cluster, namespace),
             message="the admission policy in force",
         )
-        apply(cluster, namespace, "refused")
+        apply_job(cluster, namespace, "refused")
         status = wait_phase(cluster, namespace, "refused", "Failed")
         assert status["reason"] == "FailedToCreateRayJob"
         assert "no RayJobs here" in status["message"], status["message"]
@@ -501,7 +483,7 @@ def test_a_spec_outside_the_tenancy_policy_fails_without_a_rayjob(
         "    worker: {replicas: 2, gpus: 4, tolerations: [{operator: Exists}]}\n"
         "    volumes: [{name: root, mountPath: /host, hostPath: /}]",
     )
-    apply(cluster, namespace, "greedy", text)
+    apply_job(cluster, namespace, "greedy", text)
     status = wait_phase(cluster, namespace, "greedy", "Failed")
     assert status["reason"] == "PolicyDenied"
     assert "spec.cluster.volumes[0].hostPath" in status["message"]

@@ -13,32 +13,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import DINOV2, VIT
-from tests.images import bad_images, good_images
-from tests.integration.jobs import read_manifest, read_output, run_cli, write_config
+from tests.support.images import bad_images, good_images
+from tests.support.jobs import job, read_manifest, read_output, run_cli, write_config
+from tests.support.models import VIT
 
 
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def job(models_root: Path, input_uri: Path | str, out_uri: Path, **extra: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "input": {
-            "uri": str(input_uri),
-            "idColumn": "id",
-            "download": {"retries": 0, "timeoutSeconds": 5},
-        },
-        "model": {"name": DINOV2, "path": str(models_root), "dtype": "float32"},
-        "inference": {"batchSize": 4},
-        "output": {"uri": str(out_uri)},
-        "errors": {"maxFailedFraction": 1.0},
-    }
-    for section, values in extra.items():
-        config[section] = {**config.get(section, {}), **values}
-    return config
 
 
 def url_rows(www: Path, base: str) -> tuple[list[str], list[str | None], set[str]]:

@@ -15,12 +15,11 @@ from embedding_job.model.embedder import EmbedderSettings
 from embedding_job.run.pipeline import Workers, embed
 from embedding_job.run.row_counts import NativeTracker, RayTracker, worker_counter
 from embedding_job.run.status_report import StatusReporter
-from tests.conftest import DINOV2
-from tests.images import good_images
-from tests.integration.jobs import run_cli, write_config
-from tests.integration.kube import Cluster, Operator
-from tests.integration.test_resume import table
-from tests.waiting import wait_for
+from tests.support.images import good_images
+from tests.support.jobs import run_cli, table, write_config
+from tests.support.kube import Cluster, Operator
+from tests.support.models import DINOV2
+from tests.support.waiting import wait_for
 
 JOB = """
 apiVersion: embedding.dev/v1alpha1

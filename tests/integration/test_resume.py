@@ -10,24 +10,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from tests.images import good_images
-from tests.integration.jobs import read_manifest, read_output, run_cli, write_config
-from tests.integration.test_pipeline import job
-from tests.waiting import wait_for
-
-IMAGES = list(good_images().values())
-
-
-def table(path: Path, ids: list[str]) -> Path:
-    cells = [
-        IMAGES[i % len(IMAGES)] if not row.startswith("bad") else b"junk"
-        for i, row in enumerate(ids)
-    ]
-    pq.write_table(pa.table({"id": ids, "image": pa.array(cells, pa.binary())}), path)
-    return path
+from tests.support.jobs import job, read_manifest, read_output, run_cli, table, write_config
+from tests.support.waiting import wait_for
 
 
 def config(models_root: Path, source: Path, out: Path, **output: Any) -> dict[str, Any]:

@@ -10,8 +10,8 @@ import numpy as np
 from daft import col
 
 from embedding_job import ImageViTEmbedding
-from tests.conftest import DINOV2, VIT
-from tests.images import good_images
+from tests.support.images import good_images
+from tests.support.models import DINOV2, VIT
 
 
 def test_seed_style_usage_with_urls(models_root: Path, web_root: tuple[Path, str]) -> None:

@@ -21,7 +21,7 @@ from bench.model_configs import KNOWN_GFLOPS, flops_per_image
 from bench.report import acceptance, add_ratios, better, format_table
 from bench.scenarios import SCENARIOS
 from bench.scenarios.daft_pipeline import PipelineScenario
-from tests.conftest import DINOV2
+from tests.support.models import DINOV2
 
 
 def write_config(directory: Path, **config: object) -> Path:
@@ -173,7 +173,7 @@ def test_the_trace_reaches_a_fresh_process_that_runs_the_embedder(
 ) -> None:
     """What the pipeline scenarios rely on: a process started with ``hook_env`` (as Daft's UDF
     workers and Ray's workers are, inheriting it) traces every call, the library untouched."""
-    from tests.images import good_images
+    from tests.support.images import good_images
 
     image = tmp_path / "image.jpg"
     image.write_bytes(good_images()["jpeg"])
@@ -205,7 +205,7 @@ def test_the_library_writes_no_trace_of_its_own(
     tmp_path: Path, models_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from embedding_job.model import embedder as embedder_module
-    from tests.images import good_images
+    from tests.support.images import good_images
 
     trace = tmp_path / "trace"
     monkeypatch.setenv(embedder_trace.TRACE_ENV, str(trace))

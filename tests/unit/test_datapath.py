@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,9 @@ from embedding_job.imaging.decode import decode_image, decode_scaled
 from embedding_job.imaging.gpu_jpeg import GpuJpegDecoder
 from embedding_job.imaging.transform import ImageTransform
 from embedding_job.model.embedder import Embedder, EmbedderSettings
-from tests.conftest import DINOV2, VIT
-from tests.images import bad_images, good_images
-from tests.unit.test_embedder import reference_embeddings
+from tests.support.embedding import fake_torchvision_io, reference_embeddings
+from tests.support.images import bad_images, good_images
+from tests.support.models import DINOV2, VIT
 
 DINO_TRANSFORM = ImageTransform(shortest_edge=256, resample=3, crop=(224, 224))
 VIT_TRANSFORM = ImageTransform(resize_to=(224, 224), resample=2)
@@ -199,28 +198,6 @@ def test_gpu_decode_falls_back_to_the_cpu_path_without_a_gpu(
     assert embedder.gpu_decoder is None and "decoding on CPU" in caplog.text
     vectors, errors = embedder.embed_bytes([good_images()["jpeg"], b""])
     assert vectors[0] is not None and errors[1] == "empty image data"
-
-
-def fake_torchvision_io() -> types.ModuleType:
-    """decode_jpeg's contract ((3, H, W) uint8 per input, EXIF applied) implemented with PIL."""
-    module = types.ModuleType("torchvision.io")
-    module.ImageReadMode = types.SimpleNamespace(RGB="RGB")  # type: ignore[attr-defined]
-    calls: list[int] = []
-
-    def decode_jpeg(
-        data: list[torch.Tensor], mode: str, device: torch.device, apply_exif_orientation: bool
-    ) -> list[torch.Tensor]:
-        calls.append(len(data))
-        out = []
-        for tensor in data:
-            image = decode_image(tensor.numpy().tobytes())
-            array = torch.from_numpy(np.array(image)).permute(2, 0, 1)
-            out.append(array.to(device))
-        return out
-
-    module.decode_jpeg = decode_jpeg  # type: ignore[attr-defined]
-    module.calls = calls  # type: ignore[attr-defined]
-    return module
 
 
 def test_gpu_decoder_routes_jpegs_to_the_gpu_and_the_rest_to_the_cpu() -> None:

@@ -8,7 +8,7 @@ from embedding_job.demo import encode, sample_image
 from embedding_job.errors import RowError
 from embedding_job.imaging.decode import decode_image, to_rgb
 from embedding_job.io.cells import decode_base64, resolve_inline, short_error
-from tests.images import bad_images, good_images
+from tests.support.images import bad_images, good_images
 
 
 @pytest.mark.parametrize("name", sorted(good_images()))

@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from transformers import AutoImageProcessor, AutoModel
 
 from embedding_job.api import Device, DType, Pooling
 from embedding_job.demo import encode, sample_image
 from embedding_job.imaging.datapath import available_cpus
 from embedding_job.model.embedder import Embedder, EmbedderSettings
-from tests.conftest import DINOV2, VIT
-from tests.images import bad_images, good_images
+from tests.support.embedding import reference_embeddings
+from tests.support.images import bad_images, good_images
+from tests.support.models import DINOV2, VIT
 
 SIZES = [(500, 375), (375, 500), (224, 224), (640, 333), (97, 130)]
-
-
-def reference_embeddings(model_dir: Path, images: list[bytes], cls_token: bool) -> np.ndarray:
-    """The original component: AutoImageProcessor(use_fast=True) + AutoModel, CLS or mean, L2."""
-    processor = AutoImageProcessor.from_pretrained(model_dir, use_fast=True)
-    model = AutoModel.from_pretrained(model_dir).to(torch.float32).eval()
-    pil = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
-    pixel_values = processor(images=pil, return_tensors="pt")["pixel_values"].to(torch.float32)
-    with torch.no_grad():
-        hidden = model(pixel_values=pixel_values).last_hidden_state
-    pooled = hidden[:, 0] if cls_token else hidden.mean(dim=1)
-    return torch.nn.functional.normalize(pooled, dim=-1).numpy()
 
 
 @pytest.mark.parametrize("name", [VIT, DINOV2])

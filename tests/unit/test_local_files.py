@@ -19,9 +19,9 @@ from embedding_job.io.io_config import io_config
 from embedding_job.model.embedder import Embedder, EmbedderSettings
 from embedding_job.run.pipeline import fetched, remote_only
 from embedding_job.run.udf import result_array
-from tests.conftest import DINOV2
-from tests.images import bad_images, good_images
-from tests.unit.test_datapath import fake_torchvision_io
+from tests.support.embedding import fake_torchvision_io
+from tests.support.images import bad_images, good_images
+from tests.support.models import DINOV2
 
 
 def test_only_absolute_paths_and_file_urls_name_local_files() -> None:

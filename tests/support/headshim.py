@@ -4,13 +4,13 @@ kwok runs no containers, so a RayCluster's head pod is a fake. The local e2e run
 real Ray head on 127.0.0.1 instead, and this loop makes KubeRay talk to it:
 
 * DNS: every Ray head Service ``<svc>.<ns>.svc.cluster.local`` is written to a hosts file
-  as 127.0.0.1. hack/e2e.sh bind-mounts that file over /etc/hosts in KubeRay's private
+  as 127.0.0.1. e2e_cluster.py bind-mounts that file over /etc/hosts in KubeRay's private
   mount namespace only, so no other process on the machine sees it.
 * Token: KubeRay makes a random auth token Secret per RayCluster (authOptions mode token)
   and sends it to the head's dashboard; the real head was started with its own token, so
   the Secret's ``auth_token`` is set to that token. KubeRay never rewrites an existing one.
 
-Usage: python hack/e2e-headshim.py --hosts FILE --token-file FILE [--interval 0.5]
+Usage: python tests/support/headshim.py --hosts FILE --token-file FILE [--interval 0.5]
 (KUBECONFIG from the environment). Every change is logged, one line each.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from kubernetes import client, config
 
 HEAD_SELECTOR = "ray.io/node-type=head"
-MARKER = "# Ray head services (hack/e2e-headshim.py)"
+MARKER = "# Ray head services (tests/support/headshim.py)"
 CLUSTER_LABEL = "ray.io/cluster"
 TOKEN_KEY = "auth_token"
 log = logging.getLogger("headshim")

@@ -1,6 +1,6 @@
 """Cluster providers for the e2e suite: the same tests run on each.
 
-* ``local`` (CI): hack/e2e.sh's cluster from real parts on loopback — kube-apiserver,
+* ``local`` (CI): e2e_cluster.py's cluster from real parts on loopback — kube-apiserver,
   kube-controller-manager, kube-scheduler, kwok's fake GPU nodes, KubeRay's ray-operator —
   with one real Ray head on 127.0.0.1 standing in for every head pod, and our operator as
   a `kopf run` process.
@@ -24,7 +24,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.integration.kube import HACK, ROOT, Cluster, Operator, tool
+from tests.support.e2e_cluster import E2ECluster
+from tests.support.kube import Cluster, Operator
+from tests.support.tools import ROOT, tool
 
 KUBERAY_CHART_VERSION = os.environ.get("EMBOP_E2E_KUBERAY_CHART_VERSION", "1.6.1")
 
@@ -81,21 +83,14 @@ class LocalProvider(Provider):
     def __init__(self) -> None:
         super().__init__()
         self.dir = self.workdir / "cluster"
+        self.e2e = E2ECluster(self.dir)
         self.operator: Operator | None = None
 
     def up(self) -> None:
-        subprocess.run(
-            [str(HACK / "e2e.sh"), "up", str(self.dir)],
-            check=True,
-            text=True,
-            stdout=subprocess.PIPE,
-        )
-        self.env = dict(
-            line.split("=", 1)
-            for line in (self.dir / "e2e.env").read_text().splitlines()
-            if "=" in line
-        )
-        self.cluster = Cluster(self.dir, self.dir / "kubeconfig", tool("kubectl"))
+        self.e2e.up()
+        self.env = self.e2e.env
+        self.cluster = Cluster.at(self.dir)
+        self.cluster.logs.update(KubeRay=self.kuberay_log, operator=self.operator_log)
         self.operator = Operator(self.cluster, self.dir / "logs" / "operator.log")
         # The shared directory is mounted as a hostPath: the one the tenancy policy allows.
         self.operator.env["EMBEDDING_OPERATOR_ALLOWED_HOST_PATHS"] = str(self.workdir)
@@ -104,9 +99,7 @@ class LocalProvider(Provider):
     def down(self) -> None:
         if self.operator is not None:
             self.operator.stop()
-        subprocess.run(
-            [str(HACK / "e2e.sh"), "down", str(self.dir)], check=False, capture_output=True
-        )
+        self.e2e.down()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def kuberay_log(self) -> str:
@@ -179,7 +172,9 @@ class KindProvider(Provider):
             "180s",
         )
         self.created = True  # from here on, down() deletes the cluster this run made
-        self.cluster = Cluster(self.workdir, kubeconfig, shutil.which("kubectl") or tool("kubectl"))
+        kubectl = shutil.which("kubectl") or tool("kubectl")
+        self.cluster = Cluster(self.workdir, kubeconfig, kubectl)
+        self.cluster.logs.update(KubeRay=self.kuberay_log, operator=self.operator_log)
         self._run(
             "docker",
             "build",

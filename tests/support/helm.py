@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from tests.integration.kube import ROOT, tool
+from tests.support.tools import ROOT, tool
 
 CHART = ROOT / "charts" / "embedding-operator"
 KUBE_VERSION = "1.36.5"

@@ -1,5 +1,5 @@
-"""A real control plane (etcd + kube-apiserver + kube-controller-manager from hack/) for tests,
-and the operator run as a real `kopf run` process against it."""
+"""A running cluster as the tests see it (kubectl bound to its kubeconfig), the control plane
+started for a test session, and the operator run as a real `kopf run` process against it."""
 
 from __future__ import annotations
 
@@ -8,33 +8,35 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-HACK = ROOT / "hack"
-TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+from tests.support import tools
+from tests.support.control_plane import ControlPlane
+from tests.support.waiting import wait_for
 
-
-def tool(name: str) -> str:
-    """Path of a cached tool, building it on first use (hack/tools.sh)."""
-    out = subprocess.run(
-        [str(HACK / "tools.sh"), "ensure", name], capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip().splitlines()[-1]
+KUBERAY_CRDS = ("ray.io_rayjobs.yaml", "ray.io_rayclusters.yaml")
+LOG_TAIL = 6000
 
 
 @dataclass
 class Cluster:
-    """A running control plane and a kubectl bound to it."""
+    """A running cluster and a kubectl bound to it."""
 
     workdir: Path
     kubeconfig: Path
     kubectl_path: str
-    env: dict[str, str] = field(default_factory=dict)
+    #: logs a failing test prints after the cluster's objects (title -> reader)
+    logs: dict[str, Callable[[], str]] = field(default_factory=dict)
+
+    @classmethod
+    def at(cls, workdir: Path) -> Cluster:
+        """The cluster whose kubeconfig is in workdir (control_plane.py's layout)."""
+        return cls(workdir, workdir / "kubeconfig", tools.tool("kubectl"))
 
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True
@@ -51,6 +53,12 @@ class Cluster:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
         return result
 
+    def apply(self, *manifests: dict[str, Any] | str, namespace: str | None = None) -> None:
+        """kubectl apply manifests (dicts or YAML text), into namespace if given."""
+        text = "\n---\n".join(m if isinstance(m, str) else yaml.safe_dump(m) for m in manifests)
+        scope = ["-n", namespace] if namespace else []
+        self.kubectl("apply", *scope, "-f", "-", stdin=text)
+
     def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
         result = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
         if result.returncode != 0:
@@ -63,6 +71,14 @@ class Cluster:
         out = self.kubectl("get", kind, "-n", namespace, "-o", "json")
         return json.loads(out.stdout)["items"]  # type: ignore[no-any-return]
 
+    def drive(self, namespace: str, rayjob: str, status: dict[str, Any]) -> None:
+        """Play KubeRay: write a RayJob's status subresource."""
+        patch = json.dumps({"status": status})
+        self.kubectl(
+            "patch", "rayjob", rayjob, "-n", namespace, "--subresource=status", "--type", "merge",
+            "-p", patch,
+        )  # fmt: skip
+
     def kubeconfig_for(self, account: str, namespace: str, path: Path) -> Path:
         """A kubeconfig authenticating as a ServiceAccount (a TokenRequest token)."""
         token = self.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout
@@ -74,41 +90,42 @@ class Cluster:
         return path
 
     def dump(self) -> str:
-        """Everything a failing test needs to see."""
-        return self.kubectl("get", "all,ej,rayjob,events", "-A", "-o", "wide", check=False).stdout
+        """Everything a failing test needs to see: the objects, then the logs' tails."""
+        out = self.kubectl("get", "all,ej,rayjob,events", "-A", "-o", "wide", check=False).stdout
+        for title, read in self.logs.items():
+            out += f"\n---- {title} ----\n{read()[-LOG_TAIL:]}"
+        return out
 
 
-def start_cluster(workdir: Path) -> Cluster:
-    """Start (or reuse) the control plane in workdir and install our and KubeRay's CRDs."""
-    for name in TOOLS:
-        tool(name)
-    subprocess.run(
-        [str(HACK / "cluster.sh"), "up", str(workdir)], check=True, capture_output=True, text=True
-    )
-    cluster = Cluster(workdir, workdir / "kubeconfig", tool("kubectl"))
-    crds = (
-        subprocess.run(
-            [str(HACK / "tools.sh"), "kuberay-crds"], capture_output=True, text=True, check=True
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+def install_crds(cluster: Cluster) -> None:
+    """Ours and KubeRay's RayJob and RayCluster CRDs, established."""
+    crds = tools.kuberay_crds()
     for path in (
-        ROOT / "crds" / "embeddingjobs.embedding.dev.yaml",
-        Path(crds) / "ray.io_rayjobs.yaml",
-        Path(crds) / "ray.io_rayclusters.yaml",
+        tools.ROOT / "crds" / "embeddingjobs.embedding.dev.yaml",
+        *(crds / n for n in KUBERAY_CRDS),
     ):
         # The RayJob CRD is too large for client-side apply's annotation: apply server-side.
         cluster.kubectl("apply", "--server-side", "-f", str(path))
     for name in ("embeddingjobs.embedding.dev", "rayjobs.ray.io", "rayclusters.ray.io"):
-        cluster.kubectl("wait", "--for", "condition=established", f"crd/{name}", "--timeout=60s")
+        wait_for(lambda n=name: established(cluster, n), message=f"CRD {name} Established")
+
+
+def established(cluster: Cluster, crd: str) -> bool:
+    """Whether a CRD is served (`kubectl wait` fails on one that has no status yet)."""
+    conditions = ((cluster.get("crd", crd, "default") or {}).get("status") or {}).get("conditions")
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions or [])
+
+
+def start_cluster(workdir: Path) -> Cluster:
+    """Start (or reuse) the control plane in workdir, with our and KubeRay's CRDs."""
+    ControlPlane(workdir).up()
+    cluster = Cluster.at(workdir)
+    install_crds(cluster)
     return cluster
 
 
 def stop_cluster(workdir: Path) -> None:
-    subprocess.run(
-        [str(HACK / "cluster.sh"), "down", str(workdir)], check=False, capture_output=True
-    )
+    ControlPlane(workdir).down()
 
 
 class Operator:
