@@ -86,6 +86,8 @@ def test_operator_works_with_exactly_the_chart_permissions(
 
     assert can("create", "rayjobs.ray.io", "-n", namespace) == "yes"
     assert can("patch", "embeddingjobs.embedding.dev/status", "-n", namespace) == "yes"
+    # What OwnerReferencesPermissionEnforcement (on in this control plane) asks for.
+    assert can("update", "embeddingjobs.embedding.dev/finalizers", "-n", namespace) == "yes"
     assert can("delete", "pods", "-n", namespace) == "no"
     assert can("get", "secrets", "-n", namespace) == "no"
     refused = installed.kubectl(
@@ -156,3 +158,44 @@ def test_helm_install_refuses_bad_values_naming_the_key(cluster: Cluster, tmp_pa
     assert "/watch/allNamespaces" in result.stderr and "'replicas' not allowed" in result.stderr
     listed = helm("list", "--all-namespaces", "-q", kubeconfig=cluster.kubeconfig).stdout.split()
     assert "bad" not in listed
+
+
+def test_owner_reference_permissions_are_enforced_here(
+    installed: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    # The control point for the test above: without `update` on embeddingjobs/finalizers an
+    # owner reference that blocks the owner's deletion is refused, as on OpenShift.
+    installed.apply(JOB, namespace=namespace)
+    owner = installed.get("ej", "rbac-proof", namespace)
+    assert owner is not None
+    installed.kubectl("create", "serviceaccount", "plain", "-n", namespace)
+    installed.kubectl(
+        "create", "role", "configmaps", "-n", namespace, "--verb=create",
+        "--resource=configmaps",
+    )  # fmt: skip
+    installed.kubectl(
+        "create", "rolebinding", "configmaps", "-n", namespace, "--role=configmaps",
+        f"--serviceaccount={namespace}:plain",
+    )  # fmt: skip
+    kubeconfig = installed.kubeconfig_for("plain", namespace, tmp_path / "plain-kubeconfig")
+    child = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "child",
+            "namespace": namespace,
+            "ownerReferences": [
+                {
+                    "apiVersion": "embedding.dev/v1alpha1",
+                    "kind": "EmbeddingJob",
+                    "name": "rbac-proof",
+                    "uid": owner["metadata"]["uid"],
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+    }
+    refused = installed.kubectl(
+        "--kubeconfig", str(kubeconfig), "create", "-f", "-", stdin=json.dumps(child), check=False
+    )
+    assert refused.returncode != 0 and "blockOwnerDeletion" in refused.stderr, refused.stderr
