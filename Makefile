@@ -31,7 +31,7 @@ format: ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-typecheck: ## mypy (strict on the spec contract)
+typecheck: ## mypy (strict on the contract package embedding_job.api and the operator)
 	$(BIN)/mypy job_image/embedding_job operator/embedding_operator bench
 
 CRD_FILE := embeddingjobs.embedding.dev.yaml
@@ -49,8 +49,8 @@ helm-lint: ## helm lint --strict with default values and every file in the chart
 	$$(hack/tools.sh ensure helm) lint --strict $(CHART_DIR) --kube-version 1.36.5
 	for f in $(CHART_DIR)/ci/*.yaml; do $$(hack/tools.sh ensure helm) lint --strict $(CHART_DIR) --kube-version 1.36.5 -f $$f || exit 1; done
 
-test: ## Run the whole test suite (what CI runs)
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: ## Run the whole test suite (what CI runs; ~20 min on 2 cores), slowest tests listed at the end
+	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
 
 test-unit: ## Fast tests only (the unit tier): config, decode, embedder parity, builders
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
