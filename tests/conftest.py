@@ -21,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from embedding_job.demo import make_random_model
 from tests.integration.kube import Cluster, Operator, start_cluster, stop_cluster
+from tests.s3_server import s3_bucket, s3_server  # noqa: F401 - fixtures
 
 VIT = "google/vit-base-patch16-224-in21k"
 DINOV2 = "facebook/dinov2-base"

@@ -11,22 +11,46 @@ import pyarrow.fs as pafs
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path) for a local path or an s3:// / gs:// URI."""
+    """(filesystem, path) for a local path or an s3:// / gs:// URI.
+
+    The path has no scheme (``bucket/key`` for object stores): turn it back into something
+    Daft or a later call can open with :func:`as_uri`.
+    """
     if "://" not in uri:
         return pafs.LocalFileSystem(), uri
     return pafs.FileSystem.from_uri(uri)
 
 
+def is_remote(uri: str) -> bool:
+    """True for object-store and other URIs that are not local paths or file:// URLs."""
+    return "://" in uri and not uri.startswith("file://")
+
+
+def as_uri(base: str, path: str) -> str:
+    """``path`` (as pyarrow.fs or Daft's writers return it, without a scheme) as a URI on the
+    same store as ``base``: ``s3://bucket/key`` for an s3:// base, the local path otherwise."""
+    if "://" in path or not is_remote(base):
+        return path
+    return f"{base.split('://', 1)[0]}://{path.lstrip('/')}"
+
+
+def relative(base: str, uri: str) -> str:
+    """``uri`` relative to the directory ``base`` (both URIs or paths on the same store)."""
+    prefix = base.removeprefix("file://").rstrip("/") + "/"
+    return uri.removeprefix("file://").removeprefix(prefix)
+
+
 def list_files(uri: str) -> list[str]:
-    """Paths of the files under ``uri`` (recursively); empty when it does not exist."""
+    """The files under ``uri`` (recursively), as URIs on its store; empty when it does not
+    exist."""
     fs, path = filesystem(uri)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
         return []
     if info.type == pafs.FileType.File:
-        return [path]
+        return [as_uri(uri, path)]
     entries = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
-    return [e.path for e in entries if e.type == pafs.FileType.File]
+    return [as_uri(uri, e.path) for e in entries if e.type == pafs.FileType.File]
 
 
 def write_json(uri: str, name: str, payload: dict[str, Any]) -> str:
@@ -85,8 +109,10 @@ def has_files(uri: str, extensions: tuple[str, ...] | None = None) -> bool:
     Local inputs are walked until the first match. Object-store prefixes are only checked for
     existence: listing millions of keys up front would cost more than the job's own listing.
     """
-    if "://" in uri and not uri.startswith("file://"):
-        fs, path = filesystem(uri)
+    if is_remote(uri):
+        # A glob is checked by the prefix before its first wildcard: the listing matches it.
+        fixed = min((i for i, ch in enumerate(uri) if ch in "*?["), default=len(uri))
+        fs, path = filesystem(uri[:fixed].rsplit("/", 1)[0] if fixed < len(uri) else uri)
         return bool(fs.get_file_info(path).type != pafs.FileType.NotFound)
     local = uri.removeprefix("file://")
     if any(ch in local for ch in "*?["):

@@ -300,7 +300,7 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     configure_runner(options)
     io = io_config(cfg.input.download)
     df = read_input(cfg, io)
-    plan = output.prepare(cfg)
+    plan = output.prepare(cfg, io=io)
     df, skipped, kept_rows = output.skip_done(df, cfg, plan)
     settings = EmbedderSettings(
         model_dir=str(model_path),
@@ -342,10 +342,10 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     try:
         with reporting:
             plan_df = embed(df, cfg, settings, dim, io, workers, tracker.actor_name)
-            written = output.write(plan_df, cfg, plan)
+            written = output.write(plan_df, cfg, plan, io)
     finally:
         tracker.close()
-    counts = output.count_results(cfg, written)
+    counts = output.count_results(cfg, written, io)
     if counts["rows"] + skipped == 0:
         raise InputNotFoundError(f"input {cfg.input.uri!r} has no rows")
     failed_fraction = counts["failed"] / counts["rows"] if counts["rows"] else 0.0
