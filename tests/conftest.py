@@ -20,6 +20,7 @@ os.environ.setdefault("DAFT_PROGRESS_BAR", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from embedding_job.demo import make_random_model
+from tests.hub_models import hub_preprocessor, original_models  # noqa: F401
 from tests.integration.kube import Cluster, Operator, start_cluster, stop_cluster
 from tests.s3_server import s3_bucket, s3_server  # noqa: F401 - fixtures
 
@@ -29,10 +30,11 @@ DINOV2 = "facebook/dinov2-base"
 
 @pytest.fixture(scope="session")
 def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A models root holding tiny random-init models under two of the original model names."""
+    """A models root holding tiny random-init models under two of the original model names,
+    each with the real checkpoint's preprocessor_config.json."""
     root = tmp_path_factory.mktemp("models")
-    make_random_model(root / VIT, "vit", seed=1)
-    make_random_model(root / DINOV2, "dinov2", seed=2)
+    make_random_model(root / VIT, "vit", seed=1, preprocessor_config=hub_preprocessor(VIT))
+    make_random_model(root / DINOV2, "dinov2", seed=2, preprocessor_config=hub_preprocessor(DINOV2))
     return root
 
 
