@@ -76,6 +76,12 @@ def test_images_on_s3_to_parquet_on_s3_with_manifest_and_success(
     )
     assert written["files"] and all(f"out/{f}" in keys for f in written["files"])
 
+    # mode: error refuses the finished output and leaves it exactly as it was.
+    refused = run(tmp_path, s3_bucket, config)
+    assert refused.returncode == 3 and "already holds" in refused.stderr
+    assert s3_bucket.keys("out/") == keys
+    assert manifest(s3_bucket, "out") == written
+
     # An explicit glob on s3:// takes every file it matches.
     config["input"]["uri"] = f"{s3_bucket.uri}/images/*.jpg"
     config["output"]["uri"] = f"{s3_bucket.uri}/globbed"

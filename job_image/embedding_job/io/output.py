@@ -84,7 +84,6 @@ def prepare(
     job_uid = job_uid if job_uid is not None else os.environ.get(JOB_UID_ENV) or None
     existing = data_files(uri)
     owner = _owner(uri)
-    storage.delete_file(uri, SUCCESS_NAME)
     key = id_column(cfg)
     if cfg.output.resume and key is not None:
         # The contract guarantees an id and Parquet output for resume.
@@ -105,6 +104,8 @@ def prepare(
 
 
 def _claim(uri: str, job_uid: str | None, plan: OutputPlan) -> OutputPlan:
+    # Only once this run may write: a refused run leaves the output exactly as it was.
+    storage.delete_file(uri, SUCCESS_NAME)
     storage.delete_file(uri, MANIFEST_NAME)
     storage.write_json(uri, JOB_MARKER, {"jobUid": job_uid})
     return plan
