@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 _RESULT = "__embedding_result"
 _GLOB_CHARS = set("*?[")
+_HTTP_PREFIXES = ("http://", "https://")
 #: Model batches per call of the embedding UDF unless inference.callBatchSize says otherwise.
 #: Within a call the data path decodes the next batches while the model runs the current one;
 #: with one model batch per call the device idles at the start of every call while the first
@@ -90,6 +91,10 @@ def read_input(cfg: EmbeddingJobConfig, io: daft.io.IOConfig) -> daft.DataFrame:
 
 
 def _read_images(uri: str, io: daft.io.IOConfig) -> daft.DataFrame:
+    if uri.lower().startswith(_HTTP_PREFIXES):
+        # A web server cannot be listed: the URL is one image (``?`` starts its query, not a
+        # wildcard). If it does not download, that is this one row's error.
+        return daft.from_pydict({"path": [uri]})
     explicit_glob = bool(_GLOB_CHARS & set(uri))
     pattern = uri if explicit_glob else uri.rstrip("/") + "/**"
     if not explicit_glob and storage.is_file(uri):
