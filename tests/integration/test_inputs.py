@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.conftest import VIT
@@ -32,3 +33,47 @@ def test_one_http_image_is_one_row(
         assert rows["path"] == [url] and rows["embedding_error"] == [None]
         assert len(rows["embedding"][0]) == 32
         assert read_manifest(out)["rowsIn"] == 1
+
+
+def test_every_entry_of_a_listing_is_exactly_one_row(tmp_path: Path, models_root: Path) -> None:
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    (images / "good.jpg").write_bytes(good_images()["jpeg"])
+    (images / "sub" / "deep.png").write_bytes(good_images()["png"])
+    (images / "notes.txt").write_text("not an image, not a row")
+    os.symlink(images / "nowhere.jpg", images / "dangling.jpg")
+    os.symlink(images / "self.jpg", images / "self.jpg")
+    os.symlink(images, images / "sub" / "loop")
+    os.symlink(images / "good.jpg", images / "linked.jpg")
+    latin1 = os.fsencode(images) + b"/caf\xe9.jpg"  # a valid image whose name is not UTF-8
+    with open(latin1, "wb") as handle:
+        handle.write(good_images()["png"])
+    out = tmp_path / "out"
+
+    result = run_cli("run", "--config", str(images_job(models_root, images, out, tmp_path)))
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = read_output(out)
+    errors = dict(zip(rows["path"], rows["embedding_error"], strict=True))
+    root = str(images)
+    assert sorted(errors) == sorted(
+        f"{root}/{name}"
+        for name in (
+            "good.jpg",
+            "sub/deep.png",
+            "dangling.jpg",
+            "self.jpg",
+            "sub/loop",
+            "linked.jpg",
+            "caf\\xe9.jpg",
+        )
+    )
+    for name in ("good.jpg", "sub/deep.png", "linked.jpg", "caf\\xe9.jpg"):
+        assert errors[f"{root}/{name}"] is None, name
+    assert (
+        errors[f"{root}/dangling.jpg"]
+        == f"read failed: No such file or directory: {root}/dangling.jpg"
+    )
+    assert errors[f"{root}/self.jpg"].startswith("read failed: Too many levels of symbolic links")
+    assert errors[f"{root}/sub/loop"] == "symlink loop: leads back to a parent"
+    manifest = read_manifest(out)
+    assert (manifest["rowsIn"], manifest["rowsEmbedded"], manifest["rowsFailed"]) == (7, 4, 3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from embedding_job.api import DownloadSpec
@@ -35,3 +36,28 @@ def test_an_http_endpoint_turns_tls_off_for_every_s3_client() -> None:
     scoped = io_config(DownloadSpec(), env={"AWS_ENDPOINT_URL_S3": "https://minio.example:9000"})
     assert scoped.s3.use_ssl is True
     assert io_config(DownloadSpec(), env={}).s3.use_ssl is True
+
+
+def test_a_local_listing_keeps_every_entry_and_every_byte_of_its_names(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.JPG").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("skipped: not an image name")
+    os.symlink(tmp_path / "gone.png", tmp_path / "dangling.png")
+    os.symlink(tmp_path, tmp_path / "sub" / "back")
+    os.symlink(tmp_path / "sub", tmp_path / "again")  # not a loop: followed
+    (tmp_path / "sub" / "b.png").write_bytes(b"x")
+    raw = os.fsencode(tmp_path) + b"/\xff.jpg"
+    open(raw, "wb").close()
+
+    listed = {f.raw: f.problem for f in storage.walk_local(str(tmp_path), (".jpg", ".png"))}
+    root = os.fsencode(tmp_path)
+    assert listed == {
+        root + b"/a.JPG": None,
+        root + b"/again/b.png": None,
+        root + b"/again/back": "symlink loop: leads back to a parent",
+        root + b"/dangling.png": None,
+        root + b"/sub/b.png": None,
+        root + b"/sub/back": "symlink loop: leads back to a parent",
+        raw: None,
+    }
+    assert storage.ListedFile(raw).path == f"{tmp_path}/\\xff.jpg"

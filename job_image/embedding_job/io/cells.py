@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -63,10 +64,16 @@ class LocalFile:
                 data = handle.read()
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
             reason = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
-            raise RowError(f"read failed: {reason}: {self.path}") from None
+            raise RowError(f"read failed: {reason}: {display_path(self.path)}") from None
         if not data:
-            raise RowError(f"empty file: {self.path}")
+            raise RowError(f"empty file: {display_path(self.path)}")
         return data
+
+
+def display_path(path: str | bytes) -> str:
+    """A file name as valid UTF-8 text: bytes that are not UTF-8 (which a file system allows,
+    and Python holds as surrogate escapes) appear as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 #: Image URLs that name a local file: absolute paths and ``file:///`` URLs. As in Daft's own

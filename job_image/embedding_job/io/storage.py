@@ -5,9 +5,12 @@ from __future__ import annotations
 import glob
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.fs as pafs
+
+from embedding_job.io.cells import display_path
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -124,3 +127,62 @@ def has_files(uri: str, extensions: tuple[str, ...] | None = None) -> bool:
             if extensions is None or name.lower().endswith(extensions):
                 return True
     return False
+
+
+@dataclass(frozen=True)
+class ListedFile:
+    """One entry of a local listing: its exact name (bytes) and why it cannot be an image, if
+    the listing already knows (a symlink loop, a directory it may not read)."""
+
+    raw: bytes
+    problem: str | None = None
+
+    @property
+    def path(self) -> str:
+        return display_path(self.raw)
+
+
+def walk_local(root: str, extensions: tuple[str, ...]) -> list[ListedFile]:
+    """Every entry under the local directory ``root`` that could be an image, recursively.
+
+    Files whose name ends in one of ``extensions`` (case-insensitive) are listed whether or not
+    they can be read: a dangling symlink is listed (reading it fails later, as its row's
+    error). Symlinked directories are followed, except one that leads back to a directory
+    being walked (a loop), and a directory that cannot be listed: each of those is listed as
+    one entry with its problem, wherever its name ends. Names are bytes: nothing is lost to
+    decoding.
+    """
+    found: list[ListedFile] = []
+    lowered = tuple(ext.encode() for ext in extensions)
+
+    def walk(directory: bytes, ancestors: frozenset[tuple[int, int]]) -> None:
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            found.append(ListedFile(directory, f"cannot list directory: {exc.strerror}"))
+            return
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                if entry.name.lower().endswith(lowered):
+                    found.append(ListedFile(entry.path))
+                continue
+            try:
+                info = os.stat(entry.path)
+            except OSError as exc:
+                found.append(ListedFile(entry.path, f"cannot read directory: {exc.strerror}"))
+                continue
+            key = (info.st_dev, info.st_ino)
+            if key in ancestors:
+                found.append(ListedFile(entry.path, "symlink loop: leads back to a parent"))
+                continue
+            walk(entry.path, ancestors | {key})
+
+    start = os.fsencode(root.removeprefix("file://"))
+    info = os.stat(start)
+    walk(start.rstrip(b"/") or b"/", frozenset({(info.st_dev, info.st_ino)}))
+    return found

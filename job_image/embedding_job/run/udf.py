@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import daft
@@ -11,7 +12,7 @@ from daft import DataType, Series
 
 from embedding_job.api import SrcType
 from embedding_job.imaging.datapath import ImageData
-from embedding_job.io.cells import fetch_error, local_file, resolve_inline
+from embedding_job.io.cells import LocalFile, fetch_error, local_file, resolve_inline
 from embedding_job.model.embedder import Embedder, EmbedderSettings
 from embedding_job.run.row_counts import worker_counter
 
@@ -66,14 +67,16 @@ class EmbedImages:
         result_array([None], ["warm-up"])
 
     @daft.method.batch(return_dtype=RESULT_DTYPE)
-    def embed(self, source: Series, data: Series) -> pa.Array:
+    def embed(self, source: Series, data: Series, raw_path: Series | None = None) -> pa.Array:
         sources = source.to_pylist()
         cells = data.to_pylist()
+        # A local listing's exact file names (bytes), where ``source`` only displays them.
+        raws = raw_path.to_pylist() if raw_path is not None else [None] * len(sources)
         items: list[ImageData | None] = []
         errors: list[str | None] = []
-        for src, cell in zip(sources, cells, strict=True):
+        for src, cell, raw in zip(sources, cells, raws, strict=True):
             if self.src_type is SrcType.IMAGE_URL:
-                item = cell or local_file(src)
+                item = cell or (LocalFile(os.fsdecode(raw)) if raw else local_file(src))
                 items.append(item)
                 errors.append(None if item else fetch_error(src, self.io_config))
                 continue
