@@ -335,9 +335,11 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     configure_runner(options)
     io = io_config(cfg.input.download)
     df = read_input(cfg, io)
-    plan = output.prepare(cfg, io=io)
     # Counted from the input, not the output, so that a row lost on the way shows.
     rows_in = df.count_rows()
+    if rows_in == 0:
+        raise InputNotFoundError(f"input {cfg.input.uri!r} has no rows")
+    plan = output.prepare(cfg, io=io)
     df, skipped, kept_rows = output.skip_done(df, cfg, plan)
     settings = EmbedderSettings(
         model_dir=str(model_path),
@@ -378,13 +380,16 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     )
     try:
         with reporting:
-            plan_df = embed(df, cfg, settings, dim, io, workers, tracker.actor_name)
-            written = output.write(plan_df, cfg, plan, io)
+            if skipped < rows_in:
+                plan_df = embed(df, cfg, settings, dim, io, workers, tracker.actor_name)
+                written = output.write(plan_df, cfg, plan, io)
+            else:
+                # Resuming a complete output: no model to load, and no empty data file to add.
+                log.info("resuming: every input row is already in the output")
+                written = []
     finally:
         tracker.close()
     counts = output.count_results(cfg, written, io)
-    if rows_in == 0:
-        raise InputNotFoundError(f"input {cfg.input.uri!r} has no rows")
     failed_fraction = counts["failed"] / counts["rows"] if counts["rows"] else 0.0
     too_many = failed_fraction > cfg.errors.max_failed_fraction
     lost = rows_in - skipped - counts["rows"]
