@@ -23,6 +23,7 @@ from embedding_job.demo import make_random_model
 from tests.hub_models import hub_preprocessor, original_models  # noqa: F401
 from tests.integration.kube import Cluster, Operator, start_cluster, stop_cluster
 from tests.s3_server import s3_bucket, s3_server  # noqa: F401 - fixtures
+from tests.slow_hosts import hanging_host, resetting_host  # noqa: F401 - fixtures
 
 VIT = "google/vit-base-patch16-224-in21k"
 DINOV2 = "facebook/dinov2-base"

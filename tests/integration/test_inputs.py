@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from tests.conftest import VIT
 from tests.images import good_images
 from tests.integration.jobs import read_manifest, read_output, run_cli, write_config
 from tests.integration.test_pipeline import job
+from tests.slow_hosts import BadHost
 
 
 def images_job(models_root: Path, uri: str | Path, out: Path, tmp_path: Path) -> Path:
@@ -79,3 +83,35 @@ def test_every_entry_of_a_listing_is_exactly_one_row(tmp_path: Path, models_root
     assert errors[f"{root}/sub/loop"] == "symlink loop: leads back to a parent"
     manifest = read_manifest(out)
     assert (manifest["rowsIn"], manifest["rowsEmbedded"], manifest["rowsFailed"]) == (7, 4, 3)
+
+
+def test_a_hanging_host_costs_one_diagnosis_not_one_per_row(
+    tmp_path: Path,
+    models_root: Path,
+    web_root: tuple[Path, str],
+    hanging_host: BadHost,
+    resetting_host: BadHost,
+) -> None:
+    www, base = web_root
+    (www / "good.jpg").write_bytes(good_images()["jpeg"])
+    urls = {f"hang-{n}": f"{hanging_host.base}/{n}.jpg" for n in "abcd"}
+    urls |= {"reset": f"{resetting_host.base}/x.jpg", "good": f"{base}/good.jpg"}
+    table = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": list(urls), "image": list(urls.values())}), table)
+    config = job(
+        models_root,
+        table,
+        tmp_path / "out",
+        input={"download": {"timeoutSeconds": 1, "retries": 0}},
+    )
+
+    result = run_cli("run", "--config", str(write_config(tmp_path / "job.yaml", config)))
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = read_output(tmp_path / "out")
+    errors = dict(zip(rows["id"], rows["embedding_error"], strict=True))
+    assert errors["good"] is None
+    assert errors["reset"] and errors["reset"].startswith("download failed:")
+    hung = [errors[f"hang-{n}"] for n in "abcd"]
+    assert all(e and "timed out" in e for e in hung), hung
+    # One worker: the first failed row is read once more to say why, the other three are not.
+    assert sum("failed earlier" in e for e in hung) == 3, hung

@@ -244,7 +244,10 @@ def embed(
         data = fetched(source, spec.download.max_connections, io)
     else:
         data = source
-    udf: Any = EmbedImages(settings, spec.src_type, io, progress_actor)
+    # A row's failed download is read once more to say why; not retried, so a dead host costs
+    # one timeout per worker for that (cells.DeadHosts), on top of the download's own tries.
+    diagnosis = io_config(spec.download.model_copy(update={"retries": 0}))
+    udf: Any = EmbedImages(settings, spec.src_type, diagnosis, progress_actor)
     # Resources are decided per run (GPUs present, concurrency, batch size), not at import time.
     call = dataclasses.replace(
         udf.embed,

@@ -15,7 +15,7 @@ from daft import DataType, Series
 
 from embedding_job.api import SrcType
 from embedding_job.imaging.datapath import ImageData
-from embedding_job.io.cells import LocalFile, fetch_error, local_file, resolve_inline
+from embedding_job.io.cells import DeadHosts, LocalFile, fetch_error, local_file, resolve_inline
 from embedding_job.model.embedder import Embedder, EmbedderSettings
 from embedding_job.run.row_counts import worker_counter
 
@@ -90,6 +90,7 @@ class EmbedImages:
         self.embedder = Embedder(settings)
         self.src_type = src_type
         self.io_config = io_config
+        self.dead_hosts = DeadHosts()
         self.counter = worker_counter(progress_actor)
         # The first Arrow conversion imports pandas (~0.6 s): pay it here, not after batch 1.
         result_array([None], ["warm-up"])
@@ -106,7 +107,7 @@ class EmbedImages:
             if self.src_type is SrcType.IMAGE_URL:
                 item = cell or (LocalFile(os.fsdecode(raw)) if raw else local_file(src))
                 items.append(item)
-                errors.append(None if item else fetch_error(src, self.io_config))
+                errors.append(None if item else fetch_error(src, self.io_config, self.dead_hosts))
                 continue
             try:
                 items.append(resolve_inline(cell, self.src_type))
