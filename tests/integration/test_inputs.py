@@ -62,7 +62,7 @@ def test_every_entry_of_a_listing_is_exactly_one_row(tmp_path: Path, models_root
     errors = dict(zip(rows["path"], rows["embedding_error"], strict=True))
     root = str(images)
     assert sorted(errors) == sorted(
-        f"{root}/{name}"
+        f"file://{root}/{name}"
         for name in (
             "good.jpg",
             "sub/deep.png",
@@ -74,13 +74,15 @@ def test_every_entry_of_a_listing_is_exactly_one_row(tmp_path: Path, models_root
         )
     )
     for name in ("good.jpg", "sub/deep.png", "linked.jpg", "caf\\xe9.jpg"):
-        assert errors[f"{root}/{name}"] is None, name
+        assert errors[f"file://{root}/{name}"] is None, name
     assert (
-        errors[f"{root}/dangling.jpg"]
+        errors[f"file://{root}/dangling.jpg"]
         == f"read failed: No such file or directory: {root}/dangling.jpg"
     )
-    assert errors[f"{root}/self.jpg"].startswith("read failed: Too many levels of symbolic links")
-    assert errors[f"{root}/sub/loop"] == "symlink loop: leads back to a parent"
+    assert errors[f"file://{root}/self.jpg"].startswith(
+        "read failed: Too many levels of symbolic links"
+    )
+    assert errors[f"file://{root}/sub/loop"] == "symlink loop: leads back to a parent"
     manifest = read_manifest(out)
     assert (manifest["rowsIn"], manifest["rowsEmbedded"], manifest["rowsFailed"]) == (7, 4, 3)
 

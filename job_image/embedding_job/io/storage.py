@@ -182,7 +182,7 @@ def walk_local(root: str, extensions: tuple[str, ...]) -> list[ListedFile]:
                 continue
             walk(entry.path, ancestors | {key})
 
-    start = os.fsencode(root.removeprefix("file://"))
+    start = os.path.abspath(os.fsencode(root.removeprefix("file://")))
     info = os.stat(start)
     walk(start.rstrip(b"/") or b"/", frozenset({(info.st_dev, info.st_ino)}))
     return found

@@ -137,7 +137,9 @@ def _list_local(uri: str) -> daft.DataFrame:
         raise InputNotFoundError(f"input {uri!r}: no image files found")
     table = pa.table(
         {
-            "path": pa.array([f.path for f in listed], pa.string()),
+            # file:// URLs, as Daft's glob names local files (and as earlier outputs hold them,
+            # which resume matches by path).
+            "path": pa.array([f"file://{f.path}" for f in listed], pa.string()),
             _RAW_PATH: pa.array([f.raw for f in listed], pa.binary()),
             _LISTING_ERROR: pa.array([f.problem for f in listed], pa.string()),
         }
