@@ -14,7 +14,12 @@ os.environ.update({key: os.environ.get(key, value) for key, value in TELEMETRY_O
 os.environ.setdefault("DAFT_PROGRESS_BAR", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.hub_models",
+    "tests.support.s3_server",
+    "tests.support.slow_hosts",
+]
 
 TIERS = ("unit", "chart", "integration", "e2e")
 HERE = Path(__file__).parent

@@ -8,6 +8,7 @@ the benchmarks can run where no real checkpoint can be downloaded; it is only ev
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,17 @@ SMALL = {
 
 
 def make_random_model(
-    directory: Path, kind: str = "dinov2", size: dict[str, int] | None = None, seed: int = 0
+    directory: Path,
+    kind: str = "dinov2",
+    size: Mapping[str, float] | None = None,
+    seed: int = 0,
+    preprocessor_config: Path | None = None,
 ) -> Path:
-    """Save a random-init ViT or DINOv2 model plus its image processor config to ``directory``."""
+    """Save a random-init ViT or DINOv2 model plus its image processor config to ``directory``.
+
+    ``preprocessor_config``: a ``preprocessor_config.json`` to ship instead of the generated one,
+    byte for byte (e.g. a real checkpoint's, whose ``size`` may be a plain int).
+    """
     import torch
     from transformers import (
         BitImageProcessor,
@@ -65,6 +74,8 @@ def make_random_model(
         ).save_pretrained(directory)
     else:
         raise ValueError(f"unknown model kind {kind!r}: vit or dinov2")
+    if preprocessor_config is not None:
+        (directory / "preprocessor_config.json").write_bytes(Path(preprocessor_config).read_bytes())
     (directory / "RANDOM_INIT_DEMO_MODEL.txt").write_text(
         "This model has random weights: its embeddings carry no meaning.\n"
         "For demos and tests only.\n"

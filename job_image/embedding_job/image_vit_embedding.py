@@ -16,9 +16,11 @@ from typing import Any
 
 import daft
 from daft import DataType, Series
+from daft.io import IOConfig
 
-from embedding_job.api import DType, ModelSpec, Pooling, SrcType
-from embedding_job.io.cells import fetch_error, resolve_inline
+from embedding_job.api import DownloadSpec, DType, ModelSpec, Pooling, SrcType
+from embedding_job.io.cells import DeadHosts, resolve_inline, short_error
+from embedding_job.io.io_config import io_config
 from embedding_job.model.embedder import Embedder, EmbedderSettings
 from embedding_job.model.files import locate_model
 
@@ -27,14 +29,24 @@ log = logging.getLogger(__name__)
 _FETCH_THREADS = 16
 
 
-def _fetch(url: Any) -> tuple[bytes | None, str | None]:
+def _fetch(url: Any, io: IOConfig, dead_hosts: DeadHosts) -> tuple[bytes | None, str | None]:
+    """One URL's bytes under the job's download policy (input.download's defaults), or why not.
+
+    A host that did not answer is not asked again by this worker (cells.DeadHosts).
+    """
     if not isinstance(url, str) or not url:
         return None, "missing image (null)" if url is None else "missing image (empty URL)"
+    earlier = dead_hosts.reason(url)
+    if earlier is not None:
+        return None, f"download failed: {earlier} (host {DeadHosts.host(url)} failed earlier)"
     try:
-        with daft.open_file(url, "rb") as handle:
-            return handle.read(), None
-    except Exception:  # noqa: BLE001 - reduced to a short reason by fetch_error
-        return None, fetch_error(url, None)
+        with daft.open_file(url, "rb", io_config=io) as handle:
+            data = handle.read()
+    except Exception as exc:  # noqa: BLE001 - this row's error
+        reason = short_error(exc)
+        dead_hosts.record(url, reason)
+        return None, "download failed: " + reason
+    return (data, None) if data else (None, "download failed: empty response")
 
 
 @daft.cls(name_override="ImageViTEmbedding")
@@ -66,12 +78,15 @@ class ImageViTEmbedding:
         self._pool = (
             ThreadPoolExecutor(_FETCH_THREADS) if self.src_type is SrcType.IMAGE_URL else None
         )
+        # The job's download policy and credentials (io_config), not Daft's defaults.
+        self._io = io_config(DownloadSpec())
+        self._dead_hosts = DeadHosts()
 
     @daft.method.batch(return_dtype=DataType.list(DataType.float32()))
     def __call__(self, images: Series) -> list[list[float] | None]:
         cells = images.to_pylist()
         if self._pool is not None:
-            fetched = list(self._pool.map(_fetch, cells))
+            fetched = list(self._pool.map(lambda u: _fetch(u, self._io, self._dead_hosts), cells))
             items = [data for data, _ in fetched]
             errors = [err for _, err in fetched]
         else:

@@ -120,6 +120,15 @@ def test_resume_embeds_only_the_missing_rows_and_counts_add_up(
     )
     assert manifest["rowsOut"] == 22 and len(manifest["files"]) == 2
 
+    # Resuming the complete output again embeds nothing and adds no (empty) data file.
+    again = run_cli("run", "--config", str(tmp_path / "full.yaml"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert sorted(p.name for p in out.glob("*.parquet")) == sorted(manifest["files"])
+    complete = read_manifest(out)
+    assert (complete["rowsIn"], complete["rowsSkipped"], complete["rowsEmbedded"]) == (22, 22, 0)
+    assert complete["rowsOut"] == 22 and complete["files"] == manifest["files"]
+    assert (out / "_SUCCESS").is_file()
+
 
 def test_resume_after_a_real_kill_completes_every_id_once(
     tmp_path: Path, models_root: Path

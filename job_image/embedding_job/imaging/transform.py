@@ -8,7 +8,6 @@ tensor ops on the model's device, so images travel to the device as uint8.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,23 +43,28 @@ class ImageTransform:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> ImageTransform:
-        """Build from a Hugging Face image processor config dict."""
+        """Build from an image processor's settings with ``size`` / ``crop_size`` as dicts.
+
+        A plain-int ``size`` means a square for some processors (ViT) and a shortest edge for
+        others, so it is refused here: :meth:`from_pretrained` lets transformers' own processor
+        class decide.
+        """
         size = cfg.get("size") or {}
-        if isinstance(size, int):
-            size = {"shortest_edge": size}
+        if not isinstance(size, dict):
+            raise ValueError(f"image processor size {size!r} is not normalised to a dict")
         resize_to = shortest = None
         if cfg.get("do_resize", True):
-            if "height" in size and "width" in size:
+            if size.get("height") and size.get("width"):
                 resize_to = (int(size["height"]), int(size["width"]))
-            elif "shortest_edge" in size:
+            elif size.get("shortest_edge") and not size.get("longest_edge"):
                 shortest = int(size["shortest_edge"])
             else:
                 raise ValueError(f"unsupported image processor size {size!r}")
         crop = None
         if cfg.get("do_center_crop"):
             crop_size = cfg.get("crop_size") or {}
-            if isinstance(crop_size, int):
-                crop_size = {"height": crop_size, "width": crop_size}
+            if not isinstance(crop_size, dict):
+                raise ValueError(f"image processor crop_size {crop_size!r} is not a dict")
             crop = (int(crop_size["height"]), int(crop_size["width"]))
         mean = std = None
         if cfg.get("do_normalize", True):
@@ -79,8 +83,15 @@ class ImageTransform:
 
     @classmethod
     def from_pretrained(cls, model_dir: Path) -> ImageTransform:
-        path = Path(model_dir) / "preprocessor_config.json"
-        return cls.from_config(json.loads(path.read_text()))
+        """The model's preprocessing as transformers' own image processor class reads it from
+        ``preprocessor_config.json`` (the class normalises ``size``, fills in its defaults)."""
+        from transformers import AutoImageProcessor
+
+        processor = AutoImageProcessor.from_pretrained(str(model_dir))
+        settings = {name: getattr(processor, name, None) for name in _PROCESSOR_SETTINGS}
+        for name in ("size", "crop_size"):
+            settings[name] = _size_dict(settings[name])
+        return cls.from_config({k: v for k, v in settings.items() if v is not None})
 
     @property
     def output_size(self) -> tuple[int, int] | None:
@@ -151,6 +162,29 @@ def _torch_resize(image: Image.Image, size: tuple[int, int], mode: str) -> np.nd
         batch, size=size, mode=mode, antialias=True, align_corners=False
     )
     return np.asarray(resized[0].permute(1, 2, 0).numpy())
+
+
+#: The image processor attributes that decide its output (what from_config reads).
+_PROCESSOR_SETTINGS = (
+    "do_resize",
+    "size",
+    "resample",
+    "do_center_crop",
+    "crop_size",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+)
+
+
+def _size_dict(size: Any) -> dict[str, int] | None:
+    """transformers' SizeDict (or a plain dict) as a dict of its set fields."""
+    if size is None:
+        return None
+    fields = size.items() if isinstance(size, dict) else vars(size).items()
+    return {key: int(value) for key, value in fields if value is not None}
 
 
 def _triple(value: Any) -> tuple[float, float, float]:

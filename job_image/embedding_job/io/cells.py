@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from embedding_job.api import SrcType
 from embedding_job.errors import RowError
@@ -63,10 +65,16 @@ class LocalFile:
                 data = handle.read()
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
             reason = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
-            raise RowError(f"read failed: {reason}: {self.path}") from None
+            raise RowError(f"read failed: {reason}: {display_path(self.path)}") from None
         if not data:
-            raise RowError(f"empty file: {self.path}")
+            raise RowError(f"empty file: {display_path(self.path)}")
         return data
+
+
+def display_path(path: str | bytes) -> str:
+    """A file name as valid UTF-8 text: bytes that are not UTF-8 (which a file system allows,
+    and Python holds as surrogate escapes) appear as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 #: Image URLs that name a local file: absolute paths and ``file:///`` URLs. As in Daft's own
@@ -81,22 +89,58 @@ def local_file(url: Any) -> LocalFile | None:
     return LocalFile(url.removeprefix("file://"))
 
 
-def fetch_error(url: Any, io_config: Any) -> str:
+#: Reasons that say a host did not answer at all (as opposed to answering "not found").
+_UNREACHABLE = re.compile(r"timed out|timeout|connect|reset|refused|dns|resolve", re.IGNORECASE)
+
+
+class DeadHosts:
+    """Hosts (``scheme://netloc``) that did not answer a worker's diagnosis read, with why.
+
+    A dead or hanging host costs one diagnosis timeout per worker, not one per row: its other
+    failed rows get the first reason without another read.
+    """
+
+    def __init__(self) -> None:
+        self._reasons: dict[str, str] = {}
+
+    @staticmethod
+    def host(url: str) -> str | None:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+
+    def reason(self, url: str) -> str | None:
+        host = self.host(url)
+        return self._reasons.get(host) if host else None
+
+    def record(self, url: str, reason: str) -> None:
+        host = self.host(url)
+        if host and _UNREACHABLE.search(reason):
+            self._reasons.setdefault(host, reason)
+
+
+def fetch_error(url: Any, io_config: Any, dead_hosts: DeadHosts | None = None) -> str:
     """Why fetching ``url`` fails: one more read through Daft's IO, reduced to a short reason.
 
-    Called only for rows whose batched download came back empty, so its cost is per bad row.
+    Called only for rows whose batched download came back empty, so its cost is per bad row,
+    except on a host already in ``dead_hosts``, which is not read again.
     """
     if url is None:
         return "missing image (null)"
     if not isinstance(url, str) or not url.strip():
         return "missing image (empty URL)"
+    earlier = dead_hosts.reason(url) if dead_hosts is not None else None
+    if earlier is not None:
+        return f"download failed: {earlier} (host {DeadHosts.host(url)} failed earlier)"
     import daft
 
     try:
         with daft.open_file(url, "rb", io_config=io_config) as handle:
             data = handle.read()
     except Exception as exc:  # noqa: BLE001 - any IO failure is this row's error
-        return "download failed: " + short_error(exc)
+        reason = short_error(exc)
+        if dead_hosts is not None:
+            dead_hosts.record(url, reason)
+        return "download failed: " + reason
     return "download failed: empty response" if not data else "download failed (transient)"
 
 

@@ -25,12 +25,16 @@ def io_config(download: DownloadSpec, env: dict[str, str] | None = None) -> IOCo
         "num_tries": tries,
         "retry_initial_backoff_ms": 200,
     }
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
     s3 = S3Config(
         key_id=env.get("AWS_ACCESS_KEY_ID"),
         access_key=env.get("AWS_SECRET_ACCESS_KEY"),
         session_token=env.get("AWS_SESSION_TOKEN"),
         region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
-        endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
+        endpoint_url=endpoint,
+        # An http:// endpoint (MinIO, moto, a cluster-local gateway) is plain HTTP for every
+        # reader and writer; Lance's object store refuses it unless told so.
+        use_ssl=not (endpoint or "").startswith("http://"),
         max_connections=download.max_connections,
         **common,
     )

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import daft
 from daft import col
+from daft.io import IOConfig
 
 from embedding_job.api import (
     JOB_UID_ENV,
@@ -75,13 +76,14 @@ def _complete(path: str) -> bool:
     return True
 
 
-def prepare(cfg: EmbeddingJobConfig, job_uid: str | None = None) -> OutputPlan:
+def prepare(
+    cfg: EmbeddingJobConfig, job_uid: str | None = None, io: IOConfig | None = None
+) -> OutputPlan:
     """Decide how to write, refusing foreign output unless asked; never duplicates rows."""
     uri = cfg.output.uri
     job_uid = job_uid if job_uid is not None else os.environ.get(JOB_UID_ENV) or None
     existing = data_files(uri)
     owner = _owner(uri)
-    storage.delete_file(uri, SUCCESS_NAME)
     key = id_column(cfg)
     if cfg.output.resume and key is not None:
         # The contract guarantees an id and Parquet output for resume.
@@ -89,7 +91,7 @@ def prepare(cfg: EmbeddingJobConfig, job_uid: str | None = None) -> OutputPlan:
         for torn in sorted(set(existing) - set(kept)):
             log.warning("removing incomplete file %s left by an earlier attempt", torn)
             storage.delete_path(torn)
-        done = daft.read_parquet(kept).select(col(key)) if kept else None
+        done = daft.read_parquet(kept, io_config=io).select(col(key)) if kept else None
         return _claim(uri, job_uid, OutputPlan("append", kept, done))
     if existing and cfg.output.mode is WriteMode.ERROR and not (job_uid and owner == job_uid):
         raise OutputExistsError(
@@ -102,6 +104,8 @@ def prepare(cfg: EmbeddingJobConfig, job_uid: str | None = None) -> OutputPlan:
 
 
 def _claim(uri: str, job_uid: str | None, plan: OutputPlan) -> OutputPlan:
+    # Only once this run may write: a refused run leaves the output exactly as it was.
+    storage.delete_file(uri, SUCCESS_NAME)
     storage.delete_file(uri, MANIFEST_NAME)
     storage.write_json(uri, JOB_MARKER, {"jobUid": job_uid})
     return plan
@@ -124,15 +128,18 @@ def skip_done(
     return df.join(done, on=key, how="anti"), skipped, kept_rows
 
 
-def write(df: daft.DataFrame, cfg: EmbeddingJobConfig, plan: OutputPlan) -> list[str]:
-    """Write with Daft's writers; returns the data files this run wrote."""
+def write(
+    df: daft.DataFrame, cfg: EmbeddingJobConfig, plan: OutputPlan, io: IOConfig | None = None
+) -> list[str]:
+    """Write with Daft's writers; returns the data files this run wrote, as URIs."""
     out = cfg.output
     if out.format is OutputFormat.PARQUET:
-        written = df.write_parquet(out.uri, write_mode=plan.write_mode)
-        files = [str(p) for p in written.to_pydict()["path"]]
+        written = df.write_parquet(out.uri, write_mode=plan.write_mode, io_config=io)
+        # Daft reports object-store paths without their scheme (bucket/key).
+        files = [storage.as_uri(out.uri, str(p)) for p in written.to_pydict()["path"]]
     else:
         try:
-            df.write_lance(out.uri, mode="overwrite")
+            df.write_lance(out.uri, mode="overwrite", io_config=io)
         except ImportError:
             raise JobError(
                 "output.format lance needs the lance extra: pip install 'embedding-job[lance]'"
@@ -144,17 +151,19 @@ def write(df: daft.DataFrame, cfg: EmbeddingJobConfig, plan: OutputPlan) -> list
     return files
 
 
-def count_results(cfg: EmbeddingJobConfig, files: list[str], sample: int = 5) -> dict[str, Any]:
+def count_results(
+    cfg: EmbeddingJobConfig, files: list[str], io: IOConfig | None = None, sample: int = 5
+) -> dict[str, Any]:
     """Rows written, rows failed and the first few errors, read back from the output."""
     err = cfg.output.error_column
     if not files:
         return {"rows": 0, "failed": 0, "errors": []}
     if cfg.output.format is OutputFormat.PARQUET:
-        df = daft.read_parquet(files).select(col(err))
+        df = daft.read_parquet(files, io_config=io).select(col(err))
     else:
         import daft_lance
 
-        df = daft_lance.read_lance(cfg.output.uri).select(col(err))
+        df = daft_lance.read_lance(cfg.output.uri, io_config=io).select(col(err))
     totals = df.agg(col(err).count("all").alias("rows"), col(err).count("valid").alias("failed"))
     counts = totals.to_pydict()
     errors = df.where(col(err).not_null()).limit(sample).to_pydict()[err]
@@ -165,6 +174,7 @@ def build_manifest(
     cfg: EmbeddingJobConfig,
     *,
     status: str,
+    rows_in: int,
     dim: int,
     files: list[str],
     counts: dict[str, Any],
@@ -179,13 +189,12 @@ def build_manifest(
     ``rowsEmbedded + rowsFailed + rowsSkipped == rowsIn`` for this run; ``rowsOut`` counts every
     row in the output, those kept from earlier runs included.
     """
-    base = storage.filesystem(cfg.output.uri)[1].rstrip("/") + "/"
     return {
         "status": status,
         "message": message,
         "output": {"uri": cfg.output.uri, "format": cfg.output.format.value},
-        "files": sorted(f.removeprefix("file://").removeprefix(base) for f in files),
-        "rowsIn": counts["rows"] + skipped,
+        "files": sorted(storage.relative(cfg.output.uri, f) for f in files),
+        "rowsIn": rows_in,
         "rowsEmbedded": counts["rows"] - counts["failed"],
         "rowsFailed": counts["failed"],
         "rowsSkipped": skipped,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import daft
+import pyarrow as pa
 from daft import DataType, col
 from daft.functions import download, when
 
@@ -32,7 +33,11 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 _RESULT = "__embedding_result"
+#: Columns of a local listing (_list_local) that never reach the output.
+_RAW_PATH = "__raw_path"
+_LISTING_ERROR = "__listing_error"
 _GLOB_CHARS = set("*?[")
+_HTTP_PREFIXES = ("http://", "https://")
 #: Model batches per call of the embedding UDF unless inference.callBatchSize says otherwise.
 #: Within a call the data path decodes the next batches while the model runs the current one;
 #: with one model batch per call the device idles at the start of every call while the first
@@ -90,7 +95,17 @@ def read_input(cfg: EmbeddingJobConfig, io: daft.io.IOConfig) -> daft.DataFrame:
 
 
 def _read_images(uri: str, io: daft.io.IOConfig) -> daft.DataFrame:
+    if uri.lower().startswith(_HTTP_PREFIXES):
+        # A web server cannot be listed: the URL is one image (``?`` starts its query, not a
+        # wildcard). If it does not download, that is this one row's error.
+        return daft.from_pydict({"path": [uri]})
     explicit_glob = bool(_GLOB_CHARS & set(uri))
+    if (
+        not explicit_glob
+        and not storage.is_remote(uri)
+        and os.path.isdir(uri.removeprefix("file://"))
+    ):
+        return _list_local(uri)
     pattern = uri if explicit_glob else uri.rstrip("/") + "/**"
     if not explicit_glob and storage.is_file(uri):
         pattern = uri
@@ -111,6 +126,25 @@ def _read_images(uri: str, io: daft.io.IOConfig) -> daft.DataFrame:
             keep = keep | lowered.endswith(ext)
         df = df.where(keep)
     return df.select(col("path"))
+
+
+def _list_local(uri: str) -> daft.DataFrame:
+    """A local directory, listed by the job itself: every entry is one row, an entry that
+    cannot be an image (a symlink loop, a directory it may not read) a row with its error,
+    and names that are not UTF-8 are read by their exact bytes (``_RAW_PATH``)."""
+    listed = storage.walk_local(uri, IMAGE_EXTENSIONS)
+    if not listed:
+        raise InputNotFoundError(f"input {uri!r}: no image files found")
+    table = pa.table(
+        {
+            # file:// URLs, as Daft's glob names local files (and as earlier outputs hold them,
+            # which resume matches by path).
+            "path": pa.array([f"file://{f.path}" for f in listed], pa.string()),
+            _RAW_PATH: pa.array([f.raw for f in listed], pa.binary()),
+            _LISTING_ERROR: pa.array([f.problem for f in listed], pa.string()),
+        }
+    )
+    return daft.from_arrow(table)
 
 
 def _read_lance(uri: str, io: daft.io.IOConfig) -> daft.DataFrame:
@@ -212,7 +246,10 @@ def embed(
         data = fetched(source, spec.download.max_connections, io)
     else:
         data = source
-    udf: Any = EmbedImages(settings, spec.src_type, io, progress_actor)
+    # A row's failed download is read once more to say why; not retried, so a dead host costs
+    # one timeout per worker for that (cells.DeadHosts), on top of the download's own tries.
+    diagnosis = io_config(spec.download.model_copy(update={"retries": 0}))
+    udf: Any = EmbedImages(settings, spec.src_type, diagnosis, progress_actor)
     # Resources are decided per run (GPUs present, concurrency, batch size), not at import time.
     call = dataclasses.replace(
         udf.embed,
@@ -223,14 +260,17 @@ def embed(
     )
     out = cfg.output
     vector_type = DataType.fixed_size_list(DataType.float32(), dim)
+    listed = _RAW_PATH in df.column_names
+    result = call(source, data, col(_RAW_PATH)) if listed else call(source, data)
+    embedding = col(_RESULT)["embedding"].cast(vector_type)
+    error = col(_RESULT)["error"]
+    if listed:
+        # What the listing already knew wins over the read's "Is a directory".
+        embedding = when(col(_LISTING_ERROR).is_null(), embedding)
+        error = col(_LISTING_ERROR).fill_null(error)
     return (
-        df.with_column(_RESULT, call(source, data))
-        .with_columns(
-            {
-                out.embedding_column: col(_RESULT)["embedding"].cast(vector_type),
-                out.error_column: col(_RESULT)["error"],
-            }
-        )
+        df.with_column(_RESULT, result)
+        .with_columns({out.embedding_column: embedding, out.error_column: error})
         .select(*output_columns(cfg), out.embedding_column, out.error_column)
     )
 
@@ -300,7 +340,11 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     configure_runner(options)
     io = io_config(cfg.input.download)
     df = read_input(cfg, io)
-    plan = output.prepare(cfg)
+    # Counted from the input, not the output, so that a row lost on the way shows.
+    rows_in = df.count_rows()
+    if rows_in == 0:
+        raise InputNotFoundError(f"input {cfg.input.uri!r} has no rows")
+    plan = output.prepare(cfg, io=io)
     df, skipped, kept_rows = output.skip_done(df, cfg, plan)
     settings = EmbedderSettings(
         model_dir=str(model_path),
@@ -341,17 +385,23 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     )
     try:
         with reporting:
-            plan_df = embed(df, cfg, settings, dim, io, workers, tracker.actor_name)
-            written = output.write(plan_df, cfg, plan)
+            if skipped < rows_in:
+                plan_df = embed(df, cfg, settings, dim, io, workers, tracker.actor_name)
+                written = output.write(plan_df, cfg, plan, io)
+            else:
+                # Resuming a complete output: no model to load, and no empty data file to add.
+                log.info("resuming: every input row is already in the output")
+                written = []
     finally:
         tracker.close()
-    counts = output.count_results(cfg, written)
-    if counts["rows"] + skipped == 0:
-        raise InputNotFoundError(f"input {cfg.input.uri!r} has no rows")
+    counts = output.count_results(cfg, written, io)
     failed_fraction = counts["failed"] / counts["rows"] if counts["rows"] else 0.0
     too_many = failed_fraction > cfg.errors.max_failed_fraction
+    lost = rows_in - skipped - counts["rows"]
     message = None
-    if too_many:
+    if lost:
+        message = f"{lost} of {rows_in} input rows have no output row"
+    elif too_many:
         message = (
             f"{counts['failed']} of {counts['rows']} rows failed ({failed_fraction:.1%} > "
             f"errors.maxFailedFraction {cfg.errors.max_failed_fraction:.1%}); first errors: "
@@ -359,7 +409,8 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
         )
     manifest = output.build_manifest(
         cfg,
-        status="failed" if too_many else "succeeded",
+        status="failed" if too_many or lost else "succeeded",
+        rows_in=rows_in,
         dim=dim,
         files=plan.kept_files + written,
         counts=counts,
@@ -372,6 +423,8 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     storage.write_json(cfg.output.uri, output.MANIFEST_NAME, manifest)
     if reporter is not None:
         reporter.result(manifest)
+    if lost:
+        raise JobError(f"{message} — output at {cfg.output.uri} is incomplete")
     if too_many:
         raise TooManyFailuresError(f"{message} — output at {cfg.output.uri} is incomplete")
     storage.write_json(cfg.output.uri, output.SUCCESS_NAME, {"rows": manifest["rowsOut"]})
