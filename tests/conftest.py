@@ -15,8 +15,9 @@ os.environ.setdefault("DAFT_PROGRESS_BAR", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 pytest_plugins = [
-    "tests.support.fixtures",
+    # hub_models first: fixtures imports it, and a plugin must be registered before import.
     "tests.support.hub_models",
+    "tests.support.fixtures",
     "tests.support.s3_server",
     "tests.support.slow_hosts",
 ]
