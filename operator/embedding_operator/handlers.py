@@ -250,6 +250,8 @@ def rayjob_changed(
     """Reflect a RayJob's status on its EmbeddingJob, with an Event per phase change."""
     if type == "DELETED":
         return  # the resync notices a RayJob deleted under a running job
+    if not body.get("status"):
+        return  # just created: KubeRay has said nothing yet, and submit wrote what that means
     namespace = str(body.metadata.namespace)
     owners = set(owner_uids(dict(body.metadata)))
     for ref in body.metadata.get("ownerReferences", []):
