@@ -152,7 +152,9 @@ def test_images_folder_writes_parquet_and_manifest_and_refuses_to_overwrite(
     assert (manifest["model"], manifest["pooling"], manifest["dtype"]) == (VIT, "mean", "float32")
     assert (out_dir / "_SUCCESS").is_file()
     written_schema = pq.read_schema(out_dir / manifest["files"][0])
-    assert written_schema.field("embedding").type == pa.list_(pa.float32(), 32)
+    # A variable-length list on disk (every reader opens it), each of the model's width.
+    assert written_schema.field("embedding").type == pa.large_list(pa.float32())
+    assert {len(v) for v in out["embedding"]} == {manifest["embeddingDim"]} == {32}
 
     again = run_cli("run", "--config", str(path))
     assert again.returncode == 3

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import daft
-from daft import col
+from daft import DataType, col
 from daft.io import IOConfig
 
 from embedding_job.api import (
@@ -134,6 +134,11 @@ def write(
     """Write with Daft's writers; returns the data files this run wrote, as URIs."""
     out = cfg.output
     if out.format is OutputFormat.PARQUET:
+        # A variable-length list on disk: every Parquet reader opens it, null rows included
+        # (pyarrow < 26, which daft pins, cannot read a null entry of a fixed-size list).
+        # Lance keeps the fixed-size vector its indexes want.
+        vectors = col(out.embedding_column).cast(DataType.list(DataType.float32()))
+        df = df.with_column(out.embedding_column, vectors)
         written = df.write_parquet(out.uri, write_mode=plan.write_mode, io_config=io)
         # Daft reports object-store paths without their scheme (bucket/key).
         files = [storage.as_uri(out.uri, str(p)) for p in written.to_pydict()["path"]]
