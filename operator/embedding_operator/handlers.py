@@ -8,6 +8,7 @@ reason, a message and a Warning Event.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from collections.abc import Mapping
@@ -56,8 +57,12 @@ from embedding_operator.status import (
 
 #: Seconds between two reconciliations of a running job from its RayJob's current state.
 RESYNC_SECONDS = float(os.environ.get("EMBEDDING_OPERATOR_RESYNC_SECONDS", "30"))
-#: Seconds before a job waiting for an earlier namesake's objects to go looks again.
+#: Seconds before a job waiting for an earlier namesake's objects to go looks again, and the
+#: most it waits before it fails.
 WAIT_FOR_PREVIOUS_SECONDS = 5.0
+WAIT_FOR_PREVIOUS_LIMIT_SECONDS = float(
+    os.environ.get("EMBEDDING_OPERATOR_WAIT_FOR_PREVIOUS_SECONDS", "600")
+)
 
 
 def _refuse(body: kopf.Body, patch: kopf.Patch, problems: list[str], reason: EventReason) -> None:
@@ -123,9 +128,9 @@ def _reflect(
     _record(ej, observation, rayjob_status, extra, patch=patch)
 
 
-def _previous_or_taken(uid: str, kind: str, metadata: Mapping[str, Any]) -> Observation | None:
+def _previous_or_taken(owner: Owner, kind: str, metadata: Mapping[str, Any]) -> Observation | None:
     """None when the object is ours; otherwise what the job must say about it."""
-    found = ownership(dict(metadata), uid)
+    found = ownership(dict(metadata), owner.uid, owner.name)
     if found is Ownership.OURS:
         return None
     if found is Ownership.PREVIOUS:
@@ -139,6 +144,7 @@ def submit(
     body: kopf.Body,
     patch: kopf.Patch,
     logger: logging.Logger | logging.LoggerAdapter[Any],
+    runtime: datetime.timedelta,
     **_: Any,
 ) -> None:
     """Validate the spec and create (or adopt) the job's RayJob, exactly once."""
@@ -174,9 +180,10 @@ def submit(
             owner,
             build_job_identity(owner, spec),
             build_rayjob(owner, spec, defaults),
+            runtime.total_seconds(),
         )
     except kopf.PermanentError as exc:  # refused by the apiserver (422, 403, an admission policy)
-        problem = Observation(Phase.FAILED, "FailedToCreateRayJob", str(exc))
+        problem = Observation(Phase.FAILED, "FailedToCreateRayJob", str(exc), submitted=False)
     if problem is not None:
         _record(body, problem, patch=patch)
         return
@@ -191,17 +198,18 @@ def _create(
     owner: Owner,
     identity: list[dict[str, Any]],
     manifest: dict[str, Any],
+    waited: float,
 ) -> Observation | None:
     """Create the job's objects. Returns why the job fails, if it does; raises TemporaryError
     (a retry) while an earlier namesake's objects are being collected."""
     for item in identity:
-        problem = _previous_or_taken(owner.uid, item["kind"], kube.ensure_object(item))
+        problem = _previous_or_taken(owner, item["kind"], kube.ensure_object(item))
         if problem is not None:
-            return _failed_or_wait(body, problem)
+            return _failed_or_wait(body, problem, waited)
     rayjob, created = kube.create_or_get_rayjob(manifest)
-    problem = _previous_or_taken(owner.uid, "RayJob", rayjob["metadata"])
+    problem = _previous_or_taken(owner, "RayJob", rayjob["metadata"])
     if problem is not None:
-        return _failed_or_wait(body, problem)
+        return _failed_or_wait(body, problem, waited)
     if created:
         kopf.event(
             body,
@@ -213,10 +221,19 @@ def _create(
     return None
 
 
-def _failed_or_wait(body: kopf.Body, problem: Observation) -> Observation:
-    """A name something else owns is the end; an earlier job's garbage is waited for."""
+def _failed_or_wait(body: kopf.Body, problem: Observation, waited: float) -> Observation:
+    """A name something else owns is the end; an earlier job's garbage is waited for, for a
+    while: what the collector has not removed by then is stuck (a finalizer nobody removes)."""
     if problem.phase is Phase.FAILED:
         return problem
+    if waited > WAIT_FOR_PREVIOUS_LIMIT_SECONDS:
+        return Observation(
+            Phase.FAILED,
+            "PreviousJobNotCollected",
+            f"{problem.message}, for {waited:.0f} s: something holds it (a finalizer?); "
+            "delete it by hand, then re-create this EmbeddingJob",
+            submitted=False,
+        )
     _record(body, problem)
     raise kopf.TemporaryError(problem.message, delay=WAIT_FOR_PREVIOUS_SECONDS)
 
@@ -260,8 +277,9 @@ def rayjob_changed(
         ej = kube.get_embeddingjob(namespace, ref["name"])
         if ej is None or ej["metadata"]["uid"] != ref.get("uid"):
             continue
-        if not in_flight(ej.get("status")):
-            continue
+        status = ej.get("status") or {}
+        if not in_flight(status) or status.get("rayJobName") != body.metadata.name:
+            continue  # finished, or not the RayJob this job follows (a copied owner reference)
         try:
             _reflect(ej, dict(body), str(body.metadata.name))
         except kopf.TemporaryError as exc:

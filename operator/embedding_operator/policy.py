@@ -5,7 +5,8 @@ Kubernetes can check with the requesting user's own rights (may they read this S
 claim, create pods that run as this ServiceAccount?) the chart's ValidatingAdmissionPolicy
 checks at ``kubectl apply``. What only the platform team can decide is here, checked again by
 the operator before it creates anything, so that it holds even where the admission policy is
-not installed: which job images, which host directories, which taints and which nodes.
+not installed: which job images, which host directories and NFS exports, which taints and
+which nodes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Policy:
     default_image: str
     allowed_images: tuple[str, ...] = ()
     allowed_host_paths: tuple[str, ...] = ()
+    #: NFS exports as "server:/path" (that path and below it on that server).
+    allowed_nfs: tuple[str, ...] = ()
     allowed_toleration_keys: tuple[str, ...] = DEFAULT_TOLERATION_KEYS
     denied_node_selector_keys: tuple[str, ...] = DEFAULT_DENIED_NODE_LABELS
 
@@ -45,7 +48,10 @@ class Policy:
 
         return cls(
             default_image=default_image,
-            allowed_images=listed("EMBEDDING_OPERATOR_ALLOWED_IMAGES", ()),
+            allowed_images=tuple(
+                image_prefix(p) for p in listed("EMBEDDING_OPERATOR_ALLOWED_IMAGES", ())
+            ),
+            allowed_nfs=listed("EMBEDDING_OPERATOR_ALLOWED_NFS", ()),
             allowed_host_paths=listed("EMBEDDING_OPERATOR_ALLOWED_HOST_PATHS", ()),
             allowed_toleration_keys=listed(
                 "EMBEDDING_OPERATOR_ALLOWED_TOLERATION_KEYS", DEFAULT_TOLERATION_KEYS
@@ -54,6 +60,12 @@ class Policy:
                 "EMBEDDING_OPERATOR_DENIED_NODE_SELECTOR_KEYS", DEFAULT_DENIED_NODE_LABELS
             ),
         )
+
+
+def image_prefix(prefix: str) -> str:
+    """An allowed-image prefix that ends at a boundary: ``registry.example.com/ml`` would also
+    allow ``registry.example.com/ml-other/x``, so it means ``registry.example.com/ml/``."""
+    return prefix if prefix.endswith(("/", ":", "@")) else prefix + "/"
 
 
 def within(path: str, directory: str) -> bool:
@@ -84,6 +96,12 @@ def violations(spec: EmbeddingJobSpec, policy: Policy) -> list[str]:
                 f"spec.cluster.volumes[{index}].hostPath: {path} is not under an allowed "
                 f"directory ({allowed}; the chart's tenancy.allowedHostPaths)"
             )
+        if volume.nfs is not None and not _nfs_allowed(volume.nfs.server, volume.nfs.path, policy):
+            allowed = ", ".join(policy.allowed_nfs) or "none: NFS volumes are off"
+            problems.append(
+                f"spec.cluster.volumes[{index}].nfs: {volume.nfs.server}:{volume.nfs.path} is "
+                f"not an allowed export ({allowed}; the chart's tenancy.allowedNfs)"
+            )
     for group, pods in (("head", cluster.head), ("worker", cluster.worker)):
         problems += _toleration_problems(f"spec.cluster.{group}", pods.tolerations, policy)
         for key in pods.node_selector:
@@ -93,6 +111,14 @@ def violations(spec: EmbeddingJobSpec, policy: Policy) -> list[str]:
                     "use (the chart's tenancy.deniedNodeSelectorKeys)"
                 )
     return problems
+
+
+def _nfs_allowed(server: str, path: str, policy: Policy) -> bool:
+    for export in policy.allowed_nfs:
+        allowed_server, _, allowed_path = export.partition(":")
+        if server == allowed_server and within(path, allowed_path or "/"):
+            return True
+    return False
 
 
 def _toleration_problems(

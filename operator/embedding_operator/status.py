@@ -15,6 +15,7 @@ from embedding_job.api import (
     ConditionStatus,
     ConditionType,
     EmbeddingJobStatus,
+    EventReason,
     Phase,
 )
 
@@ -29,6 +30,10 @@ class Observation:
     phase: Phase
     reason: str
     message: str
+    #: Whether the job has a RayJob (False: refused or waiting before one was created).
+    submitted: bool = True
+    #: The Event for entering this phase, when not the phase's usual one.
+    event: EventReason | None = None
 
 
 class Ownership(StrEnum):
@@ -41,21 +46,29 @@ class Ownership(StrEnum):
     FOREIGN = "foreign"
 
 
-def owner_uids(metadata: dict[str, Any]) -> list[str]:
-    """The uids of the EmbeddingJobs among an object's owners."""
+def embeddingjob_owners(metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    """The EmbeddingJobs among an object's owners (their owner references)."""
     return [
-        str(ref.get("uid"))
+        dict(ref)
         for ref in metadata.get("ownerReferences") or []
         if ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/")
     ]
 
 
-def ownership(metadata: dict[str, Any], uid: str) -> Ownership:
-    """Whether an object belongs to the EmbeddingJob ``uid``, an earlier one, or neither."""
-    owners = owner_uids(metadata)
-    if uid in owners:
+def owner_uids(metadata: dict[str, Any]) -> list[str]:
+    """The uids of the EmbeddingJobs among an object's owners."""
+    return [str(ref.get("uid")) for ref in embeddingjob_owners(metadata)]
+
+
+def ownership(metadata: dict[str, Any], uid: str, name: str | None = None) -> Ownership:
+    """Whether an object belongs to the EmbeddingJob ``uid``, to an earlier EmbeddingJob of
+    the same ``name`` (being collected), or to neither."""
+    owners = embeddingjob_owners(metadata)
+    if any(str(ref.get("uid")) == uid for ref in owners):
         return Ownership.OURS
-    return Ownership.PREVIOUS if owners else Ownership.FOREIGN
+    if name is not None and any(ref.get("name") == name for ref in owners):
+        return Ownership.PREVIOUS
+    return Ownership.FOREIGN
 
 
 def in_flight(status: dict[str, Any] | None) -> bool:
@@ -79,8 +92,9 @@ def name_taken(kind: str, name: str) -> Observation:
     return Observation(
         FAILED,
         "NameTaken",
-        f"a {kind} named {name} exists in the namespace and belongs to no EmbeddingJob: "
+        f"a {kind} named {name} exists in the namespace and is not this EmbeddingJob's: "
         "delete it, or give the EmbeddingJob another name",
+        submitted=False,
     )
 
 
@@ -88,9 +102,11 @@ def waiting_for_previous(kind: str, name: str) -> Observation:
     """An earlier EmbeddingJob's object of the same name is still being garbage collected."""
     return Observation(
         SUBMITTED,
-        "WaitingForPreviousJob",
+        EventReason.WAITING_FOR_PREVIOUS_JOB.value,
         f"{kind} {name} of an earlier EmbeddingJob of this name is being deleted; "
         "waiting for it to go",
+        submitted=False,
+        event=EventReason.WAITING_FOR_PREVIOUS_JOB,
     )
 
 
@@ -194,8 +210,8 @@ def status_patch(
     """The status to write for an observation, carrying over KubeRay's details."""
     status = rayjob_status or {}
     start = status.get("startTime") or current.get("startTime")
-    if observation.phase in (RUNNING, *TERMINAL_PHASES) and not start:
-        start = now
+    if observation.phase in (RUNNING, *TERMINAL_PHASES) and not start and observation.submitted:
+        start = now  # a job refused before it had a RayJob never started
     end = None
     if observation.phase in TERMINAL_PHASES:
         end = current.get("completionTime") or status.get("endTime") or now
@@ -219,6 +235,7 @@ def status_patch(
             generation,
             now,
             current.get("conditions"),
+            submitted=observation.submitted,
         ),
         **{field: value for field, value in known.items() if value},
     )
@@ -230,6 +247,6 @@ def transition_event(old_phase: str | None, new: Observation) -> tuple[str, str,
     if old_phase == new.phase:
         return None
     kind = "Warning" if new.phase is FAILED else "Normal"
-    reason = PHASE_EVENTS[new.phase].value
+    reason = (new.event or PHASE_EVENTS[new.phase]).value
     detail = f"{new.reason}: {new.message}" if new.message else new.reason
     return kind, reason, f"{old_phase or 'New'} → {new.phase} ({detail})"

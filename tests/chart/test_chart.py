@@ -191,3 +191,12 @@ def test_tenancy_admission_policy_is_on_by_default_and_scoped_like_the_operator(
         )
         == []
     )
+
+
+def test_the_policy_checks_the_claim_of_every_volume_the_contract_allows() -> None:
+    from embedding_job.api import MAX_VOLUMES
+
+    (policy,) = by_kind(render(), "ValidatingAdmissionPolicy")
+    claims = [v for v in policy["spec"]["validations"] if "volumes[" in v["expression"]]
+    assert len(claims) == MAX_VOLUMES
+    assert f"volumes[{MAX_VOLUMES - 1}].claimName" in claims[-1]["expression"]

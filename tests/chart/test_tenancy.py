@@ -19,6 +19,10 @@ VALUES = [
     "tenancy.allowedHostPaths={/data}",
     "--set",
     "tenancy.allowedImages={registry.example.com/ml/}",
+    "--set",
+    "tenancy.allowedNfs[0].server=nfs.example.com",
+    "--set",
+    "tenancy.allowedNfs[0].path=/exports/ml",
 ]
 
 
@@ -143,6 +147,31 @@ def test_a_service_account_only_for_users_who_may_create_pods(
         ({"volumes": [{"name": "up", "mountPath": "/up", "hostPath": "/data/../etc"}]}, "hostPath"),
         ({"volumes": [{"name": "db", "mountPath": "/db", "hostPath": "/database"}]}, "hostPath"),
         ({"image": "docker.io/library/busybox:1"}, "spec.cluster.image"),
+        ({"image": "registry.example.com/ml-other/job:1"}, "spec.cluster.image"),
+        (
+            {
+                "volumes": [
+                    {
+                        "name": "n",
+                        "mountPath": "/n",
+                        "nfs": {"server": "other.example", "path": "/"},
+                    }
+                ]
+            },
+            "NFS volumes",
+        ),
+        (
+            {
+                "volumes": [
+                    {
+                        "name": "n",
+                        "mountPath": "/n",
+                        "nfs": {"server": "nfs.example.com", "path": "/exports/ml/../hr"},
+                    }
+                ]
+            },
+            "NFS volumes",
+        ),
         ({"worker": {"tolerations": [{"operator": "Exists"}]}}, "worker.tolerations"),
         (
             {"head": {"tolerations": [{"key": "node-role.kubernetes.io/control-plane"}]}},
@@ -170,10 +199,23 @@ def test_what_the_platform_allows_is_accepted(
 ) -> None:
     allowed = {
         "image": "registry.example.com/ml/embedding-job:2",
-        "volumes": [{"name": "data", "mountPath": "/data", "hostPath": "/data/images"}],
+        "volumes": [
+            {"name": "data", "mountPath": "/data", "hostPath": "/data/images"},
+            {
+                "name": "share",
+                "mountPath": "/share",
+                "nfs": {"server": "nfs.example.com", "path": "/exports/ml/photos"},
+            },
+        ],
         "worker": {
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
             "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100"},
         },
     }
     assert submit(cluster, namespace, "ok", **allowed) == ""
+
+
+def test_explicit_nulls_are_no_reference(cluster: Cluster, namespace: str, tenant: str) -> None:
+    # A field written as null is a field left out: no check fails on it.
+    nulls = {"image": None, "storageSecretRef": None, "serviceAccountName": None}
+    assert submit(cluster, namespace, "nulls", **nulls) == ""

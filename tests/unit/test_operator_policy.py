@@ -7,13 +7,14 @@ from typing import Any
 import pytest
 
 from embedding_job.api import parse_spec
-from embedding_operator.policy import Policy, violations, within
+from embedding_operator.policy import Policy, image_prefix, violations, within
 
 DEFAULT_IMAGE = "ghcr.io/embedding-operator/embedding-job:0.1.0"
 POLICY = Policy(
     default_image=DEFAULT_IMAGE,
     allowed_images=("registry.example.com/ml/",),
     allowed_host_paths=("/data/",),
+    allowed_nfs=("nfs.example.com:/exports/ml",),
 )
 
 
@@ -99,3 +100,30 @@ def test_policy_from_the_charts_environment() -> None:
     assert policy.allowed_images == ("a/", "b/") and policy.allowed_host_paths == ()
     assert policy.allowed_toleration_keys == ("x", "y")
     assert policy.denied_node_selector_keys == ("node-role.kubernetes.io/",)  # unset: default
+
+
+@pytest.mark.parametrize(
+    ("server", "path", "allowed"),
+    [
+        ("nfs.example.com", "/exports/ml", True),
+        ("nfs.example.com", "/exports/ml/photos", True),
+        ("nfs.example.com", "/exports/ml/../hr", False),
+        ("nfs.example.com", "/exports/mlx", False),
+        ("other.example", "/exports/ml", False),
+    ],
+)
+def test_nfs_only_allowed_exports(server: str, path: str, allowed: bool) -> None:
+    nfs = {"name": "n", "mountPath": "/n", "nfs": {"server": server, "path": path}}
+    problems = violations(spec(volumes=[nfs]), POLICY)
+    assert (problems == []) is allowed
+    if not allowed:
+        assert "spec.cluster.volumes[0].nfs" in problems[0]
+    assert violations(spec(volumes=[nfs]), Policy(default_image=DEFAULT_IMAGE))  # off by default
+
+
+def test_an_image_prefix_ends_at_a_boundary() -> None:
+    assert image_prefix("registry.example.com/ml") == "registry.example.com/ml/"
+    assert image_prefix("registry.example.com/ml:") == "registry.example.com/ml:"
+    policy = Policy.from_env(DEFAULT_IMAGE, {"EMBEDDING_OPERATOR_ALLOWED_IMAGES": "r.io/ml"})
+    assert violations(spec(image="r.io/ml-evil/x:1"), policy)
+    assert violations(spec(image="r.io/ml/job:1"), policy) == []

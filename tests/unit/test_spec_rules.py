@@ -169,3 +169,36 @@ def test_the_contract_refuses_what_the_apiserver_refuses(bad: Path) -> None:
         expected.startswith(loc) and expected.removeprefix(loc).strip(".") in message
         for loc, _, message in (problem.partition(": ") for problem in found)
     ), found
+
+
+@pytest.mark.parametrize(
+    ("cluster", "field"),
+    [
+        ({"serviceAccountName": "abc\n"}, "serviceAccountName"),
+        ({"head": {"cpu": "1\n"}}, "head.cpu"),
+        ({"worker": {"gpuResource": "memory"}}, "gpuResource"),
+        (
+            {
+                "worker": {
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "value": "x"}]
+                }
+            },
+            "tolerations.0",
+        ),
+        (
+            {"worker": {"tolerations": [{"key": "k", "value": "v", "tolerationSeconds": 5}]}},
+            "tolerations.0",
+        ),
+        ({"worker": {"tolerations": [{"operator": "Equal", "value": "v"}]}}, "tolerations.0"),
+    ],
+)
+def test_what_the_apiserver_refuses_in_a_pod_is_refused_in_the_spec(
+    cluster: dict[str, Any], field: str
+) -> None:
+    assert field in problems(cluster=cluster)
+
+
+def test_a_no_execute_toleration_may_have_seconds() -> None:
+    toleration = {"key": "k", "effect": "NoExecute", "tolerationSeconds": 30}
+    spec = parse_spec({**BASE, "cluster": {"worker": {"tolerations": [toleration]}}})
+    assert spec.cluster.worker.tolerations[0].toleration_seconds == 30

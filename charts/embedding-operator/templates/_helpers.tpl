@@ -73,3 +73,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
 {{- end -}}
+
+{{/* The tenancy's NFS exports as "server:/path,server:/path" (the operator's form). */}}
+{{- define "embedding-operator.nfsExports" -}}
+{{- $exports := list }}
+{{- range .Values.tenancy.allowedNfs }}{{ $exports = append $exports (printf "%s:%s" .server .path) }}{{ end }}
+{{- join "," $exports }}
+{{- end -}}

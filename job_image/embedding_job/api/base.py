@@ -40,7 +40,7 @@ ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
 
 def check_column(value: str) -> str:
     """The name, if it is a valid column name; ValueError otherwise."""
-    if not _COLUMN_RE.match(value):
+    if not _COLUMN_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid column name (letters, digits, '_', '.', '-')")
     return value
 

@@ -11,6 +11,7 @@ from embedding_job.api.kube_names import (
     DNS_LABEL,
     AbsolutePath,
     DnsSubdomain,
+    ExtendedResource,
     LabelValue,
     PositiveQuantity,
     QualifiedName,
@@ -19,6 +20,8 @@ from embedding_job.api.kube_names import (
 
 #: Tolerations per pod group: more than any real node pool needs.
 MAX_TOLERATIONS = 64
+#: Extra volumes per job (the chart's admission policy checks each one's claim on its own).
+MAX_VOLUMES = 16
 
 
 class SubmissionMode(StrEnum):
@@ -46,6 +49,27 @@ class TaintEffect(StrEnum):
 class Toleration(Spec):
     """A Kubernetes toleration."""
 
+    model_config = ConfigDict(
+        **Spec.model_config,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.key) || self.key == '' ? self.operator == 'Exists' : true",
+                    "message": "a toleration without a key must use operator Exists",
+                },
+                {
+                    "rule": "self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                    "message": "operator Exists takes no value",
+                },
+                {
+                    "rule": "!has(self.tolerationSeconds) "
+                    "|| (has(self.effect) && self.effect == 'NoExecute')",
+                    "message": "tolerationSeconds needs effect NoExecute",
+                },
+            ]
+        },
+    )
+
     key: QualifiedName | None = Field(
         None, description="Taint key to tolerate (empty with Exists: all)."
     )
@@ -57,6 +81,18 @@ class Toleration(Spec):
     toleration_seconds: int | None = Field(
         None, ge=0, description="How long a NoExecute taint is tolerated."
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Toleration:
+        # The rules the apiserver applies to a pod's tolerations: broken here, the pods would
+        # never be created and the job would wait forever.
+        if not self.key and self.operator is not TolerationOperator.EXISTS:
+            raise ValueError("a toleration without a key must use operator Exists")
+        if self.operator is TolerationOperator.EXISTS and self.value:
+            raise ValueError("operator Exists takes no value")
+        if self.toleration_seconds is not None and self.effect is not TaintEffect.NO_EXECUTE:
+            raise ValueError("tolerationSeconds needs effect NoExecute")
+        return self
 
 
 class SecretRef(Spec):
@@ -92,7 +128,7 @@ class WorkerSpec(Spec):
         le=16,
         description="GPUs per worker pod (0: CPU-only workers); empty: the operator's default.",
     )
-    gpu_resource: QualifiedName = Field(
+    gpu_resource: ExtendedResource = Field(
         "nvidia.com/gpu", description="Extended resource name of a GPU."
     )
     cpu: PositiveQuantity | None = Field(
@@ -212,7 +248,7 @@ class ClusterSpec(Spec):
     )
     volumes: list[VolumeSpec] = Field(
         default_factory=list,
-        max_length=16,
+        max_length=MAX_VOLUMES,
         description="Extra volumes mounted in the head and every worker (shared storage).",
     )
     lifecycle: LifecycleSpec = Field(

@@ -28,6 +28,8 @@ DNS_LABEL = re.compile(f"^{_DNS_LABEL}$")
 DNS_SUBDOMAIN = re.compile(f"^{_DNS_SUBDOMAIN}$")
 #: A label key, taint key or extended resource name: ``[prefix/]name``.
 QUALIFIED_NAME = re.compile(f"^({_DNS_SUBDOMAIN}/)?{_NAME_PART}$")
+#: An extended resource name (``nvidia.com/gpu``): a qualified name with its domain.
+EXTENDED_RESOURCE = re.compile(f"^{_DNS_SUBDOMAIN}/{_NAME_PART}$")
 #: A label value (may be empty).
 LABEL_VALUE = re.compile(f"^({_NAME_PART})?$")
 #: A non-negative resource quantity: ``500m``, ``2``, ``1.5Gi``, ``1e3``.
@@ -35,7 +37,7 @@ QUANTITY = re.compile(
     "^[+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
 )
 #: An absolute path.
-ABSOLUTE_PATH = re.compile("^/")
+ABSOLUTE_PATH = re.compile("^/.*$")
 
 MAX_QUALIFIED_NAME = 253 + 1 + 63
 #: A path (Linux's PATH_MAX) and a URI (twice what object stores allow for a key). With every
@@ -50,7 +52,8 @@ def _matching(pattern: re.Pattern[str], what: str, max_length: int) -> AfterVali
     """A check with a message people can read (the CRD gets the pattern itself)."""
 
     def check(value: str) -> str:
-        if len(value) > max_length or not pattern.match(value):
+        # fullmatch: '$' alone would let a trailing newline through (the apiserver's RE2 not).
+        if len(value) > max_length or not pattern.fullmatch(value):
             raise ValueError(f"{value[:80]!r} is not {what}")
         return value
 
@@ -75,7 +78,7 @@ _DECIMAL |= {"T": "1e12", "P": "1e15", "E": "1e18"}
 
 def quantity_value(text: str) -> Decimal:
     """The number a quantity stands for (``500m`` → 0.5); ValueError if it is not one."""
-    if not QUANTITY.match(text):
+    if not QUANTITY.fullmatch(text):
         raise ValueError(f"{text!r} is not a quantity (e.g. 500m, 2, 1.5Gi)")
     number = text.lstrip("+")
     for suffix, factor in _BINARY.items():
@@ -123,6 +126,16 @@ QualifiedName = Annotated[
     str,
     Field(min_length=1, json_schema_extra=_schema(QUALIFIED_NAME, MAX_QUALIFIED_NAME)),
     _matching(QUALIFIED_NAME, _LABEL_KEY, MAX_QUALIFIED_NAME),
+    AfterValidator(_qualified),
+]
+ExtendedResource = Annotated[
+    str,
+    Field(min_length=1, json_schema_extra=_schema(EXTENDED_RESOURCE, MAX_QUALIFIED_NAME)),
+    _matching(
+        EXTENDED_RESOURCE,
+        "an extended resource name (domain/name, e.g. nvidia.com/gpu)",
+        MAX_QUALIFIED_NAME,
+    ),
     AfterValidator(_qualified),
 ]
 LabelValue = Annotated[
