@@ -8,9 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.integration.test_pipeline import job
 from tests.support.images import good_images
-from tests.support.jobs import read_manifest, read_output, run_cli, write_config
+from tests.support.jobs import job, read_manifest, read_output, run_cli, write_config
 from tests.support.models import VIT
 from tests.support.slow_hosts import BadHost
 

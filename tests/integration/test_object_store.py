@@ -14,9 +14,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.integration.test_pipeline import assert_exactly_bad_rows_null, job
 from tests.support.images import good_images
-from tests.support.jobs import run_cli, write_config
+from tests.support.jobs import assert_exactly_bad_rows_null, job, run_cli, write_config
 from tests.support.models import VIT
 from tests.support.s3_server import Bucket
 

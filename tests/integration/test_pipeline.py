@@ -14,7 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.support.images import bad_images, good_images
-from tests.support.jobs import job, read_manifest, read_output, run_cli, write_config
+from tests.support.jobs import (
+    assert_exactly_bad_rows_null,
+    job,
+    read_manifest,
+    read_output,
+    run_cli,
+    write_config,
+)
 from tests.support.models import VIT
 
 
@@ -70,21 +77,6 @@ def inline_rows(encoding: str) -> tuple[list[str], list[Any], set[str]]:
         cells.append("this is %%% not base64")
         bad.add("bad_invalid_base64")
     return ids, cells, bad
-
-
-def assert_exactly_bad_rows_null(
-    out: dict[str, list[Any]], ids: list[str], bad: set[str], dim: int
-) -> None:
-    assert sorted(out["id"]) == sorted(ids), "rows out must equal rows in"
-    for row_id, vector, error in zip(
-        out["id"], out["embedding"], out["embedding_error"], strict=True
-    ):
-        if row_id in bad:
-            assert vector is None and error, f"{row_id} should have failed"
-        else:
-            assert error is None, f"{row_id} failed: {error}"
-            assert len(vector) == dim
-            assert abs(np.linalg.norm(vector) - 1) < 1e-4
 
 
 @pytest.mark.parametrize("src_type", ["image_url", "image_base64", "image_binary"])

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
@@ -85,3 +86,20 @@ def read_output(uri: Path | str) -> dict[str, list[Any]]:
 
 def read_manifest(uri: Path) -> dict[str, Any]:
     return json.loads((uri / "_manifest.json").read_text())
+
+
+def assert_exactly_bad_rows_null(
+    out: dict[str, list[Any]], ids: list[str], bad: set[str], dim: int
+) -> None:
+    """One output row per input id; exactly the ``bad`` ones null with an error, the rest
+    L2-normalised vectors of ``dim``."""
+    assert sorted(out["id"]) == sorted(ids), "rows out must equal rows in"
+    for row_id, vector, error in zip(
+        out["id"], out["embedding"], out["embedding_error"], strict=True
+    ):
+        if row_id in bad:
+            assert vector is None and error, f"{row_id} should have failed"
+        else:
+            assert error is None, f"{row_id} failed: {error}"
+            assert len(vector) == dim
+            assert abs(np.linalg.norm(vector) - 1) < 1e-4

@@ -18,8 +18,8 @@ from embedding_job.api import Device, DType, Pooling
 from embedding_job.demo import encode, sample_image
 from embedding_job.imaging.transform import ImageTransform
 from embedding_job.model.embedder import Embedder, EmbedderSettings
+from tests.support.embedding import reference_embeddings
 from tests.support.hub_models import ORIGINAL_MODELS
-from tests.unit.test_embedder import reference_embeddings
 
 TOLERANCE = 1e-4
 
