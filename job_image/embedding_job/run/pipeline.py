@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import daft
-import pyarrow as pa
 from daft import DataType, col
 from daft.functions import download, when
 
@@ -22,6 +21,7 @@ from embedding_job.errors import InputNotFoundError, JobError, TooManyFailuresEr
 from embedding_job.imaging.datapath import available_cpus
 from embedding_job.io import output, storage
 from embedding_job.io.cells import LOCAL_PREFIXES
+from embedding_job.io.input_table import LISTING_ERROR, RAW_PATH, read_input
 from embedding_job.io.io_config import io_config
 from embedding_job.model.embedder import EmbedderSettings
 from embedding_job.model.files import embedding_dim, locate_model
@@ -31,13 +31,7 @@ from embedding_job.run.udf import EmbedImages
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 _RESULT = "__embedding_result"
-#: Columns of a local listing (_list_local) that never reach the output.
-_RAW_PATH = "__raw_path"
-_LISTING_ERROR = "__listing_error"
-_GLOB_CHARS = set("*?[")
-_HTTP_PREFIXES = ("http://", "https://")
 #: Model batches per call of the embedding UDF unless inference.callBatchSize says otherwise.
 #: Within a call the data path decodes the next batches while the model runs the current one;
 #: with one model batch per call the device idles at the start of every call while the first
@@ -71,132 +65,6 @@ def configure_runner(options: RunOptions) -> None:
         daft.set_runner_native()
     else:
         raise JobError(f"unknown runner {options.runner!r}: use native or ray")
-
-
-def read_input(cfg: EmbeddingJobConfig, io: daft.io.IOConfig) -> daft.DataFrame:
-    """The input as a DataFrame, with the columns the job needs checked up front."""
-    spec = cfg.input
-    fmt = spec.resolved_format
-    try:
-        if fmt is InputFormat.IMAGES_GLOB:
-            return _read_images(spec.uri, io)
-        if fmt is InputFormat.PARQUET:
-            df = daft.read_parquet(spec.uri, io_config=io)
-        elif fmt is InputFormat.CSV:
-            df = daft.read_csv(spec.uri, io_config=io)
-        elif fmt is InputFormat.JSON:
-            df = daft.read_json(spec.uri, io_config=io)
-        else:
-            df = _read_lance(spec.uri, io)
-        _check_columns(cfg, df.schema())
-    except FileNotFoundError as exc:
-        raise InputNotFoundError(f"input {spec.uri!r} not found: {exc}") from None
-    return df
-
-
-def _read_images(uri: str, io: daft.io.IOConfig) -> daft.DataFrame:
-    if uri.lower().startswith(_HTTP_PREFIXES):
-        # A web server cannot be listed: the URL is one image (``?`` starts its query, not a
-        # wildcard). If it does not download, that is this one row's error.
-        return daft.from_pydict({"path": [uri]})
-    explicit_glob = bool(_GLOB_CHARS & set(uri))
-    if (
-        not explicit_glob
-        and not storage.is_remote(uri)
-        and os.path.isdir(uri.removeprefix("file://"))
-    ):
-        return _list_local(uri)
-    pattern = uri if explicit_glob else uri.rstrip("/") + "/**"
-    if not explicit_glob and storage.is_file(uri):
-        pattern = uri
-    # Daft's glob of a missing location only warns (and can stall), so look first.
-    if not explicit_glob and not storage.exists(uri):
-        raise InputNotFoundError(f"input {uri!r} not found")
-    if not storage.has_files(uri, IMAGE_EXTENSIONS if not explicit_glob else None):
-        raise InputNotFoundError(f"input {uri!r}: no image files found")
-    try:
-        df = daft.from_glob_path(pattern, io_config=io)
-    except FileNotFoundError:
-        raise InputNotFoundError(f"input {uri!r}: no files found ({pattern})") from None
-    if not explicit_glob:
-        # A directory may hold READMEs or manifests next to its images: take images only.
-        lowered = col("path").lower()
-        keep = lowered.endswith(IMAGE_EXTENSIONS[0])
-        for ext in IMAGE_EXTENSIONS[1:]:
-            keep = keep | lowered.endswith(ext)
-        df = df.where(keep)
-    return df.select(col("path"))
-
-
-def _list_local(uri: str) -> daft.DataFrame:
-    """A local directory, listed by the job itself: every entry is one row, an entry that
-    cannot be an image (a symlink loop, a directory it may not read) a row with its error,
-    and names that are not UTF-8 are read by their exact bytes (``_RAW_PATH``)."""
-    listed = storage.walk_local(uri, IMAGE_EXTENSIONS)
-    if not listed:
-        raise InputNotFoundError(f"input {uri!r}: no image files found")
-    table = pa.table(
-        {
-            # file:// URLs, as Daft's glob names local files (and as earlier outputs hold them,
-            # which resume matches by path).
-            "path": pa.array([f"file://{f.path}" for f in listed], pa.string()),
-            _RAW_PATH: pa.array([f.raw for f in listed], pa.binary()),
-            _LISTING_ERROR: pa.array([f.problem for f in listed], pa.string()),
-        }
-    )
-    return daft.from_arrow(table)
-
-
-def _read_lance(uri: str, io: daft.io.IOConfig) -> daft.DataFrame:
-    try:
-        import daft_lance
-    except ImportError:
-        raise JobError(
-            "input.format lance needs the lance extra: pip install 'embedding-job[lance]'"
-        ) from None
-    df: daft.DataFrame = daft_lance.read_lance(uri, io_config=io)
-    return df
-
-
-def _is_string(dtype: DataType) -> bool:
-    return bool(dtype.is_string())
-
-
-def _is_binary(dtype: DataType) -> bool:
-    return bool(dtype.is_binary())
-
-
-_SRC_DTYPES = {
-    SrcType.IMAGE_URL: ("a String", _is_string),
-    SrcType.IMAGE_BASE64: ("a String", _is_string),
-    SrcType.IMAGE_BINARY: ("a Binary", _is_binary),
-}
-
-
-def _check_columns(cfg: EmbeddingJobConfig, schema: daft.Schema) -> None:
-    names = schema.column_names()
-    wanted = {"input.imageColumn": cfg.input.image_column}
-    if cfg.input.id_column:
-        wanted["input.idColumn"] = cfg.input.id_column
-    for name in cfg.input.columns:
-        wanted[f"input.columns[{name}]"] = name
-    problems = [
-        f"{field}: column {column!r} is not in the input (it has: {', '.join(names)})"
-        for field, column in wanted.items()
-        if column not in names
-    ]
-    if not problems:
-        kind, accepts = _SRC_DTYPES[cfg.input.src_type]
-        dtype = schema[cfg.input.image_column].dtype
-        if not accepts(dtype):
-            problems.append(
-                f"input.srcType: {cfg.input.src_type.value} needs {kind} column, but "
-                f"{cfg.input.image_column!r} is {dtype}"
-            )
-    if problems:
-        from embedding_job.api import ConfigError
-
-        raise ConfigError(problems)
 
 
 def output_columns(cfg: EmbeddingJobConfig) -> list[str]:
@@ -260,14 +128,14 @@ def embed(
     )
     out = cfg.output
     vector_type = DataType.fixed_size_list(DataType.float32(), dim)
-    listed = _RAW_PATH in df.column_names
-    result = call(source, data, col(_RAW_PATH)) if listed else call(source, data)
+    listed = RAW_PATH in df.column_names
+    result = call(source, data, col(RAW_PATH)) if listed else call(source, data)
     embedding = col(_RESULT)["embedding"].cast(vector_type)
     error = col(_RESULT)["error"]
     if listed:
         # What the listing already knew wins over the read's "Is a directory".
-        embedding = when(col(_LISTING_ERROR).is_null(), embedding)
-        error = col(_LISTING_ERROR).fill_null(error)
+        embedding = when(col(LISTING_ERROR).is_null(), embedding)
+        error = col(LISTING_ERROR).fill_null(error)
     return (
         df.with_column(_RESULT, result)
         .with_columns({out.embedding_column: embedding, out.error_column: error})
