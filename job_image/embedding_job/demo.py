@@ -45,14 +45,18 @@ def make_random_model(
     byte for byte (e.g. a real checkpoint's, whose ``size`` may be a plain int).
     """
     import torch
-    from transformers import (
-        BitImageProcessor,
-        Dinov2Config,
-        Dinov2Model,
-        ViTConfig,
-        ViTImageProcessor,
-        ViTModel,
-    )
+
+    from embedding_job.logs import quiet_transformers
+
+    with quiet_transformers():
+        from transformers import (
+            BitImageProcessor,
+            Dinov2Config,
+            Dinov2Model,
+            ViTConfig,
+            ViTImageProcessor,
+            ViTModel,
+        )
 
     dims: dict[str, Any] = dict(size or TINY)
     torch.manual_seed(seed)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 
@@ -39,3 +41,18 @@ def setup_logging(level: str = "INFO", structured: bool | None = None) -> None:
     # the requested level.
     root.setLevel(logging.WARNING)
     logging.getLogger("embedding_job").setLevel(level.upper())
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' info and warnings off for a block: its load report on every model load,
+    and the note, on every processor import without torchvision, that it uses the PIL class
+    (the settings are the same either way)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)

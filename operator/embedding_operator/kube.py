@@ -17,10 +17,13 @@ _RETRYABLE = {408, 429, 500, 502, 503, 504}
 
 def login() -> None:
     """Load credentials: in-cluster when running in a pod, else the kubeconfig."""
+    # Typed as Any: some kubernetes releases annotate these loaders and some do not.
+    in_cluster: Any = config.load_incluster_config
+    from_kubeconfig: Any = config.load_kube_config
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        in_cluster()
     except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+        from_kubeconfig()
 
 
 @functools.cache

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from embedding_job.logs import quiet_transformers
+
 _BILINEAR = 2
 _BICUBIC = 3
 #: Pillow resample filters that torch.nn.functional.interpolate reproduces (antialias=True).
@@ -85,9 +87,10 @@ class ImageTransform:
     def from_pretrained(cls, model_dir: Path) -> ImageTransform:
         """The model's preprocessing as transformers' own image processor class reads it from
         ``preprocessor_config.json`` (the class normalises ``size``, fills in its defaults)."""
-        from transformers import AutoImageProcessor
+        with quiet_transformers():
+            from transformers import AutoImageProcessor
 
-        processor = AutoImageProcessor.from_pretrained(str(model_dir))
+            processor = AutoImageProcessor.from_pretrained(str(model_dir))
         settings = {name: getattr(processor, name, None) for name in _PROCESSOR_SETTINGS}
         for name in ("size", "crop_size"):
             settings[name] = _size_dict(settings[name])

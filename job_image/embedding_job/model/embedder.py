@@ -22,6 +22,7 @@ from embedding_job.imaging.datapath import (
     default_decode_threads,
 )
 from embedding_job.imaging.transform import ImageTransform
+from embedding_job.logs import quiet_transformers
 from embedding_job.model.files import embedding_dim
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,8 @@ def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype) -> tor
     hf_logging.disable_progress_bar()
     # transformers prints a load report on every load (for ViT: the pooler weights we leave
     # out). Only weights the checkpoint lacks matter: those would be random.
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
+    with quiet_transformers():
         model, info = AutoModel.from_pretrained(model_dir, output_loading_info=True, **kwargs)
-    finally:
-        hf_logging.set_verbosity(verbosity)
     missing = list(info.get("missing_keys") or [])
     if missing:
         log.warning(
