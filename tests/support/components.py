@@ -217,3 +217,25 @@ class Components:
         """Stop every component, the last started first."""
         for name in reversed(self.names()):
             self.stop(name)
+
+
+def bring_up(
+    directory: Path,
+    running: Callable[[], bool],
+    down: Callable[[], None],
+    start: Callable[[], None],
+    log: Callable[[str], None],
+) -> None:
+    """Start a stack of components, or reuse it when it runs: a half-dead one is stopped
+    first, and a failed start leaves no process behind."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if running():
+        log(f"already up: {directory}")
+        return
+    down()
+    try:
+        start()
+    except BaseException:
+        log("start failed; stopping what was started")
+        down()
+        raise

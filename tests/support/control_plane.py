@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from tests.support import tools
-from tests.support.components import Components
+from tests.support.components import Components, bring_up
 
 CORE = ("etcd", "kube-apiserver")
 KCM, SCHEDULER = "kube-controller-manager", "kube-scheduler"
@@ -229,17 +229,7 @@ class ControlPlane:
     def up(self) -> Path:
         """Start the control plane (or reuse a running one); returns the kubeconfig path. A
         half-dead one is stopped first; a failed start leaves no process behind."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if self.running():
-            log(f"already up: {self.dir}")
-            return self.kubeconfig
-        self.down()
-        try:
-            self._start()
-        except BaseException:
-            log("start failed; stopping what was started")
-            self.down()
-            raise
+        bring_up(self.dir, self.running, self.down, self._start, log)
         return self.kubeconfig
 
     def _start(self) -> None:

@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from tests.support import tools
+from tests.support.components import bring_up
 from tests.support.control_plane import ControlPlane, Settings, get, read_env
 
 POD_CIDR = "127.78.0.0/16"
@@ -109,17 +110,7 @@ class E2ECluster:
 
     def up(self) -> Path:
         """Start (or reuse) the e2e cluster; returns the kubeconfig path."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if self.running():
-            log(f"already up: {self.dir}")
-            return self.kubeconfig
-        self.down()
-        try:
-            self._start()
-        except BaseException:
-            log("start failed; stopping what was started")
-            self.down()
-            raise
+        bring_up(self.dir, self.running, self.down, self._start, log)
         return self.kubeconfig
 
     def kubectl(self, kubectl: str, *args: str) -> str:
