@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 BENCH_OPERATOR_ARGS ?=
 
-.PHONY: bench-operator help install lint format typecheck test test-unit test-integration demo clean bench sync-crds check-crds helm-lint tools cluster-up cluster-down operator e2e-up e2e-down e2e-local e2e-kind
+.PHONY: bench-operator help images install lint format typecheck test test-unit test-integration demo clean bench sync-crds check-crds helm-lint tools cluster-up cluster-down operator e2e-up e2e-down e2e-local e2e-kind
 CLUSTER_DIR ?= $(HOME)/.cache/embedding-operator/cluster
 
 help: ## List targets
@@ -62,6 +62,9 @@ tools: ## Build (once, cached outside the repo) the control plane, helm, kwok an
 	hack/tools.sh ensure etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm kwok ray-operator
 	hack/tools.sh kuberay-crds
 	hack/tools.sh kwok-stages
+
+images: ## Build both images with buildah (local Debian bases, no registry; cached by content hash)
+	$(BIN)/python -m tests.support.image_build build
 
 CLUSTER_CLI := $(BIN)/python -m tests.support.cluster
 

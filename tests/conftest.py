@@ -1,5 +1,6 @@
 """The test suite's root: offline defaults, the shared fixtures (tests/support/fixtures.py) and
-the tier markers, applied by directory: ``pytest -m unit`` (or chart, integration, e2e)."""
+the tier markers, applied by directory: ``pytest -m unit`` (or chart, images, integration,
+e2e)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ pytest_plugins = [
     "tests.support.slow_hosts",
 ]
 
-TIERS = ("unit", "chart", "integration", "e2e")
+TIERS = ("unit", "chart", "images", "integration", "e2e")
 HERE = Path(__file__).parent
 
 

@@ -14,7 +14,10 @@ from embedding_job.api import (
     JOB_NAMESPACE_ENV,
     JOB_UID_ENV,
     KIND,
+    MODELS_VOLUME,
     TELEMETRY_OFF,
+    TMP_PATH,
+    TMP_VOLUME,
     EmbeddingJobSpec,
     HeadSpec,
     Toleration,
@@ -165,9 +168,14 @@ def runtime_env_yaml(owner: Owner) -> str:
     return json.dumps({"env_vars": job_identity_env(owner)}, sort_keys=True)
 
 
+# Caches (Hugging Face, torch) go to the writable /tmp: HOME is on the read-only root.
+CACHE_HOME = f"{TMP_PATH}/cache"
+
+
 def _env(owner: Owner, spec: EmbeddingJobSpec) -> list[dict[str, str]]:
     env = dict(TELEMETRY_OFF)
     env.update(job_identity_env(owner))
+    env["XDG_CACHE_HOME"] = CACHE_HOME
     if not spec.model.download:
         env["HF_HUB_OFFLINE"] = "1"
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
@@ -194,6 +202,7 @@ def _container(
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
             "runAsNonRoot": True,
         },
     }
@@ -204,11 +213,30 @@ def _container(
         {"name": v.name, "mountPath": v.mount_path, "readOnly": v.read_only}
         for v in spec.cluster.volumes
     ]
-    if spec.cluster.models_volume_claim:
-        mounts.insert(0, {"name": "models", "mountPath": spec.model.path, "readOnly": True})
-    if mounts:
-        container["volumeMounts"] = mounts
+    models = _models_source(spec)
+    if models is not None:
+        read_only = "persistentVolumeClaim" in models
+        mounts.insert(
+            0, {"name": MODELS_VOLUME, "mountPath": spec.model.path, "readOnly": read_only}
+        )
+    mounts.append({"name": TMP_VOLUME, "mountPath": TMP_PATH})
+    container["volumeMounts"] = mounts
     return container
+
+
+def _models_source(spec: EmbeddingJobSpec) -> dict[str, Any] | None:
+    """The models claim, read-only; for model.download without a claim (or a volume of the
+    user's at model.path), an emptyDir to download into, as the root filesystem is read-only."""
+    if spec.cluster.models_volume_claim:
+        return {
+            "persistentVolumeClaim": {
+                "claimName": spec.cluster.models_volume_claim,
+                "readOnly": True,
+            }
+        }
+    if spec.model.download and spec.model.path not in (v.mount_path for v in spec.cluster.volumes):
+        return {"emptyDir": {}}
+    return None
 
 
 def _volume(volume: VolumeSpec) -> dict[str, Any]:
@@ -247,11 +275,11 @@ def _pod(
         pod["tolerations"] = _tolerations(tolerations)
     pod["serviceAccountName"] = job_service_account(owner, spec)
     volumes = [_volume(v) for v in spec.cluster.volumes]
-    if spec.cluster.models_volume_claim:
-        models = {"claimName": spec.cluster.models_volume_claim, "readOnly": True}
-        volumes.insert(0, {"name": "models", "persistentVolumeClaim": models})
-    if volumes:
-        pod["volumes"] = volumes
+    models = _models_source(spec)
+    if models is not None:
+        volumes.insert(0, {"name": MODELS_VOLUME, **models})
+    volumes.append({"name": TMP_VOLUME, "emptyDir": {}})
+    pod["volumes"] = volumes
     return {"spec": pod}
 
 

@@ -137,6 +137,7 @@ class Operator:
         log: Path,
         job_image: str = "example.invalid/embedding-job:test",
         kubeconfig: Path | None = None,
+        command: list[str] | None = None,
     ):
         self.cluster, self.log = cluster, log
         self.env = {
@@ -146,22 +147,24 @@ class Operator:
             # Reconcile running jobs every 2 s (30 s by default), so tests see repairs soon.
             "EMBEDDING_OPERATOR_RESYNC_SECONDS": "2",
         }
+        # The venv's kopf by default; the image's as a container (tests/images) otherwise.
+        self.command = command or [
+            sys.executable,
+            "-m",
+            "kopf",
+            "run",
+            "-m",
+            "embedding_operator.main",
+            "--standalone",
+            "--all-namespaces",
+            "--verbose",
+        ]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         handle = self.log.open("ab")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kopf",
-                "run",
-                "-m",
-                "embedding_operator.main",
-                "--standalone",
-                "--all-namespaces",
-                "--verbose",
-            ],
+            self.command,
             stdout=handle,
             stderr=subprocess.STDOUT,
             env=self.env,

@@ -66,7 +66,8 @@ def test_secrets_by_reference_and_models_mounted_read_only() -> None:
         {"secretRef": {"name": "hf"}},
     ]
     assert container["volumeMounts"] == [
-        {"name": "models", "mountPath": "/models", "readOnly": True}
+        {"name": "models", "mountPath": "/models", "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
     ]
     assert pod["volumes"][0]["persistentVolumeClaim"] == {
         "claimName": "models-pvc",
@@ -243,13 +244,48 @@ def test_volumes_are_mounted_at_the_same_path_in_head_and_workers() -> None:
                 "name": "archive",
                 "nfs": {"server": "nfs.example", "path": "/exports/a", "readOnly": True},
             },
+            {"name": "tmp", "emptyDir": {}},
         ]
         assert pod["containers"][0]["volumeMounts"] == [
             {"name": "models", "mountPath": "/models", "readOnly": True},
             {"name": "shared", "mountPath": "/shared", "readOnly": False},
             {"name": "scratch", "mountPath": "/scratch", "readOnly": False},
             {"name": "archive", "mountPath": "/archive", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
         ]
+
+
+def ray_pods(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    cluster = rayjob(spec)["spec"]["rayClusterSpec"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    return [group["template"]["spec"] for group in groups]
+
+
+def test_ray_pods_have_a_read_only_root_and_a_writable_tmp_for_ray_and_caches() -> None:
+    for pod in ray_pods(SPEC):
+        (container,) = pod["containers"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+        # HOME is on the read-only root: the Hugging Face and torch caches follow XDG.
+        assert {"name": "XDG_CACHE_HOME", "value": "/tmp/cache"} in container["env"]
+
+
+def test_model_download_without_a_claim_gets_a_writable_models_dir() -> None:
+    cluster = {k: v for k, v in SPEC["cluster"].items() if k != "modelsVolumeClaim"}
+    spec = {**SPEC, "model": {**SPEC["model"], "download": True}, "cluster": cluster}
+    for pod in ray_pods(spec):
+        assert pod["volumes"][0] == {"name": "models", "emptyDir": {}}
+        mounts = pod["containers"][0]["volumeMounts"]
+        assert mounts[0] == {"name": "models", "mountPath": "/models", "readOnly": False}
+    # A volume of the user's at model.path holds the download instead (e.g. a shared PVC).
+    shared = [{"name": "shared", "mountPath": "/models", "claimName": "rwx"}]
+    for pod in ray_pods({**spec, "cluster": {**cluster, "volumes": shared}}):
+        assert [v["name"] for v in pod["volumes"]] == ["shared", "tmp"]
+    # Without download and without a claim, the image's own model.path is used as is.
+    offline = {**SPEC, "cluster": cluster}
+    for pod in ray_pods(offline):
+        assert [v["name"] for v in pod["volumes"]] == ["tmp"]
 
 
 @pytest.mark.parametrize(
@@ -272,6 +308,8 @@ def test_volumes_are_mounted_at_the_same_path_in_head_and_workers() -> None:
             "mountPaths must be distinct",
         ),
         ([{"name": "models", "mountPath": "/m", "claimName": "x"}], "reserved"),
+        ([{"name": "tmp", "mountPath": "/m", "claimName": "x"}], "reserved"),
+        ([{"name": "a", "mountPath": "/tmp", "claimName": "x"}], "mountPath /tmp is reserved"),
         ([{"name": "a", "mountPath": "relative", "claimName": "x"}], "mountPath"),
     ],
 )

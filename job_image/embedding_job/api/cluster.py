@@ -22,6 +22,12 @@ from embedding_job.api.kube_names import (
 MAX_TOLERATIONS = 64
 #: Extra volumes per job (the chart's admission policy checks each one's claim on its own).
 MAX_VOLUMES = 16
+# The volumes the operator gives every Ray pod itself (their root filesystem is read-only):
+# the models claim (or, for model.download without one, a scratch dir) and a writable /tmp
+# for Ray's session dir, logs, spilled objects and caches.
+MODELS_VOLUME = "models"
+TMP_VOLUME = "tmp"
+TMP_PATH = "/tmp"
 
 
 class SubmissionMode(StrEnum):
@@ -265,8 +271,14 @@ class ClusterSpec(Spec):
             repeated = sorted({x for x in values if values.count(x) > 1})
             if repeated:
                 raise ValueError(f"volume {what}s must be distinct; repeated: {repeated}")
-        if "models" in (v.name for v in volumes):
-            raise ValueError("volume name 'models' is reserved for modelsVolumeClaim")
+        reserved = sorted({MODELS_VOLUME, TMP_VOLUME} & {v.name for v in volumes})
+        if reserved:
+            raise ValueError(
+                f"volume names {reserved} are reserved: the operator mounts 'models' (the "
+                "models claim) and 'tmp' (the pods' writable /tmp) itself"
+            )
+        if TMP_PATH in (v.mount_path for v in volumes):
+            raise ValueError(f"mountPath {TMP_PATH} is reserved for the pods' writable scratch dir")
         return volumes
 
     submission_mode: SubmissionMode = Field(
