@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.helm import CHART, helm
+from tests.support.helm import CHART, helm, install
 from tests.support.kube import Cluster, Operator
 from tests.support.waiting import wait_for
 
@@ -31,16 +31,7 @@ def installed(cluster: Cluster) -> Iterator[Cluster]:
     cluster.kubectl(
         "delete", "crd", "embeddingjobs.embedding.dev", "--ignore-not-found", "--wait=true"
     )
-    helm(
-        "install",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        RELEASE_NS,
-        "--create-namespace",
-        "--wait=false",
-        kubeconfig=cluster.kubeconfig,
-    )
+    install(RELEASE, RELEASE_NS, cluster.kubeconfig)
     cluster.kubectl(
         "wait", "--for", "condition=established", "crd/embeddingjobs.embedding.dev", "--timeout=60s"
     )

@@ -19,7 +19,7 @@ import yaml
 
 from tests.support import image_build
 from tests.support.containers import PODMAN, image_user, run_args
-from tests.support.helm import CHART, helm
+from tests.support.helm import helm, install
 from tests.support.kube import Cluster, Operator
 from tests.support.waiting import wait_for
 
@@ -54,16 +54,11 @@ def release(cluster: Cluster, operator_image: str) -> Iterator[dict[str, Any]]:
         f"jobImage.repository={job_repository}",
         f"jobImage.tag={job_tag}",
     ]
-    helm(
-        "install",
+    install(
         RELEASE,
-        str(CHART),
-        "--namespace",
         RELEASE_NS,
-        "--create-namespace",
-        "--wait=false",
+        cluster.kubeconfig,
         *[arg for value in values for arg in ("--set", value)],
-        kubeconfig=cluster.kubeconfig,
     )
     try:
         deployment = cluster.get("deployment", SA, RELEASE_NS)

@@ -26,6 +26,22 @@ def helm(
     return result
 
 
+def install(release: str, namespace: str, kubeconfig: Path, *args: str) -> None:
+    """`helm install` of the chart into namespace (created), not waiting for the Deployment:
+    the control plane without a kubelet never runs its pod."""
+    helm(
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--create-namespace",
+        "--wait=false",
+        *args,
+        kubeconfig=kubeconfig,
+    )
+
+
 def render(
     *values: Path, namespace: str = "embedding-system", extra: list[str] | None = None
 ) -> list[dict[str, Any]]:
