@@ -94,11 +94,13 @@ def _ca(pki: Path, name: str, cn: str) -> None:
              "-keyout", key, "-out", crt, "-subj", f"/CN={cn}", *CA_EXT)  # fmt: skip
 
 
-def _leaf(pki: Path, name: str, ca: str, cn: str, ext: str) -> None:
+def issue_cert(pki: Path, name: str, ca: str, cn: str, ext: str, org: str = "") -> None:
+    """<name>.key and <name>.crt in pki, signed by <ca>, for CN cn (and O org)."""
     key, csr = str(pki / f"{name}.key"), str(pki / f"{name}.csr")
     (pki / f"{name}.ext").write_text(LEAF_EXT + ext)
+    subject = f"/O={org}/CN={cn}" if org else f"/CN={cn}"
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-sha256", "-keyout", key, "-out", csr,
-             "-subj", f"/CN={cn}")  # fmt: skip
+             "-subj", subject)  # fmt: skip
     _openssl("x509", "-req", "-in", csr, "-CA", str(pki / f"{ca}.crt"), "-CAkey",
              str(pki / f"{ca}.key"), "-CAcreateserial", "-days", "3650", "-sha256", "-extfile",
              str(pki / f"{name}.ext"), "-out", str(pki / f"{name}.crt"))  # fmt: skip
@@ -111,16 +113,20 @@ def make_pki(pki: Path, service_ip: str) -> str:
     Kept across restarts: only made when missing."""
     pki.mkdir(parents=True, exist_ok=True)
     pki.chmod(0o700)
-    needed = ("ca.crt", "apiserver.crt", "front-proxy-client.crt", "sa.key", "tokens.csv")
+    needed = ("ca.crt", "apiserver.crt", "front-proxy-client.crt", "apiserver-kubelet-client.crt")
+    needed += ("sa.key", "tokens.csv")
     if not all((pki / f).exists() for f in needed):
         log(f"generating certificates in {pki}")
         _ca(pki, "ca", "embop-local-ca")
         sans = ",".join([f"IP:127.0.0.1,IP:{service_ip}", *(f"DNS:{n}" for n in API_NAMES)])
-        _leaf(pki, "apiserver", "ca", "kube-apiserver",
+        issue_cert(pki, "apiserver", "ca", "kube-apiserver",
               f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n")  # fmt: skip
         _ca(pki, "front-proxy-ca", "embop-front-proxy-ca")
-        _leaf(pki, "front-proxy-client", "front-proxy-ca", "front-proxy-client",
-              "extendedKeyUsage=clientAuth\n")  # fmt: skip
+        issue_cert(pki, "front-proxy-client", "front-proxy-ca", "front-proxy-client",
+                   "extendedKeyUsage=clientAuth\n")  # fmt: skip
+        # The apiserver's identity towards kubelets (logs, exec), where a node runs.
+        issue_cert(pki, "apiserver-kubelet-client", "ca", "kube-apiserver-kubelet-client",
+                   "extendedKeyUsage=clientAuth\n", org="system:masters")  # fmt: skip
         _openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
         _openssl("rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
         token = os.urandom(32).hex()
@@ -243,7 +249,10 @@ class ControlPlane:
 
         self._run("etcd", binary["etcd"], etcd_flags(d, port["ETCD"], port["ETCD_PEER"]))
         self._ready("etcd", f"etcd health on {etcd}", lambda: b'"true"' in get(f"{etcd}/health"))
+        (d / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
         flags = apiserver_flags(pki, etcd, port["APISERVER"], s.service_cidr)
+        flags["audit-policy-file"] = d / "audit-policy.yaml"
+        flags["audit-log-path"] = d / "logs" / "audit.log"
         self._run("kube-apiserver", binary["kube-apiserver"], flags)
         readyz = f"{api}/readyz"
         self._ready(
@@ -292,6 +301,21 @@ class ControlPlane:
 
 
 # ---- flags (pure) --------------------------------------------------------------------------
+#: Who writes an EmbeddingJob's status, recorded by the apiserver itself (logs/audit.log): the
+#: node tests read it to show that a job reports with its own ServiceAccount.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {
+            "level": "Metadata",
+            "verbs": ["patch", "update"],
+            "resources": [{"group": "embedding.dev", "resources": ["embeddingjobs/status"]}],
+        },
+        {"level": "None"},
+    ],
+}
 PORTS = ("ETCD", "ETCD_PEER", "APISERVER", "KCM", "SCHEDULER")
 
 
@@ -331,11 +355,18 @@ def apiserver_flags(pki: Path, etcd: str, port: int, service_cidr: str) -> dict[
         "requestheader-extra-headers-prefix": "X-Remote-Extra-",
         "proxy-client-cert-file": pki / "front-proxy-client.crt",
         "proxy-client-key-file": pki / "front-proxy-client.key",
-        "authorization-mode": "RBAC",
-        # On by default in OpenShift: setting blockOwnerDeletion on an owner reference needs
-        # `update` on the owner's finalizers. Every tier runs with it, so the chart's RBAC
-        # (tests/chart/test_install.py runs the operator with exactly it) is proven under it.
-        "enable-admission-plugins": "OwnerReferencesPermissionEnforcement",
+        # Node: what a kubelet may read and write (node_cluster.py's real node), as on any
+        # production cluster; RBAC for everyone else.
+        "authorization-mode": "Node,RBAC",
+        # OwnerReferencesPermissionEnforcement is on by default in OpenShift: setting
+        # blockOwnerDeletion on an owner reference needs `update` on the owner's finalizers.
+        # Every tier runs with it, so the chart's RBAC (tests/chart/test_install.py runs the
+        # operator with exactly it) is proven under it.
+        "enable-admission-plugins": "OwnerReferencesPermissionEnforcement,NodeRestriction",
+        "kubelet-client-certificate": pki / "apiserver-kubelet-client.crt",
+        "kubelet-client-key": pki / "apiserver-kubelet-client.key",
+        "kubelet-certificate-authority": pki / "ca.crt",
+        "kubelet-preferred-address-types": "InternalIP",
         "service-account-issuer": SERVICE_ACCOUNT_ISSUER,
         "service-account-key-file": pki / "sa.pub",
         "service-account-signing-key-file": pki / "sa.key",

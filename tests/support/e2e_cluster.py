@@ -25,10 +25,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from tests.support import tools
-from tests.support.components import bring_up
+from tests.support.components import Components, bring_up
 from tests.support.control_plane import ControlPlane, Settings, get, read_env
 
 POD_CIDR = "127.78.0.0/16"
@@ -37,10 +38,6 @@ NODES = Path(__file__).with_name("kwok-nodes.yaml")
 HEADSHIM = Path(__file__).with_name("headshim.py")
 RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
 # In a private mount namespace: bind-mount the files given first over /etc, then exec the rest.
-BIND_RAY = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
-BIND_KUBERAY = (
-    'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
-)
 PRIVATE_MOUNTS = ["unshare", "--mount", "--propagation", "private", "sh", "-c"]
 E2E = ("kwok", "ray", "headshim", "ray-operator")
 RAY_TEMP_PREFIX = "/tmp/embop-ray-"  # short: Ray's socket paths are length-limited
@@ -73,6 +70,49 @@ def ray_cpus(env: dict[str, str] | os._Environ[str]) -> int:
     return int(env.get("EMBOP_E2E_RAY_CPUS") or max(os.cpu_count() or 1, 4))
 
 
+def private_mounts(binds: Mapping[str, Path]) -> list[str]:
+    """argv prefix: run the rest in a private mount namespace where each file of the host
+    (key) is replaced by another (value), e.g. /etc/resolv.conf."""
+    script = " && ".join(f'mount --bind "${i}" {target}' for i, target in enumerate(binds, 1))
+    shift = f"shift {len(binds)}"
+    return [*PRIVATE_MOUNTS, f'{script} && {shift} && exec "$@"', "sh", *map(str, binds.values())]
+
+
+def apply_crds(kubectl: str, kubeconfig: Path) -> None:
+    """Ours and all of KubeRay's (its operator watches every kind it defines), established."""
+    crds = ["-f", str(tools.ROOT / "crds"), "-f", str(tools.kuberay_crds())]
+    base = [kubectl, f"--kubeconfig={kubeconfig}"]
+    subprocess.run([*base, "apply", "--server-side", *crds], check=True, capture_output=True)
+    subprocess.run(
+        [*base, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
+        check=True,
+        capture_output=True,
+    )
+
+
+def start_kuberay(
+    components: Components,
+    kuberay: str,
+    kubeconfig: Path,
+    binds: Mapping[str, Path],
+    timeout: float,
+) -> None:
+    """KubeRay's ray-operator out of cluster, seeing the given files over the host's."""
+    health = tools.free_port()
+    components.start("ray-operator", [
+        *private_mounts(binds),
+        kuberay, f"--kubeconfig={kubeconfig}", "--enable-leader-election=false",
+        "--metrics-addr=127.0.0.1:0", f"--health-probe-bind-address=127.0.0.1:{health}",
+        "--log-stdout-encoder=console",
+    ], os.environ)  # fmt: skip
+    components.ready(
+        "ray-operator",
+        f"ray-operator /healthz on 127.0.0.1:{health}",
+        lambda: get(f"http://127.0.0.1:{health}/healthz"),
+        timeout,
+    )
+
+
 class E2ECluster:
     """The e2e cluster in one directory: up (idempotent), down, status."""
 
@@ -84,6 +124,8 @@ class E2ECluster:
         self.kubeconfig = self.plane.kubeconfig
         self.python = Path(os.environ.get("EMBOP_PYTHON") or sys.executable)
         self.dashboard_port = int(os.environ.get("EMBOP_RAY_DASHBOARD_PORT", "8265"))
+        #: more environment for the Ray head (and so every job it runs)
+        self.extra_env: dict[str, str] = {}
 
     @property
     def env(self) -> dict[str, str]:
@@ -129,12 +171,7 @@ class E2ECluster:
         self.plane.up()
         timeout, d, components = self.plane.settings.timeout, self.dir, self.components
 
-        # CRDs: ours and all of KubeRay's (its operator watches every kind it defines)
-        crds = ["-f", str(tools.ROOT / "crds"), "-f", str(tools.kuberay_crds())]
-        self.kubectl(kubectl, "apply", "--server-side", *crds)
-        self.kubectl(
-            kubectl, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"
-        )
+        apply_crds(kubectl, self.kubeconfig)
         log("CRDs established")
 
         # kwok: fake nodes, pod lifecycle, pod IPs from a loopback range
@@ -155,14 +192,17 @@ class E2ECluster:
         raytmp = tempfile.mkdtemp(prefix=Path(RAY_TEMP_PREFIX).name, dir="/tmp")
         (d / "ray-temp-dir").write_text(raytmp)
         (d / "resolv.conf").write_text(RESOLV_CONF)
+        # Node IP 127.0.0.2: Ray replaces 127.0.0.1 with the machine's outward address.
+        offline = offline_env(token, self.kubeconfig, self.python)
+        ray_env = {**os.environ, **self.extra_env, **offline}
         components.start("ray", [
-            *PRIVATE_MOUNTS, BIND_RAY, str(d / "resolv.conf"),
+            *private_mounts({"/etc/resolv.conf": d / "resolv.conf"}),
             str(self.python.parent / "ray"), "start", "--head", "--block", "--disable-usage-stats",
-            "--node-ip-address=127.0.0.1", f"--port={tools.free_port()}", f"--temp-dir={raytmp}",
+            "--node-ip-address=127.0.0.2", f"--port={tools.free_port()}", f"--temp-dir={raytmp}",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
             f"--num-cpus={ray_cpus(os.environ)}", "--num-gpus=0",
             f"--object-store-memory={1024**3}",
-        ], {**os.environ, **offline_env(token, self.kubeconfig, self.python)})  # fmt: skip
+        ], ray_env)  # fmt: skip
         dashboard = f"http://127.0.0.1:{self.dashboard_port}"
         components.ready(
             "ray",
@@ -184,19 +224,8 @@ class E2ECluster:
         )
 
         # KubeRay, seeing <dir>/hosts as /etc/hosts
-        health = tools.free_port()
-        components.start("ray-operator", [
-            *PRIVATE_MOUNTS, BIND_KUBERAY, str(d / "hosts"), str(d / "resolv.conf"),
-            kuberay, f"--kubeconfig={self.kubeconfig}", "--enable-leader-election=false",
-            "--metrics-addr=127.0.0.1:0", f"--health-probe-bind-address=127.0.0.1:{health}",
-            "--log-stdout-encoder=console",
-        ], os.environ)  # fmt: skip
-        components.ready(
-            "ray-operator",
-            f"ray-operator /healthz on 127.0.0.1:{health}",
-            lambda: get(f"http://127.0.0.1:{health}/healthz"),
-            timeout,
-        )
+        binds = {"/etc/hosts": d / "hosts", "/etc/resolv.conf": d / "resolv.conf"}
+        start_kuberay(components, kuberay, self.kubeconfig, binds, timeout)
 
         env = {
             "KUBECONFIG": self.kubeconfig,
