@@ -185,9 +185,45 @@ def apt_sources() -> bytes:
     return b"".join(p.read_bytes() for p in files if p.is_file())
 
 
+#: The images' own packages (installed editable here): their dependencies are pinned, not them.
+LOCAL_PROJECTS = ("embedding-job", "embedding-operator")
+#: What the wheelhouse holds: the local projects with the extras the images install.
+IMAGE_REQUIREMENTS = ("embedding-job[pipeline]", "embedding-operator", "setuptools")
+
+
 def constraints() -> str:
-    """The venv's versions: what the tests ran with is what the images get."""
-    return run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"])
+    """The venv's versions of what the images install (the dependency closure of their
+    requirements, not the whole venv: a dev tool added to the venv changes no image)."""
+    return "".join(f"{name}=={version}\n" for name, version in closure(IMAGE_REQUIREMENTS))
+
+
+def closure(requirements: Iterable[str]) -> list[tuple[str, str]]:
+    """(name, installed version) of every distribution the requirements pull in, extras and
+    environment markers evaluated as pip would, sorted; the local projects left out."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: dict[str, str] = {}
+    todo = [(Requirement(r), "") for r in requirements]
+    done: set[tuple[str, frozenset[str]]] = set()
+    while todo:
+        req, extra = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(req.name)
+        if (name, frozenset(req.extras)) in done:
+            continue
+        done.add((name, frozenset(req.extras)))
+        dist = metadata.distribution(req.name)
+        if name not in (canonicalize_name(p) for p in LOCAL_PROJECTS):
+            seen[name] = dist.version
+        for text in dist.requires or []:
+            sub = Requirement(text)
+            for wanted in ("", *req.extras):
+                todo.append((sub, wanted))
+    return sorted(seen.items())
 
 
 # --- acting ---------------------------------------------------------------------------------
@@ -338,6 +374,7 @@ class Builder:
             parts.append(wheels_key_)
             volumes.append(f"{wheels_dir}:{WHEELS_IN_BUILD}:ro")
             args["PIP_CONFIG_FILE"] = f"{WHEELS_IN_BUILD}/pip.conf"
+            args["WHEELHOUSE_KEY"] = wheels_key_
         key = digest(parts)
         ref = tag(name, key)
         if image_exists(ref):
