@@ -48,6 +48,17 @@ class Defaults:
     worker_gpus: int = 1
     worker_cpu: str = "8"
     worker_memory: str = "32Gi"
+    #: Ray pods on their node's network (clusters without a pod network, e.g. one test node)
+    host_network: bool = False
+
+
+# On the host network a node's Ray pods share its ports. The head keeps KubeRay's defaults;
+# workers take others (declared, so the scheduler's host-port check keeps two workers, or a
+# second job's head, off a node where they would collide); every Ray node advertises the
+# pod's address, which is the node's.
+WORKER_METRICS_PORT = 8081
+WORKER_AGENT_PORT = 52366
+POD_IP_ENV = "EMBEDDING_JOB_POD_IP"
 
 
 @dataclass(frozen=True)
@@ -172,13 +183,16 @@ def runtime_env_yaml(owner: Owner) -> str:
 CACHE_HOME = f"{TMP_PATH}/cache"
 
 
-def _env(owner: Owner, spec: EmbeddingJobSpec) -> list[dict[str, str]]:
+def _env(owner: Owner, spec: EmbeddingJobSpec, host_network: bool) -> list[dict[str, Any]]:
     env = dict(TELEMETRY_OFF)
     env.update(job_identity_env(owner))
     env["XDG_CACHE_HOME"] = CACHE_HOME
     if not spec.model.download:
         env["HF_HUB_OFFLINE"] = "1"
-    return [{"name": k, "value": v} for k, v in sorted(env.items())]
+    items: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+    if host_network:
+        items.append({"name": POD_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+    return items
 
 
 def _env_from(spec: EmbeddingJobSpec) -> list[dict[str, Any]]:
@@ -191,14 +205,19 @@ def _tolerations(items: list[Toleration]) -> list[dict[str, Any]]:
 
 
 def _container(
-    name: str, image: str, owner: Owner, spec: EmbeddingJobSpec, resources: dict[str, Any]
+    name: str,
+    image: str,
+    owner: Owner,
+    spec: EmbeddingJobSpec,
+    resources: dict[str, Any],
+    host_network: bool,
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": name,
         "image": image,
         "imagePullPolicy": spec.cluster.image_pull_policy.value,
         "resources": resources,
-        "env": _env(owner, spec),
+        "env": _env(owner, spec, host_network),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
@@ -264,11 +283,16 @@ def _pod(
     spec: EmbeddingJobSpec,
     node_selector: dict[str, str],
     tolerations: list[Toleration],
+    host_network: bool,
 ) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "containers": [container],
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
     }
+    if host_network:
+        # Cluster DNS still resolves the head Service's name for the workers.
+        pod["hostNetwork"] = True
+        pod["dnsPolicy"] = "ClusterFirstWithHostNet"
     if node_selector:
         pod["nodeSelector"] = dict(sorted(node_selector.items()))
     if tolerations:
@@ -295,24 +319,41 @@ def _worker_resources(shape: WorkerShape) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
+def _host_network_params(worker: bool) -> dict[str, str]:
+    params = {"node-ip-address": f"${POD_IP_ENV}"}
+    if worker:
+        params["metrics-export-port"] = str(WORKER_METRICS_PORT)
+        params["dashboard-agent-listen-port"] = str(WORKER_AGENT_PORT)
+    return params
+
+
 def ray_cluster_spec(
     owner: Owner, spec: EmbeddingJobSpec, image: str, defaults: Defaults
 ) -> dict[str, Any]:
     """One CPU head (``num-gpus: 0``: GPUs are for workers only) and one GPU worker group."""
     head, worker = spec.cluster.head, spec.cluster.worker
     shape = WorkerShape.resolve(worker, defaults)
+    host = defaults.host_network
+    head_params = {"num-gpus": "0", "dashboard-host": "0.0.0.0"}
+    worker_params = {"num-gpus": str(shape.gpus)}
+    worker_container = _container("ray-worker", image, owner, spec, _worker_resources(shape), host)
+    if host:
+        head_params.update(_host_network_params(worker=False))
+        worker_params.update(_host_network_params(worker=True))
+        worker_container["ports"] = [{"name": "metrics", "containerPort": WORKER_METRICS_PORT}]
     return {
         "rayVersion": RAY_VERSION,
         # Token auth: an open dashboard would let anyone who reaches it run code on the cluster.
         "authOptions": {"mode": "token"},
         "headGroupSpec": {
-            "rayStartParams": {"num-gpus": "0", "dashboard-host": "0.0.0.0"},
+            "rayStartParams": head_params,
             "template": _pod(
-                _container("ray-head", image, owner, spec, _head_resources(head)),
+                _container("ray-head", image, owner, spec, _head_resources(head), host),
                 owner,
                 spec,
                 head.node_selector,
                 head.tolerations,
+                host,
             ),
         },
         "workerGroupSpecs": [
@@ -321,13 +362,14 @@ def ray_cluster_spec(
                 "replicas": worker.replicas,
                 "minReplicas": worker.replicas,
                 "maxReplicas": worker.replicas,
-                "rayStartParams": {"num-gpus": str(shape.gpus)},
+                "rayStartParams": worker_params,
                 "template": _pod(
-                    _container("ray-worker", image, owner, spec, _worker_resources(shape)),
+                    worker_container,
                     owner,
                     spec,
                     worker.node_selector,
                     worker.tolerations,
+                    host,
                 ),
             }
         ],

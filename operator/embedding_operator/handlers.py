@@ -37,6 +37,7 @@ from embedding_operator.builders import (
     build_job_identity,
     build_rayjob,
 )
+from embedding_operator.pod_status import diagnose, pod_problems
 from embedding_operator.policy import violations
 from embedding_operator.settings import operator_defaults, operator_policy
 from embedding_operator.status import (
@@ -57,6 +58,10 @@ from embedding_operator.status import (
 
 #: Seconds between two reconciliations of a running job from its RayJob's current state.
 RESYNC_SECONDS = float(os.environ.get("EMBEDDING_OPERATOR_RESYNC_SECONDS", "30"))
+#: Seconds a Ray pod may fail to pull its image before the job fails.
+IMAGE_PULL_GRACE = datetime.timedelta(
+    seconds=float(os.environ.get("EMBEDDING_OPERATOR_IMAGE_PULL_GRACE_SECONDS", "300"))
+)
 #: Seconds before a job waiting for an earlier namesake's objects to go looks again, and the
 #: most it waits before it fails.
 WAIT_FOR_PREVIOUS_SECONDS = 5.0
@@ -104,7 +109,7 @@ def _record(
         patch.status.update(status)
     else:
         kube.patch_embeddingjob_status(meta["namespace"], meta["name"], status)
-    event = transition_event(current.get("phase"), observation)
+    event = transition_event(current.get("phase"), observation, current.get("reason"))
     if event is not None:
         kind, reason, message = event
         target = ej if isinstance(ej, kopf.Body) else kopf.Body(cast(kopf.RawBody, dict(ej)))
@@ -116,16 +121,29 @@ def _reflect(
     rayjob: dict[str, Any] | None,
     rayjob_name: str,
     patch: kopf.Patch | None = None,
-) -> None:
-    """The EmbeddingJob's status from its RayJob as it is now (a missing one fails the job)."""
+    *,
+    look_at_pods: bool = False,
+) -> Observation:
+    """The EmbeddingJob's status from its RayJob as it is now (a missing one fails the job);
+    with ``look_at_pods``, why its pods do not start while it waits for them. Returns what
+    it recorded."""
     current = dict(ej.get("status") or {})
     if rayjob is None or ownership(rayjob["metadata"], ej["metadata"]["uid"]) != Ownership.OURS:
-        _record(ej, rayjob_missing(rayjob_name), patch=patch)
-        return
+        missing = rayjob_missing(rayjob_name)
+        _record(ej, missing, patch=patch)
+        return missing
     rayjob_status = dict(rayjob.get("status") or {})
     observation = with_job_error(observe(rayjob_status), current)
+    cluster = rayjob_status.get("rayClusterName")
+    if look_at_pods and cluster and observation.phase is Phase.SUBMITTED:
+        pods = kube.list_cluster_pods(rayjob["metadata"]["namespace"], str(cluster))
+        now = datetime.datetime.now(datetime.UTC)
+        observation, tear_down = diagnose(observation, pod_problems(pods), now, IMAGE_PULL_GRACE)
+        if tear_down:  # suspended, KubeRay deletes the cluster; the RayJob goes with the job
+            kube.patch_rayjob_suspend(rayjob["metadata"]["namespace"], rayjob_name, True)
     extra = EmbeddingJobStatus(ray_job_name=rayjob_name)
     _record(ej, observation, rayjob_status, extra, patch=patch)
+    return observation
 
 
 def _previous_or_taken(owner: Owner, kind: str, metadata: Mapping[str, Any]) -> Observation | None:
@@ -297,5 +315,6 @@ def resync(body: kopf.Body, **_: Any) -> None:
     status patch or a RayJob deleted under the job is repaired or reported here."""
     name = str(body.status["rayJobName"])
     rayjob = kube.get_rayjob(str(body.metadata.namespace), name)
-    _reflect(body, rayjob, name)
-    _match_suspend(body, rayjob)
+    observation = _reflect(body, rayjob, name, look_at_pods=True)
+    if observation.phase not in TERMINAL_PHASES:
+        _match_suspend(body, rayjob)

@@ -140,6 +140,18 @@ def patch_embeddingjob_status(namespace: str, name: str, status: dict[str, Any])
         raise _retry_or_raise(exc, f"updating status of EmbeddingJob {name}") from exc
 
 
+def list_cluster_pods(namespace: str, cluster: str) -> list[dict[str, Any]]:
+    """The pods of a Ray cluster (KubeRay labels them with its name), as plain dicts."""
+    shared = _shared_client()
+    try:
+        pods = client.CoreV1Api(shared).list_namespaced_pod(
+            namespace, label_selector=f"ray.io/cluster={cluster}"
+        )
+    except ApiException as exc:
+        raise _retry_or_raise(exc, f"listing the pods of Ray cluster {cluster}") from exc
+    return cast(list[dict[str, Any]], shared.sanitize_for_serialization(pods)["items"])
+
+
 def patch_rayjob_suspend(namespace: str, name: str, suspend: bool) -> None:
     """Suspend or resume the RayJob (KubeRay deletes or recreates its cluster)."""
     try:

@@ -20,6 +20,7 @@ def operator_defaults() -> Defaults:
         worker_gpus=int(env.get("EMBEDDING_OPERATOR_WORKER_GPUS") or base.worker_gpus),
         worker_cpu=env.get("EMBEDDING_OPERATOR_WORKER_CPU") or base.worker_cpu,
         worker_memory=env.get("EMBEDDING_OPERATOR_WORKER_MEMORY") or base.worker_memory,
+        host_network=env.get("EMBEDDING_OPERATOR_JOB_HOST_NETWORK", "").lower() == "true",
     )
 
 

@@ -32,8 +32,11 @@ class Observation:
     message: str
     #: Whether the job has a RayJob (False: refused or waiting before one was created).
     submitted: bool = True
-    #: The Event for entering this phase, when not the phase's usual one.
+    #: The Event for entering this phase, when not the phase's usual one; also posted when
+    #: the reason changes within the phase.
     event: EventReason | None = None
+    #: Whether that Event is a Warning (a failure always is).
+    warning: bool = False
 
 
 class Ownership(StrEnum):
@@ -242,11 +245,16 @@ def status_patch(
     return patch.to_patch()
 
 
-def transition_event(old_phase: str | None, new: Observation) -> tuple[str, str, str] | None:
-    """(type, reason, message) of the Event for a phase change, or None when nothing changed."""
+def transition_event(
+    old_phase: str | None, new: Observation, old_reason: str | None = None
+) -> tuple[str, str, str] | None:
+    """(type, reason, message) of the Event for a phase change, or for a new reason within a
+    phase when the observation names its own Event; None when nothing changed."""
+    kind = "Warning" if new.phase is FAILED or new.warning else "Normal"
     if old_phase == new.phase:
-        return None
-    kind = "Warning" if new.phase is FAILED else "Normal"
+        if new.event is None or new.reason == old_reason:
+            return None
+        return kind, new.event.value, f"{new.reason}: {new.message}"
     reason = (new.event or PHASE_EVENTS[new.phase]).value
     detail = f"{new.reason}: {new.message}" if new.message else new.reason
     return kind, reason, f"{old_phase or 'New'} → {new.phase} ({detail})"

@@ -328,3 +328,38 @@ def test_a_volume_may_not_take_the_models_claims_mount_path() -> None:
     # Without a models claim, a volume may hold the models.
     cluster = {"volumes": volumes}
     assert parse_spec({**SPEC, "cluster": cluster}).cluster.volumes[0].mount_path == "/models"
+
+
+def test_host_network_mode_gives_workers_their_own_ports_and_the_pods_address() -> None:
+    """On the host network (a node without a pod network) head and worker share the node's
+    ports: the worker's metrics and agent ports differ from the head's, the worker declares
+    its metrics port (the scheduler then keeps a second worker off the node), and every Ray
+    node advertises the pod's address."""
+    cluster = build_rayjob(
+        OWNER, parse_spec(SPEC), Defaults(job_image="registry/job:1", host_network=True)
+    )["spec"]["rayClusterSpec"]
+    head, worker = cluster["headGroupSpec"], cluster["workerGroupSpecs"][0]
+    for group in (head, worker):
+        pod = group["template"]["spec"]
+        assert (pod["hostNetwork"], pod["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        pod_ip = env["EMBEDDING_JOB_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"]
+        assert pod_ip == "status.podIP"
+        assert group["rayStartParams"]["node-ip-address"] == "$EMBEDDING_JOB_POD_IP"
+    params = worker["rayStartParams"]
+    assert (
+        params["metrics-export-port"]
+        == "8081"
+        != head["rayStartParams"].get("metrics-export-port", "8080")
+    )
+    assert params["dashboard-agent-listen-port"] == "52366"
+    ports = worker["template"]["spec"]["containers"][0]["ports"]
+    assert ports == [{"name": "metrics", "containerPort": 8081}]
+
+
+def test_pod_network_mode_is_the_default() -> None:
+    cluster = rayjob()["spec"]["rayClusterSpec"]
+    for group in (cluster["headGroupSpec"], *cluster["workerGroupSpecs"]):
+        pod = group["template"]["spec"]
+        assert "hostNetwork" not in pod and "dnsPolicy" not in pod
+        assert "node-ip-address" not in group["rayStartParams"]

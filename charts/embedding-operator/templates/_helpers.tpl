@@ -52,6 +52,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["ray.io"]
   resources: ["rayjobs"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# A job's Ray pods, read to say why they do not start (an image that cannot be pulled, no node
+# with the GPUs asked for).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list"]
 # Each job's own identity: a ServiceAccount and a Role that can only patch its EmbeddingJob.
 - apiGroups: [""]
   resources: ["serviceaccounts"]

@@ -57,6 +57,8 @@ class EventReason(StrEnum):
     JOB_FAILED = "JobFailed"
     JOB_SUSPENDED = "JobSuspended"
     WAITING_FOR_PREVIOUS_JOB = "WaitingForPreviousJob"
+    #: The job's Ray pods cannot start yet: an image that cannot be pulled, no node for them.
+    PODS_NOT_STARTING = "PodsNotStarting"
 
 
 #: The Event posted when a job enters a phase.

@@ -1,0 +1,108 @@
+"""Pure: why a job's Ray pods do not start, from the pods as the API returns them.
+
+KubeRay keeps a RayJob "Initializing" for as long as its pods cannot start (an image that
+cannot be pulled, no node with the GPUs asked for), and says nothing about why. The
+EmbeddingJob says it: the first pod problem becomes its reason and message while it waits,
+and an image that stays unpullable past a grace period fails the job (its cluster is then
+torn down), rather than waiting for ever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from embedding_job.api import EventReason, Phase
+from embedding_operator.status import Observation
+
+#: The kubelet's waiting reasons for an image it cannot get.
+IMAGE_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+)
+#: Waiting reasons for a container the kubelet cannot create (a missing Secret, say).
+CREATE_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+UNSCHEDULABLE = "Unschedulable"
+IMAGE_PULL_FAILED = "ImagePullFailed"
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    """One pod that cannot start, and since when (the pod's creation)."""
+
+    pod: str
+    reason: str
+    message: str
+    since: datetime
+
+    @property
+    def image(self) -> bool:
+        return self.reason in IMAGE_REASONS
+
+    def describe(self) -> str:
+        return f"pod {self.pod}: {self.reason}: {self.message}".rstrip(": ")
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 timestamp as the API writes it."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _waiting(statuses: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    for status in statuses:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in IMAGE_REASONS | CREATE_REASONS:
+            return waiting
+    return None
+
+
+def pod_problems(pods: Iterable[Mapping[str, Any]]) -> list[PodProblem]:
+    """Problems of pods that are not running, image problems first, then by pod name."""
+    problems = []
+    for pod in pods:
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        if status.get("phase") not in (None, "Pending"):
+            continue
+        since = parse_time(meta.get("creationTimestamp") or "1970-01-01T00:00:00Z")
+        statuses = [*status.get("initContainerStatuses", []), *status.get("containerStatuses", [])]
+        waiting = _waiting(statuses)
+        if waiting is not None:
+            problems.append(
+                PodProblem(meta["name"], waiting["reason"], waiting.get("message", ""), since)
+            )
+            continue
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("reason") == UNSCHEDULABLE:
+                message = condition.get("message", "")
+                problems.append(PodProblem(meta["name"], UNSCHEDULABLE, message, since))
+    return sorted(problems, key=lambda p: (not p.image, p.pod))
+
+
+def diagnose(
+    observation: Observation, problems: list[PodProblem], now: datetime, grace: timedelta
+) -> tuple[Observation, bool]:
+    """The job's observation given its pods' problems, and whether to tear its cluster down.
+
+    Only a job that waits for its cluster (Submitted) is concerned: once Ray runs, the pods
+    started. An image problem older than ``grace`` fails the job.
+    """
+    if observation.phase is not Phase.SUBMITTED or not observation.submitted or not problems:
+        return observation, False
+    first = problems[0]
+    stuck = [p for p in problems if p.image and now - p.since >= grace]
+    if stuck:
+        waited = int((now - min(p.since for p in stuck)).total_seconds())
+        message = f"{stuck[0].describe()} (for {waited} s); the job's Ray cluster was torn down"
+        return Observation(Phase.FAILED, IMAGE_PULL_FAILED, message), True
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return (
+        Observation(
+            Phase.SUBMITTED,
+            first.reason,
+            first.describe() + more,
+            event=EventReason.PODS_NOT_STARTING,
+            warning=first.image or first.reason in CREATE_REASONS,
+        ),
+        False,
+    )
