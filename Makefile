@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 BENCH_OPERATOR_ARGS ?=
 
-.PHONY: bench-operator help images install lint format typecheck test test-unit test-integration demo clean bench sync-crds check-crds helm-lint tools cluster-up cluster-down operator e2e-up e2e-down e2e-local e2e-kind
+.PHONY: bench-operator help images install lint format typecheck test test-unit test-integration demo clean bench sync-crds check-crds helm-lint tools cluster-up cluster-down operator e2e-up e2e-down e2e-local e2e-node e2e-kind
 CLUSTER_DIR ?= $(HOME)/.cache/embedding-operator/cluster
 
 help: ## List targets
@@ -58,8 +58,9 @@ test-unit: ## Fast tests only (the unit tier): config, decode, embedder parity, 
 test-integration: ## The real pipeline on Daft's native runner and a local Ray cluster
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-tools: ## Build (once, cached outside the repo) the control plane, helm, kwok and KubeRay's operator
-	hack/tools.sh ensure etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm kwok ray-operator
+tools: ## Build (once, cached outside the repo) the control plane, the node, helm, kwok, KubeRay's operator
+	hack/tools.sh ensure etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet \
+		helm kwok ray-operator containerd coredns pause
 	hack/tools.sh kuberay-crds
 	hack/tools.sh kwok-stages
 
@@ -84,8 +85,11 @@ e2e-up: tools ## The local e2e cluster (kwok GPU nodes, scheduler, KubeRay, a re
 e2e-down: ## Stop the local e2e cluster and delete its data
 	$(CLUSTER_CLI) down $(E2E_DIR) --e2e
 
-e2e-local: tools ## The e2e suite on the local cluster (what CI runs as part of make test)
+e2e-local: tools ## The e2e suite on the local cluster: kwok nodes, one Ray head (part of make test)
 	EMBOP_E2E_PROVIDER=local $(BIN)/pytest tests/e2e -s $(PYTEST_ARGS)
+
+e2e-node: tools images ## The e2e suite on real pods: kubelet + containerd, as root (part of make test)
+	EMBOP_E2E_PROVIDER=node $(BIN)/pytest tests/e2e -s $(PYTEST_ARGS)
 
 e2e-kind: ## The same e2e suite on kind (needs docker, kind, network): builds and loads both images
 	EMBOP_E2E_PROVIDER=kind $(BIN)/pytest tests/e2e -s $(PYTEST_ARGS)

@@ -75,9 +75,10 @@ def check_gpu_workers(provider: Provider, namespace: str, count: int, gpus: int)
         note(f"  {name} requests nvidia.com/gpu={gpus} on {node_name}")
 
 
-def check_waiting_for_gpus(provider: Provider, namespace: str, name: str) -> None:
-    """On a cluster without GPUs, GPU workers stay Pending as Unschedulable for lack of
-    nvidia.com/gpu, and the EmbeddingJob says it waits for its cluster (it is not Running)."""
+def check_waiting_for_resources(provider: Provider, namespace: str, name: str) -> None:
+    """On nodes smaller than a job asks for (no GPUs, too few cores), its pods stay Pending
+    as Unschedulable, and the EmbeddingJob says so with the scheduler's words: it waits
+    (Submitted), it is not Running."""
 
     def unschedulable() -> list[str] | None:
         out = provider.cluster.kubectl(
@@ -90,15 +91,18 @@ def check_waiting_for_gpus(provider: Provider, namespace: str, name: str) -> Non
             "-o",
             "json",
         )
-        messages = [e["message"] for e in json.loads(out.stdout)["items"]]
-        return [m for m in messages if "nvidia.com/gpu" in m] or None
+        return [e["message"] for e in json.loads(out.stdout)["items"]] or None
 
-    show(
-        "GPU workers cannot be scheduled",
-        wait_for(unschedulable, timeout=JOB_TIMEOUT, interval=1.0),
-    )
-    status = job_status(provider, namespace, name)
-    assert status.get("phase") == "Submitted", status
+    show("pods cannot be scheduled", wait_for(unschedulable, timeout=JOB_TIMEOUT, interval=1.0))
+
+    def says_why() -> dict[str, Any] | None:
+        status = job_status(provider, namespace, name)
+        return status if status.get("reason") == "Unschedulable" else None
+
+    status = wait_for(says_why, timeout=120, interval=1.0, message="the job to say Unschedulable")
+    assert status["phase"] == "Submitted", status
+    assert "nodes are available" in status["message"], status
+    note(f"{name}: {status['phase']}/{status['reason']}: {status['message']}")
     provider.cluster.kubectl("delete", "embeddingjob", name, "-n", namespace, "--wait=false")
 
 

@@ -1,4 +1,7 @@
-"""The e2e suite's cluster: EMBOP_E2E_PROVIDER=local (default, CI) or kind (make e2e-kind)."""
+"""The e2e suite's clusters: every scenario runs on each provider EMBOP_E2E_PROVIDER lists
+(comma-separated; default ``local,node``, what CI runs): ``local`` (kwok's fake nodes and one
+Ray head on this machine), ``node`` (real pods on a real kubelet), ``kind`` (users with
+Docker). A scenario marked ``real_pods`` runs only on providers whose pods really start."""
 
 from __future__ import annotations
 
@@ -9,17 +12,32 @@ from pathlib import Path
 import pytest
 
 from embedding_job.demo import make_random_model
-from tests.e2e.checks import E2E_LOG
+from tests.e2e.checks import E2E_LOG, show
 from tests.e2e.steps import MODEL
 from tests.support.kube import Cluster
-from tests.support.providers import Provider, make_provider
+from tests.support.providers import Provider, make_provider, provider_class
+
+PROVIDERS = [p for p in os.environ.get("EMBOP_E2E_PROVIDER", "local,node").split(",") if p]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One run of each scenario per provider, grouped so each cluster is up once."""
+    if "provider" not in metafunc.fixturenames:
+        return
+    names = PROVIDERS
+    if metafunc.definition.get_closest_marker("real_pods"):
+        names = [n for n in names if provider_class(n).real_pods]
+    if metafunc.definition.get_closest_marker("loopback"):
+        names = [n for n in names if provider_class(n).loopback]
+    metafunc.parametrize("provider", names, indirect=True, scope="package")
 
 
 @pytest.fixture(scope="package")
-def provider() -> Iterator[Provider]:
-    chosen = make_provider(os.environ.get("EMBOP_E2E_PROVIDER", "local"))
+def provider(request: pytest.FixtureRequest) -> Iterator[Provider]:
+    chosen = make_provider(request.param)
     try:
         chosen.up()
+        show(f"provider {chosen.name}", chosen.describe())
         yield chosen
     finally:
         chosen.down()

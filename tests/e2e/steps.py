@@ -51,6 +51,7 @@ def embedding_job(
     spec: dict[str, Any] | None = None,
     ttl: int = 30,
 ) -> dict[str, Any]:
+    provider.prepare_namespace(namespace)
     cluster = {**provider.cluster_overrides(), "lifecycle": {"ttlSecondsAfterFinished": ttl}}
     body: dict[str, Any] = {
         "input": {"uri": input_uri},

@@ -22,7 +22,7 @@ import yaml
 from tests.e2e.checks import (
     assert_loopback,
     check_gpu_workers,
-    check_waiting_for_gpus,
+    check_waiting_for_resources,
     example_prerequisites,
     note,
     show,
@@ -42,11 +42,6 @@ from tests.support.images import random_bytes, truncated_jpeg
 from tests.support.jobs import examples, read_output
 from tests.support.providers import Provider
 from tests.support.waiting import wait_for
-
-local_only = pytest.mark.skipif(
-    os.environ.get("EMBOP_E2E_PROVIDER", "local") != "local",
-    reason="inspects the local provider's loopback-only setup",
-)
 
 
 def test_happy_path(provider: Provider, namespace: str, models: Path) -> None:
@@ -219,8 +214,8 @@ def test_example_runs_to_a_truthful_end(provider: Provider, namespace: str, path
     provider.cluster.apply(example)
 
     worker = example["spec"].get("cluster", {}).get("worker", {})
-    if not provider.fake_gpus:  # kind has no GPUs: the truthful state is "waiting for them"
-        check_waiting_for_gpus(provider, namespace, example["metadata"]["name"])
+    if not provider.fits_examples:  # more than the nodes have: the truth is "waiting"
+        check_waiting_for_resources(provider, namespace, example["metadata"]["name"])
         return
     check_gpu_workers(
         provider, namespace, count=worker.get("replicas", 1), gpus=worker.get("gpus", 1)
@@ -238,7 +233,7 @@ def test_example_runs_to_a_truthful_end(provider: Provider, namespace: str, path
     provider.cluster.kubectl("delete", "embeddingjob", "--all", "-n", namespace, "--wait=false")
 
 
-@local_only
+@pytest.mark.loopback
 def test_nothing_left_loopback(provider: Provider) -> None:
     """Cluster-wide (the scenarios check each job's pods and services while they exist), and
     KubeRay dialled nothing else."""

@@ -77,11 +77,12 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def read_output(uri: Path | str) -> dict[str, list[Any]]:
-    """The output Parquet read back with Daft (pyarrow 25 cannot read null fixed-size lists)."""
+def read_output(uri: Path | str, io_config: Any = None) -> dict[str, list[Any]]:
+    """The output Parquet read back with Daft (an object store's with its ``io_config``)."""
     import daft
 
-    return daft.read_parquet(str(uri).rstrip("/") + "/*.parquet").to_pydict()
+    files = str(uri).rstrip("/") + "/*.parquet"
+    return daft.read_parquet(files, io_config=io_config).to_pydict()
 
 
 def read_manifest(uri: Path) -> dict[str, Any]:

@@ -4,13 +4,17 @@
   kube-controller-manager, kube-scheduler, kwok's fake GPU nodes, KubeRay's ray-operator —
   with one real Ray head on 127.0.0.1 standing in for every head pod, and our operator as
   a `kopf run` process.
+* ``node`` (CI; node_provider.py): real pods on a real kubelet and containerd, from the
+  images ``make images`` built, our operator installed by its chart as a pod.
 * ``kind`` (users with Docker; cannot run on machines without a Docker engine): a kind
   cluster with both images built and loaded, KubeRay's Helm chart and ours installed, and
   a CPU worker group.
 
-Both share a host directory with the job at the same absolute path (``workdir``: mounted
+All share a host directory with the job at the same absolute path (``workdir``: mounted
 into every pod as a hostPath volume by the EmbeddingJob itself, bind-mounted into the kind
-node), so the tests stage input, the tiny model and read output in the same way.
+node), so the tests stage input, the tiny model and read output in the same way. ``local``
+and ``node`` also run an S3 API server (moto) on loopback, whose credentials every test
+namespace gets as a Secret that the jobs reference (``spec.cluster.storageSecretRef``).
 """
 
 from __future__ import annotations
@@ -21,14 +25,18 @@ import shutil
 import subprocess
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.support.e2e_cluster import E2ECluster
 from tests.support.kube import Cluster, Operator
+from tests.support.s3_server import S3Server, start_s3_server
 from tests.support.tools import ROOT, tool
 
 KUBERAY_CHART_VERSION = os.environ.get("EMBOP_E2E_KUBERAY_CHART_VERSION", "1.6.1")
+#: The S3 server's credentials as a Secret in each test namespace.
+STORAGE_SECRET = "s3-test-credentials"
 
 
 class Provider:
@@ -42,28 +50,74 @@ class Provider:
     fake_gpus = False
     #: whether the job can reach nothing beyond the machine (no hub, no object store)
     offline = False
+    #: whether pods really start (from the images), so image pulls and pod kills are real
+    real_pods = False
+    #: whether every address the cluster hands out is on loopback (tested)
+    loopback = False
+    #: whether the examples' clusters fit the nodes (else they wait, truthfully)
+    fits_examples = True
+    #: the job image the pods run (providers whose pods really start)
+    job_image = ""
 
     def __init__(self) -> None:
         # Short and identical on host, kind node and pods; world-writable for the ray user.
         self.workdir = Path(tempfile.mkdtemp(prefix="embop-e2e-", dir="/tmp"))
         self.workdir.chmod(0o777)
         self.cluster: Cluster
+        self.s3: S3Server | None = None
+        self._stop_s3: Callable[[], None] | None = None
 
     def up(self) -> None:
         raise NotImplementedError
+
+    def describe(self) -> list[str]:
+        """What the provider runs, for the e2e log."""
+        return []
+
+    def start_s3(self) -> S3Server:
+        self.s3, self._stop_s3 = start_s3_server()
+        return self.s3
+
+    def stop_s3(self) -> None:
+        if self._stop_s3 is not None:
+            self._stop_s3()
+            self._stop_s3 = None
+
+    def prepare_namespace(self, namespace: str) -> None:
+        """What every job of a namespace refers to: the S3 server's credentials."""
+        if self.s3 is not None:
+            secret = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": STORAGE_SECRET, "namespace": namespace},
+                "stringData": self.s3.env,
+            }
+            self.cluster.apply(secret)
 
     def down(self) -> None:
         raise NotImplementedError
 
     def cluster_overrides(self) -> dict[str, Any]:
-        """spec.cluster fields every e2e job gets: the shared directory, mounted at its path."""
-        return {
+        """spec.cluster fields every e2e job gets: the shared directory, mounted at its path,
+        and the S3 server's credentials where there is one."""
+        overrides: dict[str, Any] = {
             "volumes": [
                 {"name": "e2e", "mountPath": str(self.workdir), "hostPath": str(self.workdir)}
             ]
         }
+        if self.s3 is not None:
+            overrides["storageSecretRef"] = {"name": STORAGE_SECRET}
+        return overrides
 
     def kuberay_log(self) -> str:
+        raise NotImplementedError
+
+    def status_reporter(self, namespace: str, name: str) -> str:
+        """The user that reported a job's progress to its EmbeddingJob (real pods)."""
+        raise NotImplementedError
+
+    def job_log(self, namespace: str, name: str) -> str:
+        """The Ray job's driver log, workers' output included (real pods)."""
         raise NotImplementedError
 
     def operator_log(self) -> str:
@@ -79,6 +133,7 @@ class LocalProvider(Provider):
     sees_ray_head = True
     fake_gpus = True
     offline = True
+    loopback = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -87,6 +142,9 @@ class LocalProvider(Provider):
         self.operator: Operator | None = None
 
     def up(self) -> None:
+        # The one Ray head stands in for every head pod: it gets the S3 credentials that the
+        # pods would get from the namespace's Secret.
+        self.e2e.extra_env = self.start_s3().env
         self.e2e.up()
         self.env = self.e2e.env
         self.cluster = Cluster.at(self.dir)
@@ -100,6 +158,7 @@ class LocalProvider(Provider):
         if self.operator is not None:
             self.operator.stop()
         self.e2e.down()
+        self.stop_s3()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def kuberay_log(self) -> str:
@@ -128,6 +187,8 @@ class KindProvider(Provider):
     """kind + both images + KubeRay's chart + ours. Needs docker, kind and network access."""
 
     name = "kind"
+    real_pods = True
+    fits_examples = False  # a CPU worker group: the examples' GPU workers wait
     cluster_name = os.environ.get("EMBOP_E2E_KIND_CLUSTER", "embop-e2e")
     job_image = "embedding-job:e2e"
     operator_image = "embedding-operator:e2e"
@@ -267,8 +328,18 @@ class KindProvider(Provider):
         ).stdout
 
 
-def make_provider(name: str) -> Provider:
-    providers: dict[str, type[Provider]] = {"local": LocalProvider, "kind": KindProvider}
+def provider_class(name: str) -> type[Provider]:
+    from tests.support.node_provider import NodeProvider
+
+    providers: dict[str, type[Provider]] = {
+        "local": LocalProvider,
+        "node": NodeProvider,
+        "kind": KindProvider,
+    }
     if name not in providers:
         raise ValueError(f"unknown e2e provider {name!r}: use one of {sorted(providers)}")
-    return providers[name]()
+    return providers[name]
+
+
+def make_provider(name: str) -> Provider:
+    return provider_class(name)()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -82,9 +82,8 @@ class Bucket:
         )
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    """moto's S3 on 127.0.0.1 and a free port, for the whole session."""
+def start_s3_server() -> tuple[S3Server, Callable[[], None]]:
+    """moto's S3 on 127.0.0.1 and a free port, in a thread; returns it and its stop."""
     import logging
 
     from moto.server import ThreadedMotoServer
@@ -94,10 +93,17 @@ def s3_server() -> Iterator[S3Server]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    return S3Server(endpoint=f"http://{host}:{port}"), server.stop
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 on 127.0.0.1 and a free port, for the whole session."""
+    server, stop = start_s3_server()
     try:
-        yield S3Server(endpoint=f"http://{host}:{port}")
+        yield server
     finally:
-        server.stop()
+        stop()
 
 
 @pytest.fixture
