@@ -6,7 +6,7 @@ import os
 
 import kopf
 
-from embedding_job.api import GROUP
+from embedding_job.api import GROUP, EmbeddingJobSpec
 from embedding_operator.builders import Defaults
 from embedding_operator.policy import Policy
 
@@ -28,12 +28,22 @@ def operator_policy(defaults: Defaults) -> Policy:
     return Policy.from_env(defaults.job_image)
 
 
+#: What kopf need not remember of a handled EmbeddingJob: the rest of the spec cannot change
+#: (the CRD says so) and no handler looks at labels or annotations. Its annotation then holds
+#: ``spec.suspend`` only, instead of a copy of a spec that can be larger than every
+#: annotation together may be (256 KiB).
+_UNWATCHED = [
+    "metadata",
+    *(f"spec.{name}" for name in EmbeddingJobSpec.model_fields if name != "suspend"),
+]
+
+
 def configure(settings: kopf.OperatorSettings) -> None:
     """Our own annotation/finalizer prefix, watch timeouts and event posting."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
+        prefix=GROUP, key="last-handled-configuration", ignored_fields=_UNWATCHED
     )
     # Watches end and restart on these timeouts, so a silently dropped connection heals.
     settings.watching.server_timeout = int(

@@ -6,7 +6,7 @@ import json
 import shlex
 from typing import Any
 
-from embedding_job.api import load_config, parse_spec
+from embedding_job.api import FROM_EMBEDDINGJOB_FLAG, load_config, parse_spec
 from embedding_operator.builders import Defaults, Owner, build_rayjob
 from tests.support.jobs import examples
 from tests.support.kube import Cluster, Operator
@@ -91,8 +91,9 @@ def test_create_makes_exactly_one_rayjob(
         owner, parse_spec(ej["spec"]), Defaults(job_image="example.invalid/embedding-job:test")
     )
     assert_kept(built["spec"], rayjob["spec"])
-    argv = shlex.split(rayjob["spec"]["entrypoint"])
-    assert load_config(argv[argv.index("--config-json") + 1]).model.name == "facebook/dinov2-base"
+    # The driver reads its config from this EmbeddingJob: none of it is in the command.
+    assert shlex.split(rayjob["spec"]["entrypoint"])[-1] == FROM_EMBEDDINGJOB_FLAG
+    assert "s3://bucket" not in rayjob["spec"]["entrypoint"]
     status = wait_phase(cluster, namespace, "photos", "Submitted")
     assert status["rayJobName"] == "photos" and status["output"]["uri"] == "s3://bucket/out/photos/"
     assert ("Normal", "CreatedRayJob", "created RayJob photos") in events(cluster, namespace)
