@@ -7,7 +7,8 @@ import os
 import kopf
 
 from embedding_job.api import GROUP, EmbeddingJobSpec
-from embedding_operator.builders import Defaults
+from embedding_operator.builders import LABEL_JOB, Defaults
+from embedding_operator.kube import RAY_GROUP, RAY_PLURAL
 from embedding_operator.policy import Policy
 
 
@@ -45,6 +46,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration", ignored_fields=_UNWATCHED
     )
+    # Only our own RayJobs cross the wire: the apiserver filters the watch by their label.
+    settings.watching.label_selectors[RAY_GROUP, RAY_PLURAL] = LABEL_JOB
     # Watches end and restart on these timeouts, so a silently dropped connection heals.
     settings.watching.server_timeout = int(
         os.environ.get("EMBEDDING_OPERATOR_WATCH_SERVER_TIMEOUT", "300")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
+from pathlib import Path
 from typing import Any
 
 from embedding_job.api import FROM_EMBEDDINGJOB_FLAG, load_config, parse_spec
-from embedding_operator.builders import Defaults, Owner, build_rayjob
+from embedding_operator.builders import LABEL_JOB, Defaults, Owner, build_rayjob
 from tests.support.jobs import examples
 from tests.support.kube import Cluster, Operator
 from tests.support.waiting import wait_for
@@ -498,3 +500,53 @@ def test_a_spec_outside_the_tenancy_policy_fails_without_a_rayjob(
     assert cluster.get("rayjob", "greedy", namespace) is None
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions["Submitted"] == "False" and conditions["Failed"] == "True"
+
+
+# ---- the RayJob watch: only our RayJobs reach the operator ----
+
+
+def test_the_rayjob_watch_is_sent_only_our_rayjobs(
+    cluster: Cluster, namespace: str, operator: Operator, tmp_path: Path
+) -> None:
+    probe = Operator(
+        cluster,
+        tmp_path / "probe.log",
+        command=[
+            sys.executable, "-m", "kopf", "run", "-m", "tests.support.watch_probe",
+            "--standalone", "--namespace", namespace, "--verbose",
+        ],
+    )  # fmt: skip
+    cluster.logs["watch probe"] = probe.output
+    probe.start()
+    try:
+        apply_job(cluster, namespace, "first")
+        wait_for(lambda: f"saw {namespace}/first" in probe.output(), message="the probe watching")
+        foreign = {
+            "apiVersion": "ray.io/v1",
+            "kind": "RayJob",
+            "metadata": {"name": "foreign", "namespace": namespace},
+            "spec": {"entrypoint": "true"},
+        }
+        cluster.kubectl("create", "-f", "-", stdin=json.dumps(foreign))
+        apply_job(cluster, namespace, "second")
+        wait_for(lambda: f"saw {namespace}/second" in probe.output(), message="our next RayJob")
+        # A watch delivers in the order of changes: had the apiserver sent the foreign RayJob
+        # (created before "second"), the probe would have logged it first.
+        assert f"saw {namespace}/foreign" not in probe.output()
+    finally:
+        probe.stop()
+        cluster.logs.pop("watch probe")
+
+
+def test_the_resync_follows_a_rayjob_the_watch_no_longer_sees(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    apply_job(cluster, namespace, "unlabelled")
+    wait_for(lambda: cluster.get("rayjob", "unlabelled", namespace), message="RayJob unlabelled")
+    wait_phase(cluster, namespace, "unlabelled", "Submitted")
+    # Without its label the RayJob leaves the operator's watch; its changes are still found.
+    cluster.kubectl("label", "rayjob", "unlabelled", "-n", namespace, f"{LABEL_JOB}-")
+    cluster.drive(
+        namespace, "unlabelled", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+    )
+    assert wait_phase(cluster, namespace, "unlabelled", "Running")["rayJobName"] == "unlabelled"
