@@ -241,7 +241,7 @@ def test_the_job_reads_its_config_from_its_embeddingjob_with_its_own_rights(
     driver = shlex.split(rayjob["spec"]["entrypoint"])
     assert driver[:2] == ["embedding-job", "run"] and FROM_EMBEDDINGJOB_FLAG in driver
     driver[driver.index("--runner") + 1] = "native"  # no Ray cluster here
-    result = run_cli(*driver[2:], env=own_job_env(kubeconfig, namespace, "own", uid))
+    result = run_cli(*driver[1:], env=own_job_env(kubeconfig, namespace, "own", uid))
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = read_manifest(tmp_path / "out")
     assert (manifest["rowsIn"], manifest["rowsFailed"]) == (len(ids), 1)
