@@ -8,10 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from embedding_job.api import FROM_EMBEDDINGJOB_FLAG, load_config, parse_spec
+from embedding_job.api import (
+    API_VERSION,
+    FROM_EMBEDDINGJOB_FLAG,
+    GROUP,
+    KIND,
+    load_config,
+    parse_spec,
+)
 from embedding_operator.builders import LABEL_JOB, Defaults, Owner, build_rayjob
 from tests.support.jobs import examples
 from tests.support.kube import Cluster, Operator
+from tests.support.specs import largest_spec
 from tests.support.waiting import wait_for
 
 JOB = """
@@ -550,3 +558,28 @@ def test_the_resync_follows_a_rayjob_the_watch_no_longer_sees(
         namespace, "unlabelled", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
     )
     assert wait_phase(cluster, namespace, "unlabelled", "Running")["rayJobName"] == "unlabelled"
+
+
+def test_the_largest_spec_the_schema_admits_is_handled(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    manifest = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "huge"}}
+    text = json.dumps({**manifest, "spec": largest_spec()})
+    # Client-side apply keeps a copy of the object in an annotation, which cannot hold it.
+    refused = cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=text, check=False)
+    assert refused.returncode != 0 and "Too long" in refused.stderr, refused.stderr[-2000:]
+    cluster.kubectl("create", "-n", namespace, "-f", "-", stdin=text)
+    # The default policy refuses its NFS volumes and tolerations. kopf then records what it
+    # handled in an annotation: a copy of this spec would be refused (422, Too long) and kopf
+    # would handle the job again and again; it records spec.suspend only.
+    status = wait_phase(cluster, namespace, "huge", "Failed")
+    assert status["reason"] == "PolicyDenied"
+    handled = wait_for(
+        lambda: (
+            (cluster.get("ej", "huge", namespace) or {})["metadata"]
+            .get("annotations", {})
+            .get(f"{GROUP}/last-handled-configuration")
+        ),
+        message="kopf's record of the handled job",
+    )
+    assert json.loads(handled) == {"spec": {"suspend": False}}
