@@ -29,6 +29,10 @@ def operator_policy(defaults: Defaults) -> Policy:
     return Policy.from_env(defaults.job_image)
 
 
+#: Handlers are synchronous (the official client): enough threads that a burst of new jobs is
+#: not served a few at a time, each with a connection of its own (``kube.login``).
+HANDLER_THREADS = int(os.environ.get("EMBEDDING_OPERATOR_WORKERS", "32"))
+
 #: What kopf need not remember of a handled EmbeddingJob: the rest of the spec cannot change
 #: (the CRD says so) and no handler looks at labels or annotations. Its annotation then holds
 #: ``spec.suspend`` only, instead of a copy of a spec that can be larger than every
@@ -59,6 +63,4 @@ def configure(settings: kopf.OperatorSettings) -> None:
         os.environ.get("EMBEDDING_OPERATOR_WATCH_CONNECT_TIMEOUT", "30")
     )
     settings.posting.reporting_component = "embedding-operator"
-    # Handlers are synchronous (the official client): enough threads that a burst of new jobs
-    # is not served a few at a time.
-    settings.execution.max_workers = int(os.environ.get("EMBEDDING_OPERATOR_WORKERS", "32"))
+    settings.execution.max_workers = HANDLER_THREADS
