@@ -64,8 +64,7 @@ def _get(reporter: StatusReporter, where: str) -> dict[str, Any]:
         raise ConfigUnavailableError(_refusal(where, exc.status, exc.reason)) from None
     except Exception as exc:  # noqa: BLE001 - refused, timed out, TLS: the API is out of reach
         raise ConfigUnavailableError(
-            f"cannot read {where}: the Kubernetes API is out of reach "
-            f"({type(exc).__name__}: {exc})"
+            f"cannot read {where}: the Kubernetes API is out of reach ({type(exc).__name__}: {exc})"
         ) from None
     return resource
 
