@@ -53,6 +53,13 @@ def wait_phase(cluster: Cluster, namespace: str, name: str, phase: str) -> dict[
     )
 
 
+def submitted(cluster: Cluster, namespace: str, name: str) -> None:
+    """Apply the job and wait until its RayJob exists and its status says Submitted."""
+    apply_job(cluster, namespace, name)
+    wait_for(lambda: cluster.get("rayjob", name, namespace), message=f"RayJob {name}")
+    wait_phase(cluster, namespace, name, "Submitted")
+
+
 def events(cluster: Cluster, namespace: str) -> list[tuple[str, str, str]]:
     items = cluster.items("events", namespace)
     return [
@@ -300,9 +307,7 @@ def test_a_rayjob_deleted_under_a_running_job_fails_it(
 def test_a_restart_never_recreates_a_deleted_rayjob(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply_job(cluster, namespace, "rerun")
-    wait_for(lambda: cluster.get("rayjob", "rerun", namespace), message="RayJob rerun")
-    wait_phase(cluster, namespace, "rerun", "Submitted")
+    submitted(cluster, namespace, "rerun")
     operator.stop()
     cluster.kubectl("delete", "rayjob", "rerun", "-n", namespace)
     operator.start()
@@ -549,9 +554,7 @@ def test_the_rayjob_watch_is_sent_only_our_rayjobs(
 def test_the_resync_follows_a_rayjob_the_watch_no_longer_sees(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply_job(cluster, namespace, "unlabelled")
-    wait_for(lambda: cluster.get("rayjob", "unlabelled", namespace), message="RayJob unlabelled")
-    wait_phase(cluster, namespace, "unlabelled", "Submitted")
+    submitted(cluster, namespace, "unlabelled")
     # Without its label the RayJob leaves the operator's watch; its changes are still found.
     cluster.kubectl("label", "rayjob", "unlabelled", "-n", namespace, f"{LABEL_JOB}-")
     cluster.drive(
