@@ -134,6 +134,10 @@ def run(jobs: int, rss_jobs: int) -> dict[str, Any]:
         result: dict[str, Any] = {"burst": burst(api, [f"j{i:04d}" for i in range(jobs)], seen)}
         # How much of the burst the operator itself computed (the rest: apiserver, etcd).
         result["burst"]["operator_cpu_s"] = round(cpu_seconds(operator.process.pid) - cpu_before, 2)
+        # urllib3 warns for each connection it closes because its pool is full: each costs a
+        # new TLS connection for the next call (0 when every handler thread keeps its own).
+        log = operator.log.read_text(errors="replace")
+        result["burst"]["connections_discarded"] = log.count("Connection pool is full")
         rest = [f"r{i:04d}" for i in range(max(0, rss_jobs - jobs - 1))]
         if rest:
             burst(api, rest, seen)

@@ -1,7 +1,8 @@
 """``embedding-job``: run, validate or demo an embedding job.
 
-Exit codes: 0 success; 1 unexpected failure; 2 invalid config or usage; 3 model, input or output
-not usable (before any data is processed); 4 too many rows failed.
+Exit codes: 0 success; 1 unexpected failure; 2 invalid config or usage; 3 the config (from the
+EmbeddingJob), model, input or output not usable (before any data is processed); 4 too many rows
+failed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from embedding_job.api import (
+    FROM_EMBEDDINGJOB_FLAG,
     TELEMETRY_OFF,
     ConfigError,
     EmbeddingJobConfig,
@@ -22,6 +24,7 @@ from embedding_job.api import (
     load_config,
 )
 from embedding_job.run import status_report as report
+from embedding_job.run.own_config import read_own_config
 
 log = logging.getLogger("embedding_job")
 
@@ -46,10 +49,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def config_args(p: argparse.ArgumentParser) -> None:
+    def config_args(p: argparse.ArgumentParser, own_job: bool = False) -> None:
         src = p.add_mutually_exclusive_group(required=True)
         src.add_argument("--config", "-c", help="job config file (YAML/JSON, or - for stdin)")
         src.add_argument("--config-json", help="job config as a JSON string")
+        if own_job:
+            src.add_argument(
+                FROM_EMBEDDINGJOB_FLAG,
+                dest="from_embeddingjob",
+                action="store_true",
+                help="read the config from the EmbeddingJob named by EMBEDDING_JOB_NAME and "
+                "EMBEDDING_JOB_NAMESPACE (what the operator's driver does)",
+            )
         p.add_argument(
             "--set",
             dest="overrides",
@@ -60,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     run = sub.add_parser("run", help="run an embedding job")
-    config_args(run)
+    config_args(run, own_job=True)
     run.add_argument(
         "--runner",
         choices=["native", "ray"],
@@ -91,7 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_config(args: argparse.Namespace) -> EmbeddingJobConfig:
+def _read_config(
+    args: argparse.Namespace, reporter: report.StatusReporter | None
+) -> EmbeddingJobConfig:
+    if args.command == "run" and args.from_embeddingjob:
+        return read_own_config(reporter, args.overrides)
     if args.config_json is not None:
         text = args.config_json
     elif args.config == "-":
@@ -161,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("DAFT_PROGRESS_BAR", "0")
     # In a cluster the job tells its EmbeddingJob why it fails (None elsewhere).
     reporter = report.from_env() if args.command == "run" else None
-    if reporter is not None:
-        reporter.started()
     try:
         if args.command == "schema":
             print(json.dumps(json_schema(), indent=2, sort_keys=True))
@@ -170,13 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             manifest = _demo(args)
         else:
-            cfg = _read_config(args)
+            cfg = _read_config(args, reporter)
             if args.command == "validate":
                 wire = cfg.to_wire()
                 # What the run will use: the format inferred from the URI when none is given.
                 wire["input"]["format"] = cfg.input.resolved_format.value
                 print(json.dumps(wire, indent=2, sort_keys=True))
                 return 0
+            if reporter is not None:
+                reporter.started()
             manifest = _run(cfg, args.runner, args.ray_address)
     except ConfigError as exc:
         print(f"embedding-job: {exc}", file=sys.stderr)

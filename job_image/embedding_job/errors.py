@@ -27,6 +27,12 @@ class OutputExistsError(JobError):
     exit_code = 3
 
 
+class ConfigUnavailableError(JobError):
+    """The job's config could not be read from its own EmbeddingJob (``--from-embeddingjob``)."""
+
+    exit_code = 3
+
+
 class TooManyFailuresError(JobError):
     """More rows failed than ``errors.maxFailedFraction`` allows."""
 

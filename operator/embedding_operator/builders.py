@@ -9,6 +9,7 @@ from typing import Any
 
 from embedding_job.api import (
     API_VERSION,
+    FROM_EMBEDDINGJOB_FLAG,
     GROUP,
     JOB_NAME_ENV,
     JOB_NAMESPACE_ENV,
@@ -156,11 +157,11 @@ def build_job_identity(owner: Owner, spec: EmbeddingJobSpec) -> list[dict[str, A
     return objects
 
 
-def entrypoint(spec: EmbeddingJobSpec) -> str:
-    """The driver command: the job validates its config with the same contract."""
-    return shlex.join(
-        ["embedding-job", "run", "--runner", "ray", "--config-json", spec.job_config().to_json()]
-    )
+def entrypoint() -> str:
+    """The driver command. It carries no config, which no command line is sure to hold: the job
+    reads the spec of the EmbeddingJob its environment names, with its own ServiceAccount, and
+    validates it with the same contract."""
+    return shlex.join(["embedding-job", "run", "--runner", "ray", FROM_EMBEDDINGJOB_FLAG])
 
 
 def job_identity_env(owner: Owner) -> dict[str, str]:
@@ -381,7 +382,7 @@ def build_rayjob(owner: Owner, spec: EmbeddingJobSpec, defaults: Defaults) -> di
     lifecycle = spec.cluster.lifecycle
     image = spec.cluster.image or defaults.job_image
     rayjob_spec: dict[str, Any] = {
-        "entrypoint": entrypoint(spec),
+        "entrypoint": entrypoint(),
         "runtimeEnvYAML": runtime_env_yaml(owner),
         "submissionMode": spec.cluster.submission_mode.value,
         "shutdownAfterJobFinishes": True,

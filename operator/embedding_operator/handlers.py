@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import random
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -172,9 +173,9 @@ def submit(
     name, namespace = str(body.metadata.name), str(body.metadata.namespace)
     uid = str(body.metadata.uid)
     if status.get("rayJobName"):
-        # Submitted before (an operator restart): never create it again, only look at it.
-        rayjob = kube.get_rayjob(namespace, status["rayJobName"])
-        _reflect(body, rayjob, status["rayJobName"], patch)
+        # Submitted before (an operator restart): never create it again. Its resync timer
+        # looks at the RayJob, at a random point of its first interval, so that a restart
+        # does not read every RayJob of every job at once.
         return
     try:
         problems = check_name(name)
@@ -309,7 +310,21 @@ def _resyncable(status: Mapping[str, Any], **_: Any) -> bool:
     return in_flight(dict(status or {}))
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, when=_resyncable)
+def _first_resync(**_: Any) -> float:
+    """Spread the first resync of each job over one interval: a burst of new jobs, or every
+    job at a restart, would otherwise read their RayJobs all at once (and a new job's RayJob
+    was only just read by ``submit``)."""
+    return random.uniform(0, RESYNC_SECONDS)
+
+
+@kopf.timer(
+    GROUP,
+    VERSION,
+    PLURAL,
+    interval=RESYNC_SECONDS,
+    initial_delay=_first_resync,
+    when=_resyncable,
+)
 def resync(body: kopf.Body, **_: Any) -> None:
     """Every running job, from its RayJob's current state: a lost RayJob event, a failed
     status patch or a RayJob deleted under the job is repaired or reported here."""

@@ -9,13 +9,13 @@ import kopf
 
 from embedding_operator import handlers as handlers  # registers the handlers
 from embedding_operator import kube
-from embedding_operator.settings import configure
+from embedding_operator.settings import HANDLER_THREADS, configure
 
 
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     configure(settings)
-    kube.login()
+    kube.login(connections=HANDLER_THREADS)
 
 
 @kopf.on.probe(id="now")

@@ -6,8 +6,9 @@ import os
 
 import kopf
 
-from embedding_job.api import GROUP
-from embedding_operator.builders import Defaults
+from embedding_job.api import GROUP, EmbeddingJobSpec
+from embedding_operator.builders import LABEL_JOB, Defaults
+from embedding_operator.kube import RAY_GROUP, RAY_PLURAL
 from embedding_operator.policy import Policy
 
 
@@ -29,13 +30,29 @@ def operator_policy(defaults: Defaults) -> Policy:
     return Policy.from_env(defaults.job_image)
 
 
+#: Handlers are synchronous (the official client): enough threads that a burst of new jobs is
+#: not served a few at a time, each with a connection of its own (``kube.login``).
+HANDLER_THREADS = int(os.environ.get("EMBEDDING_OPERATOR_WORKERS", "32"))
+
+#: What kopf need not remember of a handled EmbeddingJob: the rest of the spec cannot change
+#: (the CRD says so) and no handler looks at labels or annotations. Its annotation then holds
+#: ``spec.suspend`` only, instead of a copy of a spec that can be larger than every
+#: annotation together may be (256 KiB).
+_UNWATCHED = [
+    "metadata",
+    *(f"spec.{name}" for name in EmbeddingJobSpec.model_fields if name != "suspend"),
+]
+
+
 def configure(settings: kopf.OperatorSettings) -> None:
     """Our own annotation/finalizer prefix, watch timeouts and event posting."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
+        prefix=GROUP, key="last-handled-configuration", ignored_fields=_UNWATCHED
     )
+    # Only our own RayJobs cross the wire: the apiserver filters the watch by their label.
+    settings.watching.label_selectors[RAY_GROUP, RAY_PLURAL] = LABEL_JOB
     # Watches end and restart on these timeouts, so a silently dropped connection heals.
     settings.watching.server_timeout = int(
         os.environ.get("EMBEDDING_OPERATOR_WATCH_SERVER_TIMEOUT", "300")
@@ -47,6 +64,4 @@ def configure(settings: kopf.OperatorSettings) -> None:
         os.environ.get("EMBEDDING_OPERATOR_WATCH_CONNECT_TIMEOUT", "30")
     )
     settings.posting.reporting_component = "embedding-operator"
-    # Handlers are synchronous (the official client): enough threads that a burst of new jobs
-    # is not served a few at a time.
-    settings.execution.max_workers = int(os.environ.get("EMBEDDING_OPERATOR_WORKERS", "32"))
+    settings.execution.max_workers = HANDLER_THREADS

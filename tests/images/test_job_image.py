@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from embedding_job.api import parse_spec
+from embedding_job.api import FROM_EMBEDDINGJOB_FLAG, config_of, parse_spec
 from embedding_operator.builders import Defaults, Owner, build_rayjob, entrypoint
 from tests.support import image_build
 from tests.support.containers import PODMAN, image_user, run_args
@@ -47,11 +47,20 @@ def spec(data: str, models: str) -> dict[str, Any]:
 
 
 def head_pod(image: str, models: str = "/models") -> tuple[dict[str, Any], dict[str, Any], str]:
-    """The head pod and container the operator builds, and the driver command it submits."""
-    parsed = parse_spec(spec(DATA, models))
-    rayjob = build_rayjob(OWNER, parsed, Defaults(job_image=image))
+    """The head pod and container the operator builds, and the driver command it submits,
+    with the config passed inline: the container has no apiserver to read its EmbeddingJob
+    from (that route is tested in tests/integration/test_progress.py)."""
+    rayjob = build_rayjob(OWNER, parse_spec(spec(DATA, models)), Defaults(job_image=image))
     pod = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
-    return pod, pod["containers"][0], entrypoint(parsed)
+    driver = shlex.split(entrypoint())
+    at = driver.index(FROM_EMBEDDINGJOB_FLAG)
+    driver[at : at + 1] = ["--config-json", config_json(spec(DATA, models))]
+    return pod, pod["containers"][0], shlex.join(driver)
+
+
+def config_json(job_spec: dict[str, Any]) -> str:
+    """The job config an EmbeddingJob of this spec gives its job."""
+    return config_of({"kind": "EmbeddingJob", "spec": job_spec}).to_json()
 
 
 def readable_by_all(root: Path) -> Path:
@@ -102,9 +111,7 @@ def assert_output_matches_a_host_run(
     assert (data / "out" / "_SUCCESS").exists()
     host_spec = spec(str(data), str(models_root))
     host_spec["output"]["uri"] = str(tmp_path / "host-out")
-    host = run_cli(
-        "run", "--config-json", parse_spec(host_spec).job_config().to_json(), "--runner", "native"
-    )
+    host = run_cli("run", "--config-json", config_json(host_spec), "--runner", "native")
     assert host.returncode == 0, host.stderr[-4000:]
     ours, theirs = by_name(out), by_name(read_output(tmp_path / "host-out"))
     assert ours.keys() == theirs.keys() == {f"{n}.jpg" for n in {**good_images(), **bad_images()}}

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
+from pathlib import Path
 from typing import Any
 
-from embedding_job.api import load_config, parse_spec
-from embedding_operator.builders import Defaults, Owner, build_rayjob
+from embedding_job.api import (
+    API_VERSION,
+    FROM_EMBEDDINGJOB_FLAG,
+    GROUP,
+    KIND,
+    load_config,
+    parse_spec,
+)
+from embedding_operator.builders import LABEL_JOB, Defaults, Owner, build_rayjob
 from tests.support.jobs import examples
 from tests.support.kube import Cluster, Operator
+from tests.support.specs import largest_spec
 from tests.support.waiting import wait_for
 
 JOB = """
@@ -41,6 +51,13 @@ def wait_phase(cluster: Cluster, namespace: str, name: str, phase: str) -> dict[
         lambda: (s := ej_status(cluster, namespace, name)).get("phase") == phase and s,
         message=lambda: f"phase {phase}; status is {ej_status(cluster, namespace, name)}",
     )
+
+
+def submitted(cluster: Cluster, namespace: str, name: str) -> None:
+    """Apply the job and wait until its RayJob exists and its status says Submitted."""
+    apply_job(cluster, namespace, name)
+    wait_for(lambda: cluster.get("rayjob", name, namespace), message=f"RayJob {name}")
+    wait_phase(cluster, namespace, name, "Submitted")
 
 
 def events(cluster: Cluster, namespace: str) -> list[tuple[str, str, str]]:
@@ -91,8 +108,9 @@ def test_create_makes_exactly_one_rayjob(
         owner, parse_spec(ej["spec"]), Defaults(job_image="example.invalid/embedding-job:test")
     )
     assert_kept(built["spec"], rayjob["spec"])
-    argv = shlex.split(rayjob["spec"]["entrypoint"])
-    assert load_config(argv[argv.index("--config-json") + 1]).model.name == "facebook/dinov2-base"
+    # The driver reads its config from this EmbeddingJob: none of it is in the command.
+    assert shlex.split(rayjob["spec"]["entrypoint"])[-1] == FROM_EMBEDDINGJOB_FLAG
+    assert "s3://bucket" not in rayjob["spec"]["entrypoint"]
     status = wait_phase(cluster, namespace, "photos", "Submitted")
     assert status["rayJobName"] == "photos" and status["output"]["uri"] == "s3://bucket/out/photos/"
     assert ("Normal", "CreatedRayJob", "created RayJob photos") in events(cluster, namespace)
@@ -289,9 +307,7 @@ def test_a_rayjob_deleted_under_a_running_job_fails_it(
 def test_a_restart_never_recreates_a_deleted_rayjob(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply_job(cluster, namespace, "rerun")
-    wait_for(lambda: cluster.get("rayjob", "rerun", namespace), message="RayJob rerun")
-    wait_phase(cluster, namespace, "rerun", "Submitted")
+    submitted(cluster, namespace, "rerun")
     operator.stop()
     cluster.kubectl("delete", "rayjob", "rerun", "-n", namespace)
     operator.start()
@@ -497,3 +513,76 @@ def test_a_spec_outside_the_tenancy_policy_fails_without_a_rayjob(
     assert cluster.get("rayjob", "greedy", namespace) is None
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions["Submitted"] == "False" and conditions["Failed"] == "True"
+
+
+# ---- the RayJob watch: only our RayJobs reach the operator ----
+
+
+def test_the_rayjob_watch_is_sent_only_our_rayjobs(
+    cluster: Cluster, namespace: str, operator: Operator, tmp_path: Path
+) -> None:
+    probe = Operator(
+        cluster,
+        tmp_path / "probe.log",
+        command=[
+            sys.executable, "-m", "kopf", "run", "-m", "tests.support.watch_probe",
+            "--standalone", "--namespace", namespace, "--verbose",
+        ],
+    )  # fmt: skip
+    cluster.logs["watch probe"] = probe.output
+    probe.start()
+    try:
+        apply_job(cluster, namespace, "first")
+        wait_for(lambda: f"saw {namespace}/first" in probe.output(), message="the probe watching")
+        foreign = {
+            "apiVersion": "ray.io/v1",
+            "kind": "RayJob",
+            "metadata": {"name": "foreign", "namespace": namespace},
+            "spec": {"entrypoint": "true"},
+        }
+        cluster.kubectl("create", "-f", "-", stdin=json.dumps(foreign))
+        apply_job(cluster, namespace, "second")
+        wait_for(lambda: f"saw {namespace}/second" in probe.output(), message="our next RayJob")
+        # A watch delivers in the order of changes: had the apiserver sent the foreign RayJob
+        # (created before "second"), the probe would have logged it first.
+        assert f"saw {namespace}/foreign" not in probe.output()
+    finally:
+        probe.stop()
+        cluster.logs.pop("watch probe")
+
+
+def test_the_resync_follows_a_rayjob_the_watch_no_longer_sees(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    submitted(cluster, namespace, "unlabelled")
+    # Without its label the RayJob leaves the operator's watch; its changes are still found.
+    cluster.kubectl("label", "rayjob", "unlabelled", "-n", namespace, f"{LABEL_JOB}-")
+    cluster.drive(
+        namespace, "unlabelled", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+    )
+    assert wait_phase(cluster, namespace, "unlabelled", "Running")["rayJobName"] == "unlabelled"
+
+
+def test_the_largest_spec_the_schema_admits_is_handled(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    manifest = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "huge"}}
+    text = json.dumps({**manifest, "spec": largest_spec()})
+    # Client-side apply keeps a copy of the object in an annotation, which cannot hold it.
+    refused = cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=text, check=False)
+    assert refused.returncode != 0 and "Too long" in refused.stderr, refused.stderr[-2000:]
+    cluster.kubectl("create", "-n", namespace, "-f", "-", stdin=text)
+    # The default policy refuses its NFS volumes and tolerations. kopf then records what it
+    # handled in an annotation: a copy of this spec would be refused (422, Too long) and kopf
+    # would handle the job again and again; it records spec.suspend only.
+    status = wait_phase(cluster, namespace, "huge", "Failed")
+    assert status["reason"] == "PolicyDenied"
+    handled = wait_for(
+        lambda: (
+            (cluster.get("ej", "huge", namespace) or {})["metadata"]
+            .get("annotations", {})
+            .get(f"{GROUP}/last-handled-configuration")
+        ),
+        message="kopf's record of the handled job",
+    )
+    assert json.loads(handled) == {"spec": {"suspend": False}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +11,13 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from embedding_job.api import parse_config
+from embedding_job.api import API_VERSION, FROM_EMBEDDINGJOB_FLAG, KIND, parse_config
 from embedding_job.model.embedder import EmbedderSettings
 from embedding_job.run.pipeline import Workers, embed
 from embedding_job.run.row_counts import NativeTracker, RayTracker, worker_counter
 from embedding_job.run.status_report import StatusReporter
 from tests.support.images import good_images
-from tests.support.jobs import run_cli, table, write_config
+from tests.support.jobs import job, read_manifest, run_cli, table, write_config
 from tests.support.kube import Cluster, Operator
 from tests.support.models import DINOV2
 from tests.support.waiting import wait_for
@@ -35,8 +36,16 @@ def api_as(kubeconfig: Path) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
 
 
-def job_identity(cluster: Cluster, namespace: str, name: str, tmp_path: Path) -> Path:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=JOB.format(name=name))
+def job_identity(
+    cluster: Cluster, namespace: str, name: str, tmp_path: Path, spec: dict[str, Any] | None = None
+) -> Path:
+    """Apply the EmbeddingJob (JOB, or one with this spec); a kubeconfig as its own
+    ServiceAccount once the operator has made it."""
+    if spec is None:
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=JOB.format(name=name))
+    else:
+        manifest = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}}
+        cluster.apply({**manifest, "spec": spec}, namespace=namespace)
     wait_for(
         lambda: cluster.get("rolebinding", f"{name}-embedding-job-status", namespace),
         message="job identity",
@@ -207,3 +216,80 @@ def test_a_failing_job_reports_why_and_a_retry_clears_it(
     assert result.returncode == 0, result.stderr[-3000:]
     final = status(cluster, namespace, "broken")
     assert "jobError" not in final and final["output"]["rows"] == 2
+
+
+def own_job_env(kubeconfig: Path, namespace: str, name: str, uid: str) -> dict[str, str]:
+    """What the operator gives the driver: its EmbeddingJob's identity, and credentials."""
+    return {
+        "KUBECONFIG": str(kubeconfig),
+        "EMBEDDING_JOB_NAME": name,
+        "EMBEDDING_JOB_NAMESPACE": namespace,
+        "EMBEDDING_JOB_UID": uid,
+    }
+
+
+def test_the_job_reads_its_config_from_its_embeddingjob_with_its_own_rights(
+    cluster: Cluster, namespace: str, operator: Operator, tmp_path: Path, models_root: Path
+) -> None:
+    ids = [f"img-{i:02d}" for i in range(6)] + ["bad-1"]
+    spec = job(models_root, table(tmp_path / "in.parquet", ids), tmp_path / "out")
+    spec["input"]["srcType"] = "image_binary"
+    kubeconfig = job_identity(cluster, namespace, "own", tmp_path, spec)
+    uid = cluster.get("ej", "own", namespace)["metadata"]["uid"]  # type: ignore[index]
+    # The operator's driver command, as it is, with the job's ServiceAccount token only.
+    rayjob = wait_for(lambda: cluster.get("rayjob", "own", namespace), message="RayJob own")
+    driver = shlex.split(rayjob["spec"]["entrypoint"])
+    assert driver[:2] == ["embedding-job", "run"] and FROM_EMBEDDINGJOB_FLAG in driver
+    driver[driver.index("--runner") + 1] = "native"  # no Ray cluster here
+    result = run_cli(*driver[1:], env=own_job_env(kubeconfig, namespace, "own", uid))
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = read_manifest(tmp_path / "out")
+    assert (manifest["rowsIn"], manifest["rowsFailed"]) == (len(ids), 1)
+    assert status(cluster, namespace, "own")["output"]["rows"] == len(ids)
+
+
+def test_a_job_that_cannot_read_its_config_says_why(
+    cluster: Cluster, namespace: str, operator: Operator, tmp_path: Path
+) -> None:
+    job_identity(cluster, namespace, "unread", tmp_path)
+    uid = cluster.get("ej", "unread", namespace)["metadata"]["uid"]  # type: ignore[index]
+    # An identity that may patch the job's status but not read it.
+    rule = {"apiGroups": [API_VERSION.split("/")[0]], "resources": ["embeddingjobs/status"]}
+    cluster.apply(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "blind"}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "blind"},
+            "rules": [{**rule, "resourceNames": ["unread"], "verbs": ["patch"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "blind"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "blind"},
+            "subjects": [{"kind": "ServiceAccount", "name": "blind", "namespace": namespace}],
+        },
+        namespace=namespace,
+    )
+    blind = cluster.kubeconfig_for("blind", namespace, tmp_path / "blind.kubeconfig")
+    result = run_cli(
+        "run", FROM_EMBEDDINGJOB_FLAG, env=own_job_env(blind, namespace, "unread", uid)
+    )
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "may not read it" in result.stderr
+    error = wait_for(
+        lambda: status(cluster, namespace, "unread").get("jobError"), message="jobError"
+    )
+    assert error["reason"] == "ConfigUnavailable" and "403" in error["message"]
+    # A namesake with another uid is another job: the run stops and writes nothing to it.
+    mine = cluster.kubeconfig_for("unread-embedding-job", namespace, tmp_path / "unread.kubeconfig")
+    result = run_cli(
+        "run", FROM_EMBEDDINGJOB_FLAG, env=own_job_env(mine, namespace, "unread", "gone-uid")
+    )
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "another job now" in result.stderr and "gone-uid" in result.stderr
+    assert status(cluster, namespace, "unread")["jobError"] == error
+    # Without the identity the operator sets, the run says what is missing.
+    result = run_cli("run", FROM_EMBEDDINGJOB_FLAG, env={"EMBEDDING_JOB_NAME": ""})
+    assert result.returncode == 3 and "EMBEDDING_JOB_NAMESPACE" in result.stderr

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from embedding_job.api import ConfigError, check_name, load_config, parse_spec
+from embedding_job.api import ConfigError, check_name, parse_spec
 from embedding_operator.builders import Defaults, Owner, build_rayjob, entrypoint
 
 OWNER = Owner(name="photos", namespace="team-a", uid="1234-uid")
@@ -100,12 +100,13 @@ def test_metadata_owner_reference_labels_and_lifecycle() -> None:
     assert spec["rayClusterSpec"]["authOptions"] == {"mode": "token"}
 
 
-def test_entrypoint_config_round_trips_through_the_contract() -> None:
-    spec = parse_spec(SPEC)
-    argv = shlex.split(entrypoint(spec))
-    assert argv[:4] == ["embedding-job", "run", "--runner", "ray"]
-    assert argv[4] == "--config-json"
-    assert load_config(argv[5]) == spec.job_config()
+def test_the_driver_reads_its_config_from_its_embeddingjob() -> None:
+    # No config on the command line (bounded): the job reads the spec the environment names.
+    manifest = rayjob()
+    argv = shlex.split(manifest["spec"]["entrypoint"])
+    assert argv == ["embedding-job", "run", "--runner", "ray", "--from-embeddingjob"]
+    assert argv == shlex.split(entrypoint())
+    assert "s3://bucket" not in manifest["spec"]["entrypoint"]
 
 
 def test_the_job_identity_travels_in_the_ray_runtime_env_too() -> None:

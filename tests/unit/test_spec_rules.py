@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 import yaml
 
 from embedding_job.api import (
+    API_VERSION,
+    KIND,
     MAX_COLUMNS,
     MAX_PATH,
     MAX_URI,
     ConfigError,
-    EmbeddingJobSpec,
     check_name,
     parse_spec,
     quantity_value,
 )
-from embedding_operator.builders import entrypoint
+from embedding_operator.builders import Defaults, Owner, build_rayjob, entrypoint
+from embedding_operator.settings import configure
+from tests.support.specs import largest_spec
 
 BASE: dict[str, Any] = {"input": {"uri": "s3://b/in/"}, "output": {"uri": "s3://b/out/"}}
 
@@ -116,20 +121,31 @@ def test_sizes_are_bounded() -> None:
     assert "spec.input.columns" in problems(input={"uri": "s3://b/in.parquet", "columns": columns})
 
 
-def test_the_largest_admitted_spec_fits_one_command_line_argument() -> None:
-    # The entrypoint is one `sh -c` argument: Linux refuses one over 128 KiB (E2BIG). The worst
-    # character is a quote: shell quoting turns ' into '"'"'.
-    uri = "s3://b/" + "'" * (MAX_URI - len("s3://b/"))
-    columns = [f"c{i:03d}" + "c" * 252 for i in range(MAX_COLUMNS)]
-    spec = EmbeddingJobSpec.model_validate(
-        {
-            "input": {"uri": uri, "format": "parquet", "columns": columns, "idColumn": "i" * 256},
-            "output": {"uri": uri},
-            "model": {"path": "/" + "'" * (MAX_PATH - 1), "name": "n" * 256},
-        }
-    )
-    command = entrypoint(spec)
-    assert len(columns[0]) == 256 and len(command.encode()) < 128 * 1024, len(command)
+def test_the_largest_admitted_spec_leaves_the_driver_command_alone() -> None:
+    # The driver's command line (one `sh -c` argument, at most 128 KiB on Linux) carries no
+    # config: the job reads it from its EmbeddingJob.
+    spec = parse_spec(largest_spec())
+    manifest = build_rayjob(Owner("big", "team-a", "uid-1"), spec, Defaults())
+    assert manifest["spec"]["entrypoint"] == entrypoint()
+    assert len(entrypoint()) < 100 and len(json.dumps(largest_spec())) > 300_000
+    # What the bounds still guard: every object made from a spec stays far below what etcd
+    # stores (1.5 MiB); the RayJob holds the pods' volumes, selectors and tolerations twice.
+    assert len(json.dumps(manifest)) < 1024 * 1024
+
+
+def test_kopf_remembers_only_what_can_change_of_the_largest_spec() -> None:
+    # kopf keeps its last-handled state in an annotation; every annotation of an object
+    # together may hold 256 KiB, less than the largest spec: it keeps spec.suspend only.
+    settings = kopf.OperatorSettings()
+    configure(settings)
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": "big", "labels": {"team": "a"}, "annotations": {"note": "x" * 1000}},
+        "spec": {**largest_spec(), "suspend": False},
+    }
+    essence = settings.persistence.diffbase_storage.build(body=kopf.Body(body))  # type: ignore[arg-type]
+    assert essence == {"spec": {"suspend": False}}
 
 
 def test_the_contract_package_exports_every_public_name_of_its_modules() -> None:

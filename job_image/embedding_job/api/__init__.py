@@ -39,6 +39,7 @@ from embedding_job.api.cluster import (
     WorkerSpec,
 )
 from embedding_job.api.env import (
+    FROM_EMBEDDINGJOB_FLAG,
     JOB_NAME_ENV,
     JOB_NAMESPACE_ENV,
     JOB_UID_ENV,
@@ -87,6 +88,7 @@ from embedding_job.api.kube_names import (
 )
 from embedding_job.api.loading import (
     apply_overrides,
+    config_of,
     json_schema,
     load_config,
     parse_config,
@@ -128,6 +130,7 @@ __all__ = [
     "DNS_LABEL",
     "DNS_SUBDOMAIN",
     "EXTENDED_RESOURCE",
+    "FROM_EMBEDDINGJOB_FLAG",
     "GROUP",
     "JOB_NAMESPACE_ENV",
     "JOB_NAME_ENV",
@@ -203,6 +206,7 @@ __all__ = [
     "apply_overrides",
     "check_column",
     "check_name",
+    "config_of",
     "format_errors",
     "infer_input_format",
     "json_schema",

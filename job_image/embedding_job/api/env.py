@@ -1,4 +1,4 @@
-"""Environment variables that cross from the operator to the job's pods."""
+"""What crosses from the operator to the job's pods: environment variables and the driver's flag."""
 
 from __future__ import annotations
 
@@ -14,3 +14,8 @@ TELEMETRY_OFF = {
 JOB_NAME_ENV = "EMBEDDING_JOB_NAME"
 JOB_NAMESPACE_ENV = "EMBEDDING_JOB_NAMESPACE"
 JOB_UID_ENV = "EMBEDDING_JOB_UID"
+
+#: ``embedding-job run`` flag: read the config from the EmbeddingJob the variables above name.
+#: The operator's driver command passes this instead of the config, which no command line can
+#: be trusted to hold (Linux refuses one argument over 128 KiB).
+FROM_EMBEDDINGJOB_FLAG = "--from-embeddingjob"

@@ -58,9 +58,15 @@ def load_config(text: str, overrides: Iterable[str] = ()) -> EmbeddingJobConfig:
         raise ConfigError([f"<file>: not valid YAML/JSON: {exc}"]) from None
     if not isinstance(data, dict):
         raise ConfigError(["<root>: the config must be a mapping with input and output sections"])
-    # Accept a whole EmbeddingJob manifest too: its spec carries the job config.
-    if data.get("kind") == "EmbeddingJob" and isinstance(data.get("spec"), dict):
-        data = {k: v for k, v in data["spec"].items() if k in EmbeddingJobConfig.model_fields}
+    return config_of(data, overrides)
+
+
+def config_of(data: Mapping[str, Any], overrides: Iterable[str] = ()) -> EmbeddingJobConfig:
+    """The job config in a mapping: a config itself, or a whole EmbeddingJob (its spec's job
+    fields; ``cluster`` and ``suspend`` are the operator's). Overrides applied, validated."""
+    spec = data.get("spec")
+    if data.get("kind") == "EmbeddingJob" and isinstance(spec, Mapping):
+        data = {k: v for k, v in spec.items() if k in EmbeddingJobConfig.model_fields}
     return parse_config(apply_overrides(data, overrides))
 
 

@@ -74,11 +74,6 @@ class EmbeddingJobSpec(EmbeddingJobConfig):
                 )
         return self
 
-    def job_config(self) -> EmbeddingJobConfig:
-        """The part of the spec that the job itself receives."""
-        data = self.model_dump(by_alias=True, exclude={"cluster", "suspend"})
-        return EmbeddingJobConfig.model_validate(data)
-
 
 def parse_spec(data: dict[str, Any]) -> EmbeddingJobSpec:
     """Validate an EmbeddingJob spec; ConfigError names each offending field as spec.<path>."""

@@ -19,6 +19,7 @@ from embedding_job.api import (
     GROUP,
     JOB_NAME_ENV,
     JOB_NAMESPACE_ENV,
+    JOB_UID_ENV,
     PLURAL,
     VERSION,
     EmbeddingJobStatus,
@@ -29,6 +30,8 @@ from embedding_job.api import (
 )
 
 log = logging.getLogger(__name__)
+
+_RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 def output_status(manifest: dict[str, Any]) -> OutputStatus:
@@ -53,13 +56,21 @@ def output_status(manifest: dict[str, Any]) -> OutputStatus:
 class StatusReporter:
     """Patches one EmbeddingJob's status subresource; never raises into the job."""
 
-    def __init__(self, namespace: str, name: str, api: Any):
-        self.namespace, self.name, self.api = namespace, name, api
+    def __init__(self, namespace: str, name: str, api: Any, uid: str | None = None):
+        self.namespace, self.name, self.api, self.uid = namespace, name, api, uid
         self._warned = False
+        self._detached = False
+
+    def detach(self) -> None:
+        """The EmbeddingJob of that name is another job (deleted and re-created): write to it
+        no more."""
+        self._detached = True
 
     def patch(self, status: EmbeddingJobStatus) -> bool:
         """Merge the fields set in ``status`` into the resource's status; False (logged once)
         on failure."""
+        if self._detached:
+            return False
         try:
             self.api.patch_namespaced_custom_object_status(
                 GROUP, VERSION, self.namespace, PLURAL, self.name, {"status": status.to_patch()}
@@ -125,6 +136,7 @@ def from_env(env: dict[str, str] | None = None) -> StatusReporter | None:
         return None
     try:
         from kubernetes import client, config
+        from urllib3.util.retry import Retry
 
         try:
             config.load_incluster_config()
@@ -133,7 +145,12 @@ def from_env(env: dict[str, str] | None = None) -> StatusReporter | None:
     except Exception as exc:  # noqa: BLE001 - no credentials: run without reporting
         log.warning("no Kubernetes credentials, progress is not reported: %s", exc)
         return None
-    return StatusReporter(namespace, name, client.CustomObjectsApi())
+    settings = client.Configuration.get_default_copy()
+    # A busy or restarting apiserver (429, 5xx, a refused connection) is waited out, with
+    # backoff, rather than costing the job its config or a report.
+    settings.retries = Retry(total=4, backoff_factor=1, status_forcelist=_RETRY_STATUSES)
+    api = client.CustomObjectsApi(client.ApiClient(settings))
+    return StatusReporter(namespace, name, api, env.get(JOB_UID_ENV) or None)
 
 
 class ProgressLoop:
