@@ -161,7 +161,11 @@ def run(args: list[str], *, cwd: Path = ROOT, timeout: float = 3600) -> str:
 
 
 def tracked_files(paths: Iterable[str]) -> list[Path]:
-    """The files git sees (tracked or not ignored) under the given context paths."""
+    """The files git sees (tracked or not ignored) under the given context paths (none for
+    no paths: git would list the whole checkout)."""
+    paths = list(paths)
+    if not paths:
+        return []
     out = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *paths])
     return sorted({ROOT / name for name in out.split("\0") if name and (ROOT / name).is_file()})
 

@@ -86,3 +86,15 @@ def test_the_images_are_keyed_by_the_files_their_copies_take() -> None:
         assert recipe.wheels and recipe.base in image_build.RECIPES
         assert (ROOT / recipe.containerfile).is_file()
     assert "pip.conf" not in image_build.pip_conf() and "no-index = true" in image_build.pip_conf()
+
+
+def test_a_containerfile_that_copies_nothing_is_keyed_by_itself_alone() -> None:
+    """The local Ray base COPYs nothing: no file of the checkout may change its key."""
+    recipe = image_build.RECIPES["embedding-operator-local-ray"]
+    assert image_build.source_parts(recipe) == [(ROOT / recipe.containerfile).read_bytes()]
+
+
+def test_the_wheelhouse_pins_what_the_images_install_and_no_dev_tool() -> None:
+    names = {name for name, _ in image_build.closure(image_build.IMAGE_REQUIREMENTS)}
+    assert {"torch", "daft", "ray", "transformers", "kopf", "pydantic"} <= names
+    assert not {"pytest", "ruff", "mypy", "moto", "embedding-job"} & names
