@@ -49,7 +49,7 @@ def embedding_job(
     *,
     model: str = MODEL,
     spec: dict[str, Any] | None = None,
-    ttl: int = 30,
+    ttl: int = 5,
 ) -> dict[str, Any]:
     provider.prepare_namespace(namespace)
     cluster = {**provider.cluster_overrides(), "lifecycle": {"ttlSecondsAfterFinished": ttl}}

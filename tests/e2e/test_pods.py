@@ -75,7 +75,8 @@ def test_object_store_in_and_out(
     assert provider.s3 is not None
     keys = stage_in_bucket(bucket, share(provider, namespace, "staging"), count=10)
     out = f"{bucket.uri}/out/"
-    manifest = embedding_job(provider, namespace, "s3", f"{bucket.uri}/in/", models)
+    # The cluster stays a minute after the job: its head holds the job's log read below.
+    manifest = embedding_job(provider, namespace, "s3", f"{bucket.uri}/in/", models, ttl=60)
     manifest["spec"]["output"]["uri"] = out
     provider.cluster.apply(manifest)
     check_gpu_workers(provider, namespace, count=1, gpus=1)
