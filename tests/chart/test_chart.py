@@ -18,6 +18,7 @@ OPERATOR_RULES = {
     ("embedding.dev", "embeddingjobs/finalizers"): {"update"},
     ("ray.io", "rayjobs"): {"get", "list", "watch", "create", "patch"},
     ("", "serviceaccounts"): {"get", "create"},
+    ("", "pods"): {"get", "list"},
     ("rbac.authorization.k8s.io", "roles"): {"get", "create"},
     ("rbac.authorization.k8s.io", "rolebindings"): {"get", "create"},
     ("", "events"): {"create", "patch"},
@@ -100,7 +101,7 @@ def test_namespaced_install_has_roles_only_in_watched_namespaces() -> None:
     assert sorted(r["metadata"]["namespace"] for r in by_kind(docs, "Role")) == ["team-a", "team-b"]
     assert all(rules_of(r) == OPERATOR_RULES for r in by_kind(docs, "Role"))
     args = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args == ["--namespace=team-a", "--namespace=team-b", "--debug"]
+    assert args[:3] == ["--namespace=team-a", "--namespace=team-b", "--debug"]
 
 
 def test_custom_images_and_service_account() -> None:
@@ -200,3 +201,23 @@ def test_the_policy_checks_the_claim_of_every_volume_the_contract_allows() -> No
     claims = [v for v in policy["spec"]["validations"] if "volumes[" in v["expression"]]
     assert len(claims) == MAX_VOLUMES
     assert f"volumes[{MAX_VOLUMES - 1}].claimName" in claims[-1]["expression"]
+
+
+def test_host_network_values_reach_the_operator_pod_and_its_settings() -> None:
+    """A cluster without a pod network (the node e2e): the operator on the host network with
+    cluster DNS and its probe on the given port, and the job pods' settings passed on."""
+    extra = ["--set", "hostNetwork=true", "--set", "probePort=18080"]
+    extra += ["--set", "jobPods.hostNetwork=true", "--set", "jobPods.imagePullGraceSeconds=30"]
+    extra += ["--set", "resyncSeconds=5"]
+    (deployment,) = by_kind(render(extra=extra), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert (pod["hostNetwork"], pod["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
+    (container,) = pod["containers"]
+    assert container["args"][-1] == "--liveness=http://0.0.0.0:18080/healthz"
+    assert container["ports"] == [{"name": "probe", "containerPort": 18080}]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["EMBEDDING_OPERATOR_JOB_HOST_NETWORK"] == "true"
+    assert env["EMBEDDING_OPERATOR_IMAGE_PULL_GRACE_SECONDS"] == "30"
+    assert env["EMBEDDING_OPERATOR_RESYNC_SECONDS"] == "5"
+    (default,) = by_kind(render(), "Deployment")
+    assert "hostNetwork" not in default["spec"]["template"]["spec"]
