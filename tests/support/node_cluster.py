@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from tests.support import tools
-from tests.support.components import bring_up
+from tests.support.components import Components, bring_up
 from tests.support.control_plane import ControlPlane, Settings, get, issue_cert, read_env
 from tests.support.e2e_cluster import apply_crds, start_kuberay
 from tests.support.node_config import (
@@ -52,8 +52,18 @@ from tests.support.node_config import (
     containerd_env,
     corefile,
     dead_resolv_conf,
+    dns_service,
     kubelet_config,
+    node_addresses,
+    node_kubeconfig,
     resolv_conf,
+    service_ip,
+)
+from tests.support.node_host import (
+    kill_shims,
+    make_cgroups,
+    remove_cgroups,
+    unmount_below,
 )
 from tests.support.oci import Containerd
 from tests.support.waiting import wait_for
@@ -62,6 +72,8 @@ CACHE = Path(
     os.environ.get("EMBEDDING_OPERATOR_CACHE", Path.home() / ".cache" / "embedding-operator")
 )
 CONTAINERD_ROOT = CACHE / "node" / "containerd"
+#: Which node directory uses containerd's root now (one containerd per root).
+OWNER_FILE = CACHE / "node" / "owner"
 NODE = ("service-proxy", "host-endpoints", "coredns", "containerd", "kubelet", "ray-operator")
 GPUS = int(os.environ.get("EMBOP_NODE_GPUS", "2"))
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -75,13 +87,6 @@ CGROUP_ROOT = "embop"
 
 def log(line: str) -> None:
     print(f"[node] {line}", flush=True)
-
-
-def service_ip(cidr: str, index: int) -> str:
-    """The index-th address of the Service CIDR (1: the kubernetes Service, 10: kube-dns)."""
-    import ipaddress
-
-    return str(ipaddress.ip_network(cidr, strict=False)[index])
 
 
 def missing_prerequisites() -> list[str]:
@@ -134,8 +139,24 @@ class NodeCluster:
         problems = missing_prerequisites()
         if problems:
             raise RuntimeError("a real node cannot run here: " + "; ".join(problems))
+        other = self._other_owner()
+        if other is not None:
+            raise RuntimeError(
+                f"another node runs from {other} (one containerd per image store): stop it "
+                f"with python -m tests.support.cluster down {other} --node"
+            )
         bring_up(self.dir, self.running, self.down, self._start, log)
         return self.kubeconfig
+
+    def _other_owner(self) -> Path | None:
+        """The directory of another node whose containerd still runs on our image store."""
+        try:
+            owner = Path(OWNER_FILE.read_text().strip())
+        except OSError:
+            return None
+        if owner == self.dir or not Components(owner, log).running("containerd"):
+            return None
+        return owner
 
     def load_image(self, ref: str) -> None:
         """Make an image built by make images (containers-storage) present on the node."""
@@ -158,11 +179,13 @@ class NodeCluster:
             self._remove_containers()
         for name in ("containerd", "coredns", "host-endpoints", "service-proxy"):
             self.components.stop(name)
-        _kill_shims(self.paths.socket)
-        _unmount_below(self.node)
-        _remove_cgroups(CGROUP_ROOT)
+        kill_shims(self.paths.socket)
+        unmount_below(self.node)
+        remove_cgroups(CGROUP_ROOT)
         shutil.rmtree(self.node, ignore_errors=True)
         (self.dir / "node.env").unlink(missing_ok=True)
+        if self._other_owner() is None:
+            OWNER_FILE.unlink(missing_ok=True)
         self.plane.down()
 
     def _delete_pods(self) -> None:
@@ -251,6 +274,7 @@ class NodeCluster:
         # containerd
         for path in (self.paths.root, self.paths.state, self.paths.cni_conf_dir):
             path.mkdir(parents=True, exist_ok=True)
+        OWNER_FILE.write_text(f"{self.dir}\n")
         (self.paths.cni_conf_dir / "10-loopback.conflist").write_text(json.dumps(cni_conflist()))
         (self.node / "containerd.toml").write_text(containerd_config(self.paths))
         bin_dir = str(Path(containerd).parent)
@@ -276,7 +300,7 @@ class NodeCluster:
         )
         config["podLogsDir"] = str(self.node / "pod-logs")
         config["cgroupRoot"] = f"/{CGROUP_ROOT}"
-        _make_cgroups(CGROUP_ROOT)
+        make_cgroups(CGROUP_ROOT)
         (self.node / "kubelet.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         (self.node / "kubelet.kubeconfig").write_text(
             yaml.safe_dump(node_kubeconfig(env["EMBOP_APISERVER_URL"], pki), sort_keys=False)
@@ -365,30 +389,6 @@ class NodeCluster:
         log(f"node {NODE_NAME} advertises {GPUS} {GPU_RESOURCE}")
 
 
-def node_addresses() -> list[dict[str, str]]:
-    """The node's addresses, which the kubelet will not set itself: it refuses a loopback node
-    IP ("nodeIP can't be loopback address") and then leaves the addresses alone, so the node
-    keeps these. Pods on the host network take the InternalIP as their pod IP."""
-    return [{"type": "InternalIP", "address": NODE_IP}, {"type": "Hostname", "address": NODE_NAME}]
-
-
-def dns_service(ip: str) -> dict[str, Any]:
-    """The kube-dns Service: it reserves the address CoreDNS listens on (no selector: CoreDNS
-    runs on the host, not as a pod)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "kube-dns", "namespace": "kube-system"},
-        "spec": {
-            "clusterIP": ip,
-            "ports": [
-                {"name": "dns", "port": 53, "protocol": "UDP"},
-                {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
-            ],
-        },
-    }
-
-
 def make_node_pki(pki: Path) -> None:
     """The kubelet's client certificate (system:node:<name> in system:nodes, what the Node
     authorizer knows) and its serving certificate for 127.0.0.1, from the cluster's CA."""
@@ -398,80 +398,3 @@ def make_node_pki(pki: Path) -> None:
     if not (pki / "kubelet.crt").exists():
         names = f"subjectAltName=IP:{NODE_IP},DNS:{NODE_NAME}\n"
         issue_cert(pki, "kubelet", "ca", NODE_NAME, "extendedKeyUsage=serverAuth\n" + names)
-
-
-def node_kubeconfig(server: str, pki: Path) -> dict[str, Any]:
-    cluster = {"server": server, "certificate-authority": str(pki / "ca.crt")}
-    user = {
-        "client-certificate": str(pki / "kubelet-client.crt"),
-        "client-key": str(pki / "kubelet-client.key"),
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "embop", "cluster": cluster}],
-        "users": [{"name": NODE_NAME, "user": user}],
-        "contexts": [{"name": "embop", "context": {"cluster": "embop", "user": NODE_NAME}}],
-        "current-context": "embop",
-    }
-
-
-# ---- leftovers --------------------------------------------------------------------------
-def _kill_shims(socket: Path) -> None:
-    """runc shims daemonize out of containerd's process family: find ours by the socket."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(socket).encode() in argv:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(proc.name), 9)
-
-
-def mounts_below(mountinfo: str, root: Path) -> list[str]:
-    """Mount points at or below root, deepest first (pure: /proc/self/mountinfo's text)."""
-    prefix = str(root).rstrip("/") + "/"
-    points = []
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        if len(fields) > 4:
-            point = fields[4].encode().decode("unicode_escape")
-            if point == str(root) or point.startswith(prefix):
-                points.append(point)
-    return sorted(set(points), key=lambda p: (-p.count("/"), p))
-
-
-def _unmount_below(root: Path) -> None:
-    for point in mounts_below(Path("/proc/self/mountinfo").read_text(), root):
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-
-
-def _v1_hierarchies() -> list[Path]:
-    return [h for h in Path("/sys/fs/cgroup").iterdir() if h.is_dir() and h.name != "unified"]
-
-
-def _make_cgroups(name: str) -> None:
-    """The kubelet's cgroup root must exist in every hierarchy; a new cpuset cgroup has no
-    CPUs or memory nodes until given its parent's."""
-    for hierarchy in _v1_hierarchies():
-        top = hierarchy / name
-        top.mkdir(exist_ok=True)
-        for knob in ("cpuset.cpus", "cpuset.mems"):
-            if (hierarchy / knob).exists() and not (top / knob).read_text().strip():
-                (top / knob).write_text((hierarchy / knob).read_text())
-
-
-def _remove_cgroups(name: str) -> None:
-    """The kubelet's cgroup tree (cgroupRoot /embop) in every v1 hierarchy, deepest first."""
-    for hierarchy in _v1_hierarchies():
-        top = hierarchy / name
-        if top.is_dir():
-            for directory in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-                if directory.is_dir():
-                    with contextlib.suppress(OSError):
-                        directory.rmdir()
-            with contextlib.suppress(OSError):
-                top.rmdir()

@@ -21,6 +21,7 @@ provider (node_cluster.py starts it). Its rules, each for a reason:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,3 +216,48 @@ def corefile(bind: str, kubeconfig: Path, hosts: Path, health_port: int, ready_p
             "",
         ]
     )
+
+
+def service_ip(cidr: str, index: int) -> str:
+    """The index-th address of the Service CIDR (1: the kubernetes Service, 10: kube-dns)."""
+    return str(ipaddress.ip_network(cidr, strict=False)[index])
+
+
+def node_addresses() -> list[dict[str, str]]:
+    """The node's addresses, which the kubelet will not set itself: it refuses a loopback node
+    IP ("nodeIP can't be loopback address") and then leaves the addresses alone, so the node
+    keeps these. Pods on the host network take the InternalIP as their pod IP."""
+    return [{"type": "InternalIP", "address": NODE_IP}, {"type": "Hostname", "address": NODE_NAME}]
+
+
+def dns_service(ip: str) -> dict[str, Any]:
+    """The kube-dns Service: it reserves the address CoreDNS listens on (no selector: CoreDNS
+    runs on the host, not as a pod)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system"},
+        "spec": {
+            "clusterIP": ip,
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def node_kubeconfig(server: str, pki: Path) -> dict[str, Any]:
+    cluster = {"server": server, "certificate-authority": str(pki / "ca.crt")}
+    user = {
+        "client-certificate": str(pki / "kubelet-client.crt"),
+        "client-key": str(pki / "kubelet-client.key"),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "embop", "cluster": cluster}],
+        "users": [{"name": NODE_NAME, "user": user}],
+        "contexts": [{"name": "embop", "context": {"cluster": "embop", "user": NODE_NAME}}],
+        "current-context": "embop",
+    }

@@ -11,7 +11,6 @@ import tomllib
 from pathlib import Path
 
 from tests.support.host_endpoints import host_lines
-from tests.support.node_cluster import mounts_below, service_ip
 from tests.support.node_config import (
     PAUSE_IMAGE,
     ContainerdPaths,
@@ -21,7 +20,9 @@ from tests.support.node_config import (
     containerd_env,
     corefile,
     kubelet_config,
+    service_ip,
 )
+from tests.support.node_host import mounts_below
 from tests.support.oci import single_binary_layout
 
 PATHS = ContainerdPaths(

@@ -1,0 +1,70 @@
+"""What the real node leaves on this machine outside its directory, and its removal:
+runc shims (they daemonize out of containerd's process family), mounts under the node's
+directory, and the kubelet's cgroup tree in every cgroup v1 hierarchy."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from pathlib import Path
+
+
+def kill_shims(socket: Path) -> None:
+    """runc shims daemonize out of containerd's process family: find ours by the socket."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(socket).encode() in argv:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(proc.name), 9)
+
+
+def mounts_below(mountinfo: str, root: Path) -> list[str]:
+    """Mount points at or below root, deepest first (pure: /proc/self/mountinfo's text)."""
+    prefix = str(root).rstrip("/") + "/"
+    points = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            point = fields[4].encode().decode("unicode_escape")
+            if point == str(root) or point.startswith(prefix):
+                points.append(point)
+    return sorted(set(points), key=lambda p: (-p.count("/"), p))
+
+
+def unmount_below(root: Path) -> None:
+    for point in mounts_below(Path("/proc/self/mountinfo").read_text(), root):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
+def v1_hierarchies() -> list[Path]:
+    return [h for h in Path("/sys/fs/cgroup").iterdir() if h.is_dir() and h.name != "unified"]
+
+
+def make_cgroups(name: str) -> None:
+    """The kubelet's cgroup root must exist in every hierarchy; a new cpuset cgroup has no
+    CPUs or memory nodes until given its parent's."""
+    for hierarchy in v1_hierarchies():
+        top = hierarchy / name
+        top.mkdir(exist_ok=True)
+        for knob in ("cpuset.cpus", "cpuset.mems"):
+            if (hierarchy / knob).exists() and not (top / knob).read_text().strip():
+                (top / knob).write_text((hierarchy / knob).read_text())
+
+
+def remove_cgroups(name: str) -> None:
+    """The kubelet's cgroup tree (cgroupRoot /embop) in every v1 hierarchy, deepest first."""
+    for hierarchy in v1_hierarchies():
+        top = hierarchy / name
+        if top.is_dir():
+            for directory in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                if directory.is_dir():
+                    with contextlib.suppress(OSError):
+                        directory.rmdir()
+            with contextlib.suppress(OSError):
+                top.rmdir()
