@@ -46,6 +46,7 @@ from tests.support.node_config import (
     PAUSE_IMAGE,
     RUNC,
     ContainerdPaths,
+    KubeletPaths,
     KubeletPorts,
     cni_conflist,
     containerd_config,
@@ -295,11 +296,10 @@ class NodeCluster:
         make_node_pki(pki)
         ports = KubeletPorts(port=tools.free_port(), healthz=tools.free_port())
         (self.node / "resolv.conf").write_text(dead_resolv_conf())
-        config = kubelet_config(
-            ports, pki, self.paths.socket, self.dns_ip, self.node / "resolv.conf"
+        kubelet_paths = KubeletPaths(
+            pki, self.paths.socket, self.node / "resolv.conf", self.node / "pod-logs", CGROUP_ROOT
         )
-        config["podLogsDir"] = str(self.node / "pod-logs")
-        config["cgroupRoot"] = f"/{CGROUP_ROOT}"
+        config = kubelet_config(ports, kubelet_paths, self.dns_ip)
         make_cgroups(CGROUP_ROOT)
         (self.node / "kubelet.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         (self.node / "kubelet.kubeconfig").write_text(

@@ -125,15 +125,25 @@ class KubeletPorts:
     healthz: int
 
 
-def kubelet_config(
-    ports: KubeletPorts, pki: Path, socket: Path, cluster_dns: str, resolv_conf: Path
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class KubeletPaths:
+    pki: Path  # the cluster's CA and the kubelet's serving certificate
+    socket: Path  # containerd's
+    resolv_conf: Path  # for pods with dnsPolicy Default
+    pod_logs: Path
+    cgroup_root: str  # below which every pod's cgroup is, in every hierarchy
+
+
+def kubelet_config(ports: KubeletPorts, paths: KubeletPaths, cluster_dns: str) -> dict[str, Any]:
     """KubeletConfiguration for one node on loopback, cgroup v1, cgroupfs."""
+    pki, socket, resolv_conf = paths.pki, paths.socket, paths.resolv_conf
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "failCgroupV1": False,
         "cgroupDriver": "cgroupfs",
+        "cgroupRoot": f"/{paths.cgroup_root}",
+        "podLogsDir": str(paths.pod_logs),
         "containerRuntimeEndpoint": f"unix://{socket}",
         "address": NODE_IP,
         "port": ports.port,

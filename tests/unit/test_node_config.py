@@ -14,6 +14,7 @@ from tests.support.host_endpoints import host_lines
 from tests.support.node_config import (
     PAUSE_IMAGE,
     ContainerdPaths,
+    KubeletPaths,
     KubeletPorts,
     cni_conflist,
     containerd_config,
@@ -57,10 +58,9 @@ def test_the_only_cni_network_is_loopback() -> None:
 
 
 def test_kubelet_accepts_cgroup_v1_and_listens_on_loopback_only() -> None:
-    config = kubelet_config(
-        KubeletPorts(port=10250, healthz=10248), Path("/pki"), PATHS.socket, "127.77.0.10",
-        Path("/n/resolv.conf"),
-    )  # fmt: skip
+    paths = KubeletPaths(Path("/pki"), PATHS.socket, Path("/n/resolv.conf"), Path("/n/logs"), "e")
+    config = kubelet_config(KubeletPorts(port=10250, healthz=10248), paths, "127.77.0.10")
+    assert (config["cgroupRoot"], config["podLogsDir"]) == ("/e", "/n/logs")
     assert (config["failCgroupV1"], config["cgroupDriver"]) == (False, "cgroupfs")
     assert config["address"] == config["healthzBindAddress"] == "127.0.0.2"
     assert config["readOnlyPort"] == 0
