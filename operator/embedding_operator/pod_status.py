@@ -29,7 +29,8 @@ IMAGE_PULL_FAILED = "ImagePullFailed"
 
 @dataclass(frozen=True)
 class PodProblem:
-    """One pod that cannot start, and since when (the pod's creation)."""
+    """One pod that cannot start, and since when: its scheduling for a container the kubelet
+    cannot start (time spent waiting for a node is not the kubelet's), else its creation."""
 
     pod: str
     reason: str
@@ -57,6 +58,16 @@ def _waiting(statuses: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return None
 
 
+def _scheduled_at(status: Mapping[str, Any]) -> list[datetime]:
+    return [
+        parse_time(c["lastTransitionTime"])
+        for c in status.get("conditions") or []
+        if c.get("type") == "PodScheduled"
+        and c.get("status") == "True"
+        and c.get("lastTransitionTime")
+    ]
+
+
 def pod_problems(pods: Iterable[Mapping[str, Any]]) -> list[PodProblem]:
     """Problems of pods that are not running, image problems first, then by pod name."""
     problems = []
@@ -68,8 +79,9 @@ def pod_problems(pods: Iterable[Mapping[str, Any]]) -> list[PodProblem]:
         statuses = [*status.get("initContainerStatuses", []), *status.get("containerStatuses", [])]
         waiting = _waiting(statuses)
         if waiting is not None:
+            started = max([since, *_scheduled_at(status)])
             problems.append(
-                PodProblem(meta["name"], waiting["reason"], waiting.get("message", ""), since)
+                PodProblem(meta["name"], waiting["reason"], waiting.get("message", ""), started)
             )
             continue
         for condition in status.get("conditions") or []:

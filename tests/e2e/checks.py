@@ -35,7 +35,7 @@ def show(title: str, lines: list[str]) -> None:
 
 
 ADDRESS_FIELDS = (
-    ("nodes", ["status.addresses[*].address"]),
+    ("nodes", ['status.addresses[?(@.type=="InternalIP")].address']),
     ("pods", ["status.podIP", "status.hostIP"]),
     ("services", ["spec.clusterIP"]),
     ("endpointslices", ["endpoints[*].addresses[*]"]),

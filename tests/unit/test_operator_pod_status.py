@@ -98,3 +98,21 @@ def test_a_new_reason_within_the_phase_posts_its_event_once() -> None:
     assert transition_event("Submitted", observation, "ImagePullBackOff") is None
     plain = Observation(Phase.SUBMITTED, "ClusterInitializing", "starting")
     assert transition_event("Submitted", plain, "RayJobCreated") is None
+
+
+def test_the_grace_counts_from_the_pods_scheduling_not_its_creation() -> None:
+    """A pod that waited a long time for a node has not been failing to pull all that time."""
+    late = pod(
+        "job-head-late",
+        containerStatuses=[waiting("ErrImagePull", "not found")],
+        conditions=[
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-12-02T10:10:00Z"}
+        ],
+    )
+    just_scheduled = T0 + timedelta(minutes=10, seconds=20)
+    observation, tear_down = diagnose(INITIALIZING, pod_problems([late]), just_scheduled, GRACE)
+    assert (observation.reason, tear_down) == ("ErrImagePull", False)
+    observation, tear_down = diagnose(
+        INITIALIZING, pod_problems([late]), just_scheduled + GRACE, GRACE
+    )
+    assert (observation.reason, tear_down) == ("ImagePullFailed", True)
