@@ -1,7 +1,8 @@
 """The e2e suite's clusters: every scenario runs on each provider EMBOP_E2E_PROVIDER lists
 (comma-separated; default ``local,node``, what CI runs): ``local`` (kwok's fake nodes and one
 Ray head on this machine), ``node`` (real pods on a real kubelet), ``kind`` (users with
-Docker). A scenario marked ``real_pods`` runs only on providers whose pods really start."""
+Docker). A scenario marked ``real_pods``, ``loopback`` or ``object_store`` runs only on the
+providers that have what the marker names."""
 
 from __future__ import annotations
 
@@ -24,12 +25,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One run of each scenario per provider, grouped so each cluster is up once."""
     if "provider" not in metafunc.fixturenames:
         return
-    names = PROVIDERS
-    if metafunc.definition.get_closest_marker("real_pods"):
-        names = [n for n in names if provider_class(n).real_pods]
-    if metafunc.definition.get_closest_marker("loopback"):
-        names = [n for n in names if provider_class(n).loopback]
+    names = [
+        name
+        for name in PROVIDERS
+        if all(getattr(provider_class(name), need) for need in NEEDS if _marked(metafunc, need))
+    ]
     metafunc.parametrize("provider", names, indirect=True, scope="package")
+
+
+#: Markers that say what a scenario needs, each a Provider attribute of the same name.
+NEEDS = ("real_pods", "loopback", "object_store")
+
+
+def _marked(metafunc: pytest.Metafunc, name: str) -> bool:
+    return metafunc.definition.get_closest_marker(name) is not None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -66,6 +66,7 @@ def show_ray_pods(provider: Provider, namespace: str) -> list[dict[str, Any]]:
     return pods
 
 
+@pytest.mark.object_store
 def test_object_store_in_and_out(
     provider: Provider, namespace: str, models: Path, bucket: Bucket
 ) -> None:

@@ -45,6 +45,7 @@ class NodeProvider(Provider):
     offline = True
     real_pods = True
     loopback = True
+    object_store = True
     #: the examples ask for more than one 2-core node has: they wait, truthfully
     fits_examples = False
 

@@ -54,6 +54,8 @@ class Provider:
     real_pods = False
     #: whether every address the cluster hands out is on loopback (tested)
     loopback = False
+    #: whether the provider runs an S3 API server that the job reaches (see start_s3)
+    object_store = False
     #: whether the examples' clusters fit the nodes (else they wait, truthfully)
     fits_examples = True
     #: the job image the pods run (providers whose pods really start)
@@ -134,6 +136,7 @@ class LocalProvider(Provider):
     fake_gpus = True
     offline = True
     loopback = True
+    object_store = True
 
     def __init__(self) -> None:
         super().__init__()
