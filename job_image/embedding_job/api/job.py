@@ -413,6 +413,16 @@ class EmbeddingJobConfig(Spec):
     output: OutputSpec = Field(..., description="Where the embeddings are written.")
     errors: ErrorPolicy = Field(default_factory=ErrorPolicy, description="Bad-row policy.")
 
+    @field_validator("models")
+    @classmethod
+    def _short_paths(cls, value: Sequence[ModelSpec]) -> Sequence[ModelSpec]:
+        for index, spec in enumerate(value):
+            if len(spec.path) > MAX_MODELS_PATH:
+                raise ValueError(
+                    f"models[{index}].path must be at most {MAX_MODELS_PATH} characters"
+                )
+        return value
+
     @model_validator(mode="after")
     def _one_way_to_name_the_models(self) -> EmbeddingJobConfig:
         if not self.models:
@@ -425,11 +435,6 @@ class EmbeddingJobConfig(Spec):
                 "model, models: give either model or models; with models, leave model out "
                 "(each entry of models has its own name, path, dtype and pooling)"
             )
-        for index, spec in enumerate(self.models):
-            if len(spec.path) > MAX_MODELS_PATH:
-                raise ValueError(
-                    f"models.{index}.path: at most {MAX_MODELS_PATH} characters in models"
-                )
         aliases = [spec.resolved_alias for spec in self.models]
         repeated = sorted({a for a in aliases if aliases.count(a) > 1})
         if repeated:
