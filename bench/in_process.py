@@ -42,6 +42,8 @@ class WorkerSpec:
     result: str
     batch_size: int = BATCH
     call_batch_size: int = BATCH
+    #: A second model, for the scenarios of several models (two_models).
+    companion_model_dir: str | None = None
 
 
 @dataclass
