@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from embedding_job.api import Device, DType, Pooling
-from embedding_job.demo import make_random_model
 from embedding_job.errors import ModelNotUsableError
 from embedding_job.imaging.transform import ImageTransform
 from embedding_job.model.embedder import Embedder, EmbedderSettings
@@ -137,21 +136,21 @@ def test_a_pooling_the_model_lacks_is_refused_before_loading(
         read_checkpoint(family_models / name).resolve_pooling(pooling)
 
 
-def test_a_model_that_does_not_take_images_is_refused_saying_why(tmp_path: Path) -> None:
-    from transformers import BertConfig, BertModel
+def test_a_model_that_is_not_a_token_vision_model_is_refused_saying_why(tmp_path: Path) -> None:
+    from transformers import BertConfig, BertModel, ResNetConfig, ResNetModel
 
-    model_dir = tmp_path / "bert"
-    config = BertConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
-    )
-    BertModel(config).save_pretrained(model_dir)
-    vit = make_random_model(tmp_path / "vit", "vit")
-    (model_dir / "preprocessor_config.json").write_bytes(
-        (vit / "preprocessor_config.json").read_bytes()
-    )
-    settings = EmbedderSettings(model_dir=str(model_dir), dtype=DType.FLOAT32, pooling=Pooling.MEAN)
-    with pytest.raises(ModelNotUsableError, match="cannot embed images"):
-        Embedder(settings)
+    text = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    BertModel(text).save_pretrained(tmp_path / "bert")
+    with pytest.raises(ModelNotUsableError, match="BertModel does not take images"):
+        read_checkpoint(tmp_path / "bert")
+    # A CNN takes images, but its output is a feature map with no width in its config.
+    cnn = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])
+    ResNetModel(cnn).save_pretrained(tmp_path / "resnet")
+    checkpoint = read_checkpoint(tmp_path / "resnet")
+    pooling = checkpoint.resolve_pooling(Pooling.AUTO)
+    assert pooling is Pooling.MEAN  # no CLS token among its weights
+    with pytest.raises(ModelNotUsableError, match="no embedding width"):
+        checkpoint.dim(pooling)
 
 
 def test_the_cls_token_is_read_from_the_weights_names(family_models: Path, tmp_path: Path) -> None:

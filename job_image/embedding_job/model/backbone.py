@@ -9,9 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import transformers
-from transformers import AutoModel
-from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import logging as hf_logging
 
 from embedding_job.api import Pooling
@@ -28,28 +25,20 @@ def load_model(
     """The model with weights stored in ``dtype`` (not autocast), SDPA attention where the
     model has it, eval mode.
 
-    Image-text models load whole (``AutoModel``: ``get_image_features`` is theirs); a vision
-    tower with a projection loads as the class its checkpoint names; backbones load with
-    ``AutoModel``, without a pooling layer they would not use (ViT's pooler is
-    tanh(dense(CLS)), not the CLS token).
+    The class is the checkpoint's (families.Checkpoint.model_class: AutoModel's choice, or the
+    tower-with-projection class the checkpoint names). Image-text models load whole
+    (``get_image_features`` is theirs); backbones without a pooling layer they would not use
+    (ViT's pooler is tanh(dense(CLS)), not the CLS token).
     """
-    from transformers import AutoConfig
-
     model_dir = checkpoint.directory
     kwargs: dict[str, object] = {"dtype": dtype}
-    model_class: Any = AutoModel
-    if checkpoint.kind is Kind.VISION_TOWER and checkpoint.has_projection:
-        model_class = getattr(transformers, str(checkpoint.architecture))
-    elif checkpoint.kind is Kind.BACKBONE and pooling is not Pooling.POOLER:
-        with quiet_transformers():
-            config = AutoConfig.from_pretrained(model_dir)
-        concrete: Any = MODEL_MAPPING.get(type(config), None)
-        if concrete is not None and "add_pooling_layer" in inspect.signature(concrete).parameters:
-            kwargs["add_pooling_layer"] = False
+    model_class = checkpoint.model_class
+    pools = "add_pooling_layer" in inspect.signature(model_class).parameters
+    if checkpoint.kind is Kind.BACKBONE and pooling is not Pooling.POOLER and pools:
+        kwargs["add_pooling_layer"] = False
     hf_logging.disable_progress_bar()
     # transformers prints a load report on every load (for ViT: the pooler weights we leave
-    # out; for image-text models loaded as vision towers, the text weights). Only weights the
-    # checkpoint lacks matter: those would be random.
+    # out). Only weights the checkpoint lacks matter: those would be random.
     with quiet_transformers():
         try:
             model, info = model_class.from_pretrained(

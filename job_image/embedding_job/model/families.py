@@ -16,9 +16,10 @@ header), so a pooling the model cannot give is refused before any data is read.
 
 from __future__ import annotations
 
+import inspect
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class Checkpoint:
     top: dict[str, Any]
     #: Whether the vision part has a CLS token; None when the weights' names are unknown.
     has_cls_token: bool | None
+    #: The transformers class that loads it (what AutoModel picks; the class the checkpoint
+    #: names for a tower with a projection, which AutoModel would load without it).
+    model_class: Any = field(compare=False, repr=False)
 
     @property
     def family(self) -> str:
@@ -123,7 +127,7 @@ def read_checkpoint(directory: Path) -> Checkpoint:
         ) from None
     top = config.to_dict()
     model_type = str(top.get("model_type", ""))
-    architectures = top.get("architectures") or [None]
+    architecture = (top.get("architectures") or [None])[0]
     vision_config = getattr(config, "vision_config", None)
     if vision_config is not None:
         kind, vision = Kind.IMAGE_TEXT, vision_config.to_dict()
@@ -131,15 +135,46 @@ def read_checkpoint(directory: Path) -> Checkpoint:
         kind, vision = Kind.VISION_TOWER, top
     else:
         kind, vision = Kind.BACKBONE, top
-    return Checkpoint(
+    checkpoint = Checkpoint(
         directory=directory,
         model_type=model_type,
-        architecture=architectures[0],
+        architecture=architecture,
         kind=kind,
         vision=vision,
         top=top,
         has_cls_token=_has_cls_token(directory),
+        model_class=_model_class(config, kind, architecture),
     )
+    _check_takes_images(checkpoint)
+    return checkpoint
+
+
+def _model_class(config: Any, kind: Kind, architecture: str | None) -> Any:
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    if kind is Kind.VISION_TOWER and str(architecture).endswith("WithProjection"):
+        return getattr(transformers, str(architecture), None)
+    return MODEL_MAPPING.get(type(config), None)
+
+
+def _check_takes_images(checkpoint: Checkpoint) -> None:
+    """Refuse, before any weights load, a checkpoint whose model takes no images."""
+    model_class = checkpoint.model_class
+    if model_class is None:
+        raise ModelNotUsableError(
+            f"{checkpoint.directory}: transformers has no model class for "
+            f"{checkpoint.architecture or checkpoint.model_type!r}"
+        )
+    if checkpoint.kind is Kind.IMAGE_TEXT:
+        takes_images = hasattr(model_class, "get_image_features")
+    else:
+        takes_images = "pixel_values" in inspect.signature(model_class.forward).parameters
+    if not takes_images:
+        raise ModelNotUsableError(
+            f"{checkpoint.directory}: {model_class.__name__} does not take images (no "
+            "pixel_values input, no get_image_features): is this a vision model?"
+        )
 
 
 def _has_cls_token(directory: Path) -> bool | None:
