@@ -14,6 +14,7 @@ embedder per Daft-sized batch, as ``embedder`` does.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,14 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.in_process import (
-    InProcessScenario,
-    Worker,
-    WorkerSpec,
-    batches,
-    run_in_subprocess,
-    timed,
-)
+from bench.in_process import InProcessScenario, Worker, batches, run_in_subprocess, timed
 from bench.model_configs import COMPANION, REAL_CONFIGS, flops_per_image, make_model
 from bench.scenario import Context
 from embedding_job.imaging.datapath import available_cpus
@@ -161,19 +155,7 @@ class TwoModelsScenario(InProcessScenario):
         companion = context.models_root / "bench" / name
         if not (companion / "config.json").is_file():
             make_model(context.models_root, name, arch)
-        spec = WorkerSpec(
-            variant=self.name,
-            model_dir=str(context.model_dir),
-            images=[str(p) for p in context.paths],
-            device=context.device,
-            dtype=context.dtype,
-            min_seconds=context.min_seconds,
-            draft_factor=context.draft_factor,
-            result=str(context.workdir / f"result-{self.name}.json"),
-            batch_size=context.batch_size,
-            call_batch_size=context.call_batch_size,
-            companion_model_dir=str(companion),
-        )
+        spec = dataclasses.replace(self.worker_spec(context), companion_model_dir=str(companion))
         return run_in_subprocess(spec)
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -228,19 +229,25 @@ def test_the_library_writes_no_trace_of_its_own(
     assert not hasattr(embedder_module, "TRACE_ENV")
 
 
-@pytest.mark.parametrize("variant", ["datapath", "datapath_baseline"])
-def test_data_path_variants_run_in_process(tmp_path: Path, models_root: Path, variant: str) -> None:
+def tiny_spec(tmp_path: Path, variant: str, model_dir: Path, **extra: Any) -> WorkerSpec:
+    """A worker spec of one pass over 4 generated images on the CPU."""
     paths = make_image_set(tmp_path / "images", 4)
-    spec = WorkerSpec(
+    return WorkerSpec(
         variant=variant,
-        model_dir=str(models_root / DINOV2),
+        model_dir=str(model_dir),
         images=[str(p) for p in paths],
         device="cpu",
         dtype="float32",
         min_seconds=0.0,
         draft_factor=2.0,
         result=str(tmp_path / "result.json"),
+        **extra,
     )
+
+
+@pytest.mark.parametrize("variant", ["datapath", "datapath_baseline"])
+def test_data_path_variants_run_in_process(tmp_path: Path, models_root: Path, variant: str) -> None:
+    spec = tiny_spec(tmp_path, variant, models_root / DINOV2)
     threads = torch.get_num_threads()
     try:
         figures = run_worker(spec)
@@ -286,16 +293,10 @@ def test_the_two_model_variant_counts_one_decode_per_pair_against_two(
     """The plumbing of ``two_models`` on a tiny run: the decode meter sees each image decoded
     once by the two-model embedder and twice by the two one-model embedders."""
     clip = next(name for name, kind in FAMILY_MODELS.items() if kind == "clip")
-    paths = make_image_set(tmp_path / "images", 4)
-    spec = WorkerSpec(
-        variant="two_models",
-        model_dir=str(models_root / DINOV2),
-        images=[str(p) for p in paths],
-        device="cpu",
-        dtype="float32",
-        min_seconds=0.0,
-        draft_factor=2.0,
-        result=str(tmp_path / "result.json"),
+    spec = tiny_spec(
+        tmp_path,
+        "two_models",
+        models_root / DINOV2,
         batch_size=2,
         call_batch_size=2,
         companion_model_dir=str(family_models / clip),
