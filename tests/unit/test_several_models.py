@@ -157,3 +157,45 @@ def test_the_gpu_decoder_gives_one_batch_per_model_from_one_decode() -> None:
     for row, position in enumerate([0, 1, 3]):
         for batch, expected in zip(batches, datapath.views(items[position]), strict=True):
             assert np.abs(batch[row].numpy().astype(int) - expected.astype(int)).max() <= 2
+
+
+def test_the_manifest_and_the_status_name_each_model() -> None:
+    from datetime import UTC, datetime
+
+    from embedding_job.api import parse_config
+    from embedding_job.io.output import build_manifest
+    from embedding_job.run.status_report import output_status
+
+    cfg = parse_config(
+        {
+            "input": {"uri": "/in/"},
+            "output": {"uri": "/out/"},
+            "models": [{"name": "facebook/dinov2-base"}, {"name": "openai/clip-vit-base-patch32"}],
+        }
+    )
+    widths_and_poolings = [(768, "cls"), (512, "projected")]
+    entries = [
+        {"column": c, "model": m.name, "embeddingDim": d, "dtype": "float16", "pooling": p}
+        for (m, c), (d, p) in zip(cfg.embedding_columns(), widths_and_poolings, strict=True)
+    ]
+    now = datetime.now(UTC)
+    manifest = build_manifest(
+        cfg,
+        status="succeeded",
+        rows_in=3,
+        models=entries,
+        files=[],
+        counts={"rows": 3, "failed": 0, "errors": []},
+        skipped=0,
+        kept_rows=0,
+        started=now,
+        finished=now,
+    )
+    assert manifest["model"] == "facebook/dinov2-base, openai/clip-vit-base-patch32"
+    assert manifest["embeddingDim"] is None and manifest["embeddings"] == entries
+    status = output_status(manifest).to_patch()
+    assert "embeddingDim" not in status and "pooling" not in status  # absent, never null
+    assert [(e["column"], e["embeddingDim"], e["pooling"]) for e in status["embeddings"]] == [
+        ("embedding_dinov2_base", 768, "cls"),
+        ("embedding_clip_vit_base_patch32", 512, "projected"),
+    ]
