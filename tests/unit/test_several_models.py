@@ -199,3 +199,25 @@ def test_the_manifest_and_the_status_name_each_model() -> None:
         ("embedding_dinov2_base", 768, "cls"),
         ("embedding_clip_vit_base_patch32", 512, "projected"),
     ]
+
+
+def test_the_gpu_decode_path_feeds_every_model_from_one_decode(
+    two: list[EmbedderSettings],
+) -> None:
+    """Off a GPU only its wiring: a stand-in for nvJPEG, PyTorch's resize on the device."""
+    items = [*good_images().values(), bad_images()["truncated"]]
+    both = Embedder(two)
+    cpu_vectors, cpu_errors = both.embed_models(items)
+    tv_io = fake_torchvision_io()
+    both.gpu_decoder = GpuJpegDecoder(both.datapath, torch.device("cpu"), tv_io)
+    vectors, errors = both.embed_models(items)
+    assert tv_io.calls and [e is None for e in errors] == [e is None for e in cpu_errors]
+    for gpu_model, cpu_model in zip(vectors, cpu_vectors, strict=True):
+        good = [i for i, v in enumerate(cpu_model) if v is not None]
+        assert [i for i, v in enumerate(gpu_model) if v is not None] == good
+        # Each row's own image, within the GPU resize's few grey levels.
+        similarity = (
+            np.stack([gpu_model[i] for i in good]) @ np.stack([cpu_model[i] for i in good]).T
+        )
+        assert (similarity.argmax(axis=1) == np.arange(len(good))).all()
+        assert similarity.diagonal().min() > 0.999
