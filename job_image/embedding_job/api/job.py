@@ -21,11 +21,9 @@ from embedding_job.api.kube_names import MAX_PATH, MAX_URI
 
 #: Pass-through columns: a wide table's worth, small enough for a pod's command line.
 MAX_COLUMNS = 256
-#: Models of one job (``models``): each holds a GPU's memory and time, and with its path the
-#: job's whole config still fits a pod's command line (tests/unit/test_spec_rules.py).
+#: Models of one job (``models``): every embedding worker holds all of them on its GPU, and
+#: each costs its own GPU time per image; a handful is what one pass is for.
 MAX_MODELS = 4
-#: ``models[].path``: with MAX_MODELS of them, no more than one ``model.path`` of MAX_PATH.
-MAX_MODELS_PATH = 1024
 _ALIAS = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 DEFAULT_MODEL = "facebook/dinov2-large"
@@ -394,34 +392,16 @@ class EmbeddingJobConfig(Spec):
             "Several models in one pass, instead of model: each image is read and decoded "
             "once and embedded by every one of them, into one column per model, "
             "<output.embeddingColumn>_<alias>. Each entry is a model section with its own "
-            f"dtype, pooling and batchSize (paths of at most {MAX_MODELS_PATH} characters)."
+            "dtype, pooling and batchSize."
         ),
-        json_schema_extra={
-            # Present in every stored EmbeddingJob, so that CEL rules can compare it.
-            "default": [],
-            "x-kubernetes-validations": [
-                {
-                    "rule": f"self.all(m, !has(m.path) || m.path.size() <= {MAX_MODELS_PATH})",
-                    "message": f"models[].path must be at most {MAX_MODELS_PATH} characters",
-                }
-            ],
-        },
+        # Present in every stored EmbeddingJob, so that CEL rules can compare it.
+        json_schema_extra={"default": []},
     )
     inference: InferenceSpec = Field(
         default_factory=InferenceSpec, description="Devices and batching."
     )
     output: OutputSpec = Field(..., description="Where the embeddings are written.")
     errors: ErrorPolicy = Field(default_factory=ErrorPolicy, description="Bad-row policy.")
-
-    @field_validator("models")
-    @classmethod
-    def _short_paths(cls, value: Sequence[ModelSpec]) -> Sequence[ModelSpec]:
-        for index, spec in enumerate(value):
-            if len(spec.path) > MAX_MODELS_PATH:
-                raise ValueError(
-                    f"models[{index}].path must be at most {MAX_MODELS_PATH} characters"
-                )
-        return value
 
     @model_validator(mode="after")
     def _one_way_to_name_the_models(self) -> EmbeddingJobConfig:
