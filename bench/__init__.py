@@ -30,6 +30,9 @@ Variants (``--variants``, in this order):
   the pipeline gives each call of its UDF: ``pipeline.udf_batch_size``).
 * ``embedder_stream`` - ``Embedder.embed_bytes`` on the whole set in one call (decode overlaps
   the model).
+* ``two_models`` - one embedder of two models (the bench's model and a CLIP companion, ViT-B/32
+  sized with ``--real-configs``) against two one-model embedders on the same images; the
+  figure is the data path's CPU per image pair (``decode_cpu_ratio``, goal >= 1.6).
 * ``daft_native`` / ``daft_ray`` - ``embedding-job run`` in a subprocess on the image folder;
   ``images_per_s`` is the steady state from the embedder's per-call trace (see
   ``scenarios.daft_pipeline``); ``end_to_end_images_per_s`` is N / T(N).

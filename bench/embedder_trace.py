@@ -1,4 +1,5 @@
-"""Per-call trace of ``Embedder.embed_bytes`` in whichever process runs the embedder.
+"""Per-call trace of ``Embedder.embed_models`` (which ``embed_bytes`` calls too) in whichever
+process runs the embedder.
 
 The pipeline scenarios time the embedder inside ``embedding-job run``: each call's start and end
 (wall clock) and its rows, written by the process that runs the call. The library knows nothing
@@ -10,7 +11,7 @@ of it; the bench adds the trace from outside, in three steps:
    CLI itself, Daft's UDF worker processes (Daft starts them with a copy of ``os.environ``) and,
    for ``--runner ray``, the local Ray cluster's workers (the raylet, started by the CLI,
    passes its environment on). When ``TRACE_ENV`` is set it calls ``install``.
-3. ``install`` wraps ``Embedder.embed_bytes`` when ``embedding_job.model.embedder`` is first
+3. ``install`` wraps ``Embedder.embed_models`` when ``embedding_job.model.embedder`` is first
    imported (an import hook, so a process that never embeds never imports torch for it).
 
 Why this and not the alternatives: a callback in ``EmbedderSettings`` would need a way through
@@ -56,10 +57,11 @@ def hook_env(trace: Path, env: Mapping[str, str]) -> dict[str, str]:
 
 
 def traced(method: Callable[..., Any], trace: str) -> Callable[..., Any]:
-    """``Embedder.embed_bytes`` that appends its start, end and rows to ``trace``."""
+    """An embedder method (``Embedder.embed_models``) that appends its start, end and rows to
+    ``trace``."""
 
     @functools.wraps(method)
-    def embed_bytes(self: Any, items: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
+    def call(self: Any, items: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
         started = time.time()
         result = method(self, items, *args, **kwargs)
         line = f"{started:.6f} {time.time():.6f} {len(items)} {os.getpid()}\n"
@@ -67,15 +69,16 @@ def traced(method: Callable[..., Any], trace: str) -> Callable[..., Any]:
             handle.write(line)
         return result
 
-    embed_bytes.__bench_traced__ = True  # type: ignore[attr-defined]
-    return embed_bytes
+    call.__bench_traced__ = True  # type: ignore[attr-defined]
+    return call
 
 
 def patch(module: ModuleType, trace: str) -> None:
-    """Wrap ``module.Embedder.embed_bytes`` once."""
+    """Wrap ``module.Embedder.embed_models`` once: every embedding call goes through it (the
+    pipeline's UDF calls it, ``embed_bytes`` too)."""
     embedder = module.Embedder
-    if not getattr(embedder.embed_bytes, "__bench_traced__", False):
-        embedder.embed_bytes = traced(embedder.embed_bytes, trace)
+    if not getattr(embedder.embed_models, "__bench_traced__", False):
+        embedder.embed_models = traced(embedder.embed_models, trace)
 
 
 class _PatchingLoader(importlib.abc.Loader):
@@ -116,7 +119,7 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 
 
 def install(trace: str) -> None:
-    """Trace every ``Embedder.embed_bytes`` call of this process into ``trace``."""
+    """Trace every ``Embedder.embed_models`` call of this process into ``trace``."""
     module = sys.modules.get(TARGET_MODULE)
     if module is not None:
         patch(module, trace)

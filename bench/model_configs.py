@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 #: The compute ceiling for ``tflops`` / ``fraction_of_peak``: about what an H100 sustains on
@@ -28,6 +27,12 @@ CPU_CONFIGS: dict[str, Arch] = {
     "dinov2-small4": ("dinov2", 384, 4, 6, 1536),
     "vit-tiny": ("vit", 32, 2, 2, 128),
 }
+#: The second model of ``two_models``, (name, arch): CLIP ViT-B/32's vision tower (patch 32)
+#: with the real configs, a small one on a CPU.
+COMPANION: dict[str, tuple[str, Arch]] = {
+    "real": ("clip-vit-b32", ("clip", 768, 12, 12, 3072)),
+    "cpu": ("clip-small4", ("clip", 384, 4, 6, 1536)),
+}
 
 
 def make_model(models_root: Path, name: str, arch: Arch) -> Path:
@@ -47,8 +52,12 @@ def make_model(models_root: Path, name: str, arch: Arch) -> Path:
 
 
 def flops_per_image(model_dir: Path) -> float:
-    """Forward FLOPs (2 per multiply-add) of a ViT/DINOv2 encoder at its 224 px input."""
-    config = json.loads((Path(model_dir) / "config.json").read_text())
+    """Forward FLOPs (2 per multiply-add) of a ViT/DINOv2 encoder (or an image-text model's
+    vision tower) at its 224 px input."""
+    from embedding_job.model.families import read_checkpoint
+
+    # Through transformers' config class: a CLIP config.json leaves out default sizes.
+    config = read_checkpoint(Path(model_dir)).vision
     hidden = int(config["hidden_size"])
     layers = int(config["num_hidden_layers"])
     patch = int(config["patch_size"])

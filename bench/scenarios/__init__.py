@@ -8,7 +8,14 @@ inside one worker process), and one line below.
 from __future__ import annotations
 
 from bench.scenario import Scenario
-from bench.scenarios import baseline, daft_pipeline, datapath, datapath_baseline, embedder
+from bench.scenarios import (
+    baseline,
+    daft_pipeline,
+    datapath,
+    datapath_baseline,
+    embedder,
+    two_models,
+)
 
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
@@ -19,6 +26,7 @@ SCENARIOS: dict[str, Scenario] = {
         datapath.THREADED,
         embedder.PER_CALL,
         embedder.STREAM,
+        two_models.SCENARIO,
         daft_pipeline.NATIVE,
         daft_pipeline.RAY,
     )

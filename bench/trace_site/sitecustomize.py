@@ -1,5 +1,5 @@
 """Start-up hook of the bench's pipeline runs (see bench/embedder_trace.py): with
-EMBEDDING_BENCH_TRACE_FILE set, trace every Embedder.embed_bytes call of this process.
+EMBEDDING_BENCH_TRACE_FILE set, trace every Embedder.embed_models call of this process.
 
 This directory is put first on PYTHONPATH only for ``embedding-job run`` subprocesses of the
 bench. A sitecustomize that was on the path already still runs, after this one.

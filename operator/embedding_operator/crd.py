@@ -24,7 +24,7 @@ from embedding_job.api import (
 )
 
 _DROP = {"title", "additionalProperties", "$defs", "propertyNames"}
-_IMMUTABLE = ["input", "model", "inference", "output", "errors", "cluster"]
+_IMMUTABLE = ["input", "model", "models", "inference", "output", "errors", "cluster"]
 
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import transformers
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel
 
@@ -25,6 +26,66 @@ def reference_embeddings(model_dir: Path, images: list[bytes], cls_token: bool) 
         hidden = model(pixel_values=pixel_values).last_hidden_state
     pooled = hidden[:, 0] if cls_token else hidden.mean(dim=1)
     return torch.nn.functional.normalize(pooled, dim=-1).numpy()
+
+
+#: Each family's transformers class (the reference computation names it, not AutoModel).
+FAMILY_CLASSES = {
+    "clip": "CLIPModel",
+    "siglip": "SiglipModel",
+    "clip-vision": "CLIPVisionModelWithProjection",
+    "dinov3": "DINOv3ViTModel",
+    "deit": "DeiTModel",
+    "vit": "ViTModel",
+    "dinov2": "Dinov2Model",
+}
+
+
+def family_reference(model_dir: Path, kind: str, images: list[bytes], pooling: str) -> np.ndarray:
+    """The family's own computation in transformers, L2-normalised: its processor's pixels
+    (DINOv3's recipe by hand, its class needing torchvision), then get_image_features for
+    image-text models (projected: its pooler_output), a tower's image_embeds, or a backbone's
+    last hidden state (cls, mean) or pooler_output (pooler; DINOv3's is its CLS token)."""
+    pil = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
+    if kind == "dinov3":
+        pixel_values = dinov3_pixels(model_dir, pil)
+    else:
+        processor = AutoImageProcessor.from_pretrained(model_dir, use_fast=True)
+        pixel_values = processor(images=pil, return_tensors="pt")["pixel_values"]
+    model = getattr(transformers, FAMILY_CLASSES[kind]).from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        if kind in ("clip", "siglip"):
+            output = model.get_image_features(pixel_values=pixel_values.float())
+        else:
+            output = model(pixel_values=pixel_values.float())
+    if pooling == "projected":
+        vectors = output.pooler_output if kind in ("clip", "siglip") else output.image_embeds
+    elif pooling == "pooler" or (kind == "dinov3" and pooling == "cls"):
+        vectors = output.pooler_output
+    else:
+        hidden = output.last_hidden_state
+        vectors = hidden[:, 0] if pooling == "cls" else hidden.mean(dim=1)
+    return torch.nn.functional.normalize(vectors, dim=-1).numpy()
+
+
+def dinov3_pixels(model_dir: Path, images: list[Image.Image]) -> torch.Tensor:
+    """What DINOv3ViTImageProcessor computes (rescale, antialiased resize of the float image,
+    normalise), from its saved settings."""
+    import json
+
+    settings = json.loads((model_dir / "preprocessor_config.json").read_text())
+    size = (settings["size"]["height"], settings["size"]["width"])
+    mode = {2: "bilinear", 3: "bicubic"}[settings["resample"]]
+    mean = torch.tensor(settings["image_mean"]).view(3, 1, 1)
+    std = torch.tensor(settings["image_std"]).view(3, 1, 1)
+    out = []
+    for image in images:
+        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()
+        pixels = pixels * settings["rescale_factor"]
+        resized = torch.nn.functional.interpolate(
+            pixels[None], size=size, mode=mode, antialias=True, align_corners=False
+        )[0]
+        out.append((resized - mean) / std)
+    return torch.stack(out)
 
 
 def fake_torchvision_io() -> types.ModuleType:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -59,3 +60,31 @@ def bad_images() -> dict[str, bytes]:
 
 def to_pil(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data))
+
+
+#: (width, height): phone photos both ways, HD frames, web images, thumbnails, a square.
+PHOTO_SIZES = [
+    (4032, 3024),
+    (3024, 4032),
+    (1920, 1080),
+    (1080, 1920),
+    (1024, 683),
+    (640, 427),
+    (333, 500),
+    (97, 130),
+    (224, 224),
+]
+
+
+@functools.cache
+def photos() -> tuple[bytes, ...]:
+    """Photo-sized, mostly non-square JPEGs (PHOTO_SIZES), a grey JPEG and an RGBA PNG: what
+    parity with a reference computation is checked on."""
+    jpegs = [
+        encode(sample_image(i, size), "JPEG", quality=85) for i, size in enumerate(PHOTO_SIZES)
+    ]
+    extra = [
+        encode(sample_image(50, (800, 1200), "L"), "JPEG", quality=85),
+        encode(sample_image(51, (1200, 700), "RGBA"), "PNG"),
+    ]
+    return tuple(jpegs + extra)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from bench.model_configs import KNOWN_GFLOPS, flops_per_image
 from bench.report import acceptance, add_ratios, better, format_table
 from bench.scenarios import SCENARIOS
 from bench.scenarios.daft_pipeline import PipelineScenario
+from tests.support.hub_models import FAMILY_MODELS
 from tests.support.models import DINOV2
 
 
@@ -50,6 +52,13 @@ def test_flops_from_the_config_match_the_published_figures(
     assert flops / 1e9 == pytest.approx(KNOWN_GFLOPS[name], rel=0.005)
 
 
+def test_flops_of_an_image_text_model_are_its_vision_towers(tmp_path: Path) -> None:
+    # CLIP's config.json leaves out the sizes its config class defaults to (ViT-B/32's).
+    config = {"model_type": "clip", "vision_config": {"patch_size": 32}, "text_config": {}}
+    flops = flops_per_image(write_config(tmp_path / "clip", **config))
+    assert flops / 1e9 == pytest.approx(2 * 4.41, rel=0.01)  # timm: ViT-B/32, 4.41 GMACs
+
+
 def test_the_image_set_is_reproducible(tmp_path: Path) -> None:
     first = make_image_set(tmp_path / "a", 3)
     second = make_image_set(tmp_path / "b", 3)
@@ -66,6 +75,7 @@ def test_the_registry_holds_every_variant_in_order() -> None:
         "datapath_mt",
         "embedder",
         "embedder_stream",
+        "two_models",
         "daft_native",
         "daft_ray",
     ]
@@ -81,7 +91,7 @@ def test_the_registry_holds_every_variant_in_order() -> None:
         "daft_ray": "ray",
     }
     in_process = [s for name, s in SCENARIOS.items() if name not in pipelines]
-    assert all(isinstance(s, InProcessScenario) for s in in_process) and len(in_process) == 6
+    assert all(isinstance(s, InProcessScenario) for s in in_process) and len(in_process) == 7
 
 
 def test_an_unknown_variant_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
@@ -219,19 +229,25 @@ def test_the_library_writes_no_trace_of_its_own(
     assert not hasattr(embedder_module, "TRACE_ENV")
 
 
-@pytest.mark.parametrize("variant", ["datapath", "datapath_baseline"])
-def test_data_path_variants_run_in_process(tmp_path: Path, models_root: Path, variant: str) -> None:
+def tiny_spec(tmp_path: Path, variant: str, model_dir: Path, **extra: Any) -> WorkerSpec:
+    """A worker spec of one pass over 4 generated images on the CPU."""
     paths = make_image_set(tmp_path / "images", 4)
-    spec = WorkerSpec(
+    return WorkerSpec(
         variant=variant,
-        model_dir=str(models_root / DINOV2),
+        model_dir=str(model_dir),
         images=[str(p) for p in paths],
         device="cpu",
         dtype="float32",
         min_seconds=0.0,
         draft_factor=2.0,
         result=str(tmp_path / "result.json"),
+        **extra,
     )
+
+
+@pytest.mark.parametrize("variant", ["datapath", "datapath_baseline"])
+def test_data_path_variants_run_in_process(tmp_path: Path, models_root: Path, variant: str) -> None:
+    spec = tiny_spec(tmp_path, variant, models_root / DINOV2)
     threads = torch.get_num_threads()
     try:
         figures = run_worker(spec)
@@ -269,3 +285,44 @@ def test_a_short_run_writes_the_report_from_any_directory(
     assert figures["rounds_images_per_s"] == [figures["images_per_s"]]
     assert report["by_model"]["dinov2-small4"]["variants"] == report["variants"]
     assert report["acceptance"] == {}  # datapath alone meets neither criterion's pair
+
+
+def test_the_two_model_variant_counts_one_decode_per_pair_against_two(
+    tmp_path: Path, models_root: Path, family_models: Path
+) -> None:
+    """The plumbing of ``two_models`` on a tiny run: the decode meter sees each image decoded
+    once by the two-model embedder and twice by the two one-model embedders."""
+    clip = next(name for name, kind in FAMILY_MODELS.items() if kind == "clip")
+    spec = tiny_spec(
+        tmp_path,
+        "two_models",
+        models_root / DINOV2,
+        batch_size=2,
+        call_batch_size=2,
+        companion_model_dir=str(family_models / clip),
+    )
+    figures = run_worker(spec)
+    assert figures["images"] == 4 and figures["passes"] == 1
+    assert (figures["two_decodes_per_pair"], figures["singles_decodes_per_pair"]) == (1.0, 2.0)
+    assert figures["two_decode_cpu_ms_per_pair"] > 0 and figures["singles_images_per_s"] > 0
+    ratio = figures["singles_decode_cpu_ms_per_pair"] / figures["two_decode_cpu_ms_per_pair"]
+    assert figures["decode_cpu_ratio"] == pytest.approx(ratio)
+    assert figures["flops_per_image"] > flops_per_image(models_root / DINOV2)
+
+
+def test_the_two_model_criterion_and_its_flops() -> None:
+    variants = {
+        "two_models": {
+            "images_per_s": 10.0,
+            "threads": 2,
+            "decode_cpu_ratio": 1.7,
+            "flops_per_image": 80e9,
+        },
+        "embedder": {"images_per_s": 12.0, "threads": 2},
+    }
+    add_ratios(variants, flops=46.3e9, on_gpu=True)
+    assert variants["two_models"]["tflops"] == pytest.approx(10 * 80e9 / 1e12)
+    assert variants["embedder"]["tflops"] == pytest.approx(12 * 46.3e9 / 1e12)
+    result = acceptance(variants)
+    assert result["two_models_decode_cpu_ratio"] == 1.7
+    assert result["two_models_1_6x_less_decode_cpu"] is True

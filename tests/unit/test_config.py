@@ -22,7 +22,8 @@ def test_defaults_match_the_original_component() -> None:
     cfg = parse_config(MINIMAL)
     assert cfg.model.name == "facebook/dinov2-large"
     assert cfg.model.dtype is DType.FLOAT16
-    assert cfg.model.pooling is Pooling.CLS
+    # auto is the CLS token for ViT and DINOv2 (tests/unit/test_families.py), as in the original.
+    assert cfg.model.pooling is Pooling.AUTO
     assert cfg.model.normalize is True
     assert cfg.inference.batch_size == 32
     assert cfg.input.src_type is SrcType.IMAGE_URL

@@ -206,10 +206,12 @@ def test_gpu_decoder_routes_jpegs_to_the_gpu_and_the_rest_to_the_cpu() -> None:
     decoder = GpuJpegDecoder(datapath, torch.device("cpu"), tv_io)
     good = good_images()
     items = [good["jpeg"], good["png"], good["cmyk"], b"", good["exif"], good["gray"]]
-    batch, failures = decoder.decode(items)
+    batches, failures = decoder.decode(items)
     assert tv_io.calls == [3]  # jpeg, exif and gray; CMYK and PNG stay on the CPU
     assert failures == {3: "empty image data"}
-    assert batch is not None and batch.dtype == torch.uint8
+    assert batches is not None and len(batches) == 1  # one model, one batch
+    batch = batches[0]
+    assert batch.dtype == torch.uint8
     assert batch.shape == (5, 224, 224, 3)
     for row, position in enumerate([0, 1, 2, 4, 5]):
         expected = datapath.pixels(items[position]).astype(int)
@@ -220,10 +222,10 @@ def test_a_batch_the_gpu_rejects_is_decoded_on_the_cpu_row_by_row() -> None:
     tv_io = fake_torchvision_io()  # like nvJPEG here, it fails the whole call on a bad file
     decoder = GpuJpegDecoder(DataPath(DINO_TRANSFORM), torch.device("cpu"), tv_io)
     items = [good_images()["jpeg"], bad_images()["truncated"], good_images()["gray"]]
-    batch, failures = decoder.decode(items)
+    batches, failures = decoder.decode(items)
     assert tv_io.calls == [3]
     assert list(failures) == [1] and failures[1].startswith("corrupt image")
-    assert batch is not None and batch.shape == (2, 224, 224, 3)
+    assert batches is not None and batches[0].shape == (2, 224, 224, 3)
 
 
 def test_gpu_decoder_is_chosen_only_with_cuda_and_torchvision(

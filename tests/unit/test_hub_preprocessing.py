@@ -8,45 +8,19 @@ and a 224 centre crop. Images are photo-sized and non-square, decoded the job's 
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from embedding_job.api import Device, DType, Pooling
-from embedding_job.demo import encode, sample_image
 from embedding_job.imaging.transform import ImageTransform
 from embedding_job.model.embedder import Embedder, EmbedderSettings
 from tests.support.embedding import reference_embeddings
 from tests.support.hub_models import ORIGINAL_MODELS
+from tests.support.images import PHOTO_SIZES, photos
 
 TOLERANCE = 1e-4
-
-#: (width, height): phone photos both ways, HD frames, web images, thumbnails, a square.
-PHOTO_SIZES = [
-    (4032, 3024),
-    (3024, 4032),
-    (1920, 1080),
-    (1080, 1920),
-    (1024, 683),
-    (640, 427),
-    (333, 500),
-    (97, 130),
-    (224, 224),
-]
-
-
-@functools.cache
-def photos() -> tuple[bytes, ...]:
-    jpegs = [
-        encode(sample_image(i, size), "JPEG", quality=85) for i, size in enumerate(PHOTO_SIZES)
-    ]
-    extra = [
-        encode(sample_image(50, (800, 1200), "L"), "JPEG", quality=85),
-        encode(sample_image(51, (1200, 700), "RGBA"), "PNG"),
-    ]
-    return tuple(jpegs + extra)
 
 
 @pytest.mark.parametrize("name", list(ORIGINAL_MODELS))

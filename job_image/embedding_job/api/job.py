@@ -9,6 +9,8 @@ validate it and embed it in the CRD without torch or daft. Field names on the wi
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +21,10 @@ from embedding_job.api.kube_names import MAX_PATH, MAX_URI
 
 #: Pass-through columns: a wide table's worth, small enough for a pod's command line.
 MAX_COLUMNS = 256
+#: Models of one job (``models``): every embedding worker holds all of them on its GPU, and
+#: each costs its own GPU time per image; a handful is what one pass is for.
+MAX_MODELS = 4
+_ALIAS = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 DEFAULT_MODEL = "facebook/dinov2-large"
 DEFAULT_MODELS_ROOT = "/models"
@@ -45,8 +51,11 @@ class DType(StrEnum):
 
 
 class Pooling(StrEnum):
+    AUTO = "auto"
     CLS = "cls"
     MEAN = "mean"
+    POOLER = "pooler"
+    PROJECTED = "projected"
 
 
 class Device(StrEnum):
@@ -153,16 +162,17 @@ class InputSpec(Spec):
 
 
 class ModelSpec(Spec):
-    """Which ViT-family model embeds the images, and how its output becomes a vector."""
+    """Which model embeds the images, and how its output becomes a vector."""
 
     name: str = Field(
         DEFAULT_MODEL,
         min_length=1,
         max_length=256,
         description=(
-            "Hugging Face model id, e.g. facebook/dinov2-large, facebook/dinov2-base, "
-            "google/vit-base-patch16-224-in21k, google/vit-large-patch16-224-in21k, or any other "
-            "ViT/DINOv2 checkpoint."
+            "Hugging Face model id, e.g. facebook/dinov2-large, google/vit-base-patch16-224-in21k, "
+            "openai/clip-vit-base-patch32, google/siglip-base-patch16-224: a ViT, DINOv2 or "
+            "DINOv3 backbone, a CLIP- or SigLIP-style image-text model, or any other vision "
+            "checkpoint whose output is a token sequence."
         ),
     )
     path: str = Field(
@@ -187,10 +197,34 @@ class ModelSpec(Spec):
         ),
     )
     pooling: Pooling = Field(
-        Pooling.CLS,
-        description="cls: the CLS token of the last hidden state; mean: the mean over all tokens.",
+        Pooling.AUTO,
+        description=(
+            "How the model's output becomes one vector. auto: what the model's family means "
+            "(projected for image-text models such as CLIP and SigLIP and for vision towers "
+            "with a projection, pooler for other split-off vision towers, cls for backbones "
+            "with a CLS token such as ViT and DINOv2, mean for those without); cls: the CLS "
+            "token of the last hidden state; mean: the mean over all its tokens (CLS "
+            "included); pooler: the model's own pooled output; projected: the image embedding "
+            "of an image-text model (get_image_features). The manifest records the pooling used."
+        ),
     )
     normalize: bool = Field(True, description="L2-normalise each embedding.")
+    alias: str | None = Field(
+        None,
+        description=(
+            "Only in models: the model's short name in the output, its embedding column "
+            "being <output.embeddingColumn>_<alias>. Empty: the last part of name with each "
+            "character other than a letter, digit or '_' as '_' (openai/clip-vit-base-patch32: "
+            "clip_vit_base_patch32)."
+        ),
+        json_schema_extra={"pattern": _ALIAS.pattern, "maxLength": 64},
+    )
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=8192,
+        description="Images per forward pass of this model; empty: inference.batchSize.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -201,6 +235,20 @@ class ModelSpec(Spec):
                 "put the directory in model.path"
             )
         return value
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, value: str | None) -> str | None:
+        if value is not None and not _ALIAS.fullmatch(value):
+            raise ValueError(f"{value!r} is not an alias (1-64 letters, digits or '_')")
+        return value
+
+    @property
+    def resolved_alias(self) -> str:
+        """The alias, or the one derived from the model's name."""
+        if self.alias is not None:
+            return self.alias
+        return re.sub(r"[^A-Za-z0-9_]", "_", self.name.rsplit("/", 1)[-1])[:64]
 
 
 class InferenceSpec(Spec):
@@ -333,10 +381,22 @@ class ErrorPolicy(Spec):
 
 
 class EmbeddingJobConfig(Spec):
-    """An embedding job: read images, embed them with a ViT-family model, write vectors."""
+    """An embedding job: read images, embed them with one or more models, write vectors."""
 
     input: InputSpec = Field(..., description="Where the images come from.")
     model: ModelSpec = Field(default_factory=ModelSpec, description="The model and pooling.")
+    models: Sequence[ModelSpec] = Field(
+        default_factory=list,
+        max_length=MAX_MODELS,
+        description=(
+            "Several models in one pass, instead of model: each image is read and decoded "
+            "once and embedded by every one of them, into one column per model, "
+            "<output.embeddingColumn>_<alias>. Each entry is a model section with its own "
+            "dtype, pooling and batchSize."
+        ),
+        # Present in every stored EmbeddingJob, so that CEL rules can compare it.
+        json_schema_extra={"default": []},
+    )
     inference: InferenceSpec = Field(
         default_factory=InferenceSpec, description="Devices and batching."
     )
@@ -344,10 +404,33 @@ class EmbeddingJobConfig(Spec):
     errors: ErrorPolicy = Field(default_factory=ErrorPolicy, description="Bad-row policy.")
 
     @model_validator(mode="after")
+    def _one_way_to_name_the_models(self) -> EmbeddingJobConfig:
+        if not self.models:
+            if self.model.alias is not None:
+                raise ValueError("model.alias: an alias names a column only in models")
+            return self
+        # An EmbeddingJob's model is defaulted by the apiserver: "left out" is "all defaults".
+        if self.model != type(self.model)():
+            raise ValueError(
+                "model, models: give either model or models; with models, leave model out "
+                "(each entry of models has its own name, path, dtype and pooling)"
+            )
+        aliases = [spec.resolved_alias for spec in self.models]
+        repeated = sorted({a for a in aliases if aliases.count(a) > 1})
+        if repeated:
+            raise ValueError(
+                f"models: aliases {repeated} repeat; give each model its own alias "
+                "(its column is <output.embeddingColumn>_<alias>)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _no_column_clash(self) -> EmbeddingJobConfig:
-        produced = {self.output.embedding_column, self.output.error_column}
+        produced = [column for _, column in self.embedding_columns()] + [self.output.error_column]
+        if len(set(produced)) != len(produced):
+            raise ValueError(f"output columns {produced} repeat a name; rename output.errorColumn")
         kept = set(self.input.columns) | {c for c in [self.input.id_column] if c}
-        clash = produced & kept
+        clash = set(produced) & kept
         if clash:
             raise ValueError(
                 f"input columns {sorted(clash)} clash with output columns; rename "
@@ -360,6 +443,14 @@ class EmbeddingJobConfig(Spec):
             if not glob and self.input.id_column is None:
                 raise ValueError("output.resume needs input.idColumn: rows are skipped by id")
         return self
+
+    def embedding_columns(self) -> list[tuple[ModelSpec, str]]:
+        """Each model with the column its vectors go to: ``model`` into
+        ``output.embeddingColumn``; each of ``models`` into ``<embeddingColumn>_<alias>``."""
+        if not self.models:
+            return [(self.model, self.output.embedding_column)]
+        prefix = self.output.embedding_column
+        return [(spec, f"{prefix}_{spec.resolved_alias}") for spec in self.models]
 
     def to_wire(self) -> dict[str, Any]:
         """The camelCase JSON form (what the CRD stores and the job receives)."""

@@ -136,6 +136,18 @@ class JobErrorReport(StatusPart):
     time: str | None = Field(None, description="When the job reported it.", json_schema_extra=_TIME)
 
 
+class EmbeddingOutput(StatusPart):
+    """One model's vectors in the output."""
+
+    column: str | None = Field(None, description="The output column holding them.")
+    model: str | None = Field(None, description="The model that produced them.")
+    embedding_dim: int | None = Field(None, description="Length of each vector.")
+    dtype: str | None = Field(None, description="Inference precision.")
+    pooling: str | None = Field(
+        None, description="How the model's output became a vector: cls, mean, pooler, projected."
+    )
+
+
 class OutputStatus(StatusPart):
     """Where the embeddings are, and what was written."""
 
@@ -148,7 +160,10 @@ class OutputStatus(StatusPart):
     embedding_dim: int | None = Field(None, description="Length of each embedding.")
     model: str | None = Field(None, description="Model that produced the embeddings.")
     dtype: str | None = Field(None, description="Inference precision.")
-    pooling: str | None = Field(None, description="cls or mean.")
+    pooling: str | None = Field(None, description="cls, mean, pooler or projected.")
+    embeddings: list[EmbeddingOutput] | None = Field(
+        None, description="Each model's column, width, precision and pooling (one per model)."
+    )
 
 
 class EmbeddingJobStatus(StatusPart):

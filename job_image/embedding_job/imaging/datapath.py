@@ -59,7 +59,9 @@ class DataPath:
     """Turns image bytes into (H, W, 3) uint8 model inputs, one RowError per unusable image.
 
     ``threads`` 0 decodes inline on the calling thread; ``threads`` >= 1 uses a pool of that
-    many threads and decodes up to ``window`` images ahead of the consumer.
+    many threads and decodes up to ``window`` images ahead of the consumer. With ``more``
+    transforms (several models' preprocessing), each image is decoded once, at the size the
+    most demanding of them needs, and resized for each (``views``).
     """
 
     def __init__(
@@ -69,41 +71,58 @@ class DataPath:
         draft_factor: float | None = DEFAULT_DRAFT_FACTOR,
         threads: int = 0,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        more: Sequence[ImageTransform] = (),
     ):
         if threads < 0:
             raise ValueError("threads must be >= 0")
         self.transform = transform
-        self.min_size = transform.draft_size(draft_factor) if draft_factor else None
+        self.transforms = (transform, *more)
+        sizes = [t.draft_size(draft_factor) if draft_factor else None for t in self.transforms]
+        # A transform that does not resize needs the full image: no reduced decode at all.
+        self.min_size = None if None in sizes else max(s for s in sizes if s is not None)
         self.threads = threads
         self.max_pixels = max_pixels
         self._pool = (
             ThreadPoolExecutor(threads, thread_name_prefix="embedding-decode") if threads else None
         )
 
-    def pixels(self, data: ImageData) -> np.ndarray:
-        """One image (bytes or a local file) → resized, cropped (H, W, 3) uint8 pixels;
-        RowError if unusable."""
+    def views(self, data: ImageData) -> list[np.ndarray]:
+        """One image (bytes or a local file), decoded once → resized, cropped (H, W, 3) uint8
+        pixels for each transform; RowError if unusable."""
         if isinstance(data, LocalFile):
             data = data.read()
         try:
             image, full_size = decode_scaled(
                 data, min_size=self.min_size, max_pixels=self.max_pixels
             )
-            return self.transform.to_uint8(image, full_size)
+            return [transform.to_uint8(image, full_size) for transform in self.transforms]
         except RowError:
             raise
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not sink the batch
             raise RowError(f"decode failed: {type(exc).__name__}: {exc}") from None
 
-    def _pixels_or_error(self, data: ImageData) -> np.ndarray | RowError:
+    def pixels(self, data: ImageData) -> np.ndarray:
+        """One image → the first transform's pixels (see ``views``); RowError if unusable."""
+        return self.views(data)[0]
+
+    def _views_or_error(self, data: ImageData) -> list[np.ndarray] | RowError:
         try:
-            return self.pixels(data)
+            return self.views(data)
         except RowError as exc:
             return exc
 
     def map(self, items: Iterable[ImageData], window: int = 64) -> Iterator[np.ndarray | RowError]:
-        """Pixels, or the RowError, for each item in order, decoding up to ``window`` ahead."""
-        return self._ahead(self._pixels_or_error, items, window)
+        """The first transform's pixels, or the RowError, for each item in order, decoding up
+        to ``window`` ahead."""
+        for result in self.map_views(items, window):
+            yield result if isinstance(result, RowError) else result[0]
+
+    def map_views(
+        self, items: Iterable[ImageData], window: int = 64
+    ) -> Iterator[list[np.ndarray] | RowError]:
+        """Each item's views (one per transform), or the RowError, in order, decoding up to
+        ``window`` ahead."""
+        return self._ahead(self._views_or_error, items, window)
 
     def load(self, items: Iterable[ImageData], window: int = 64) -> Iterator[bytes | RowError]:
         """Each item's bytes, or the RowError, in order; local files are read up to ``window``
@@ -130,9 +149,14 @@ class DataPath:
                 future.cancel()
 
     def to_device(
-        self, images: Sequence[np.ndarray], device: torch.device, dtype: torch.dtype
+        self,
+        images: Sequence[np.ndarray],
+        device: torch.device,
+        dtype: torch.dtype,
+        transform: ImageTransform | None = None,
     ) -> torch.Tensor:
-        """Same-sized uint8 images → (N, 3, H, W) normalised ``dtype`` pixels on ``device``.
+        """Same-sized uint8 images → (N, 3, H, W) normalised ``dtype`` pixels on ``device``,
+        by ``transform`` (default: the first).
 
         Pixels cross to a GPU as uint8 from pinned memory (an asynchronous copy); rescale and
         normalise then run there.
@@ -144,7 +168,7 @@ class DataPath:
             batch = batch.to(device, non_blocking=True)
         else:
             batch = torch.from_numpy(np.stack(images))
-        return self.transform.normalize(batch, dtype)
+        return (transform or self.transform).normalize(batch, dtype)
 
     def close(self) -> None:
         if self._pool is not None:

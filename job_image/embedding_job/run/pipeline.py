@@ -24,10 +24,10 @@ from embedding_job.io.cells import LOCAL_PREFIXES
 from embedding_job.io.input_table import LISTING_ERROR, RAW_PATH, read_input
 from embedding_job.io.io_config import io_config
 from embedding_job.model.embedder import EmbedderSettings
-from embedding_job.model.files import embedding_dim, locate_model
 from embedding_job.run import status_report as report
+from embedding_job.run.model_plan import PlannedModel, embedder_settings, plan_models
 from embedding_job.run.row_counts import NativeTracker, RayTracker
-from embedding_job.run.udf import EmbedImages
+from embedding_job.run.udf import EmbedImages, result_dtype, result_field
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,10 @@ MODEL_BATCHES_PER_CALL = 8
 MAX_ROWS_PER_CALL = 1024
 
 
-def udf_batch_size(inference: InferenceSpec) -> int:
-    """Rows per call of the embedding UDF."""
-    model_batch = inference.batch_size
+def udf_batch_size(inference: InferenceSpec, model_batch: int | None = None) -> int:
+    """Rows per call of the embedding UDF; ``model_batch``: the largest batch of the job's
+    models (default inference.batchSize)."""
+    model_batch = model_batch or inference.batch_size
     if inference.call_batch_size is not None:
         return max(model_batch, inference.call_batch_size)
     return max(model_batch, min(model_batch * MODEL_BATCHES_PER_CALL, MAX_ROWS_PER_CALL))
@@ -99,13 +100,14 @@ def fetched(source: daft.Expression, connections: int, io: daft.io.IOConfig) -> 
 def embed(
     df: daft.DataFrame,
     cfg: EmbeddingJobConfig,
-    settings: EmbedderSettings,
-    dim: int,
+    settings: list[EmbedderSettings],
+    models: list[PlannedModel],
     io: daft.io.IOConfig,
     workers: Workers,
     progress_actor: str | None = None,
 ) -> daft.DataFrame:
-    """Add the embedding and error columns; one output row per input row."""
+    """Add one embedding column per model and the error column; one output row per input
+    row. One UDF call embeds each row with every model, from one read and one decode."""
     spec = cfg.input
     source = (
         col("path") if spec.resolved_format is InputFormat.IMAGES_GLOB else col(spec.image_column)
@@ -124,22 +126,27 @@ def embed(
         gpus=workers.gpus,
         cpus=cfg.inference.cpus_per_worker,
         max_concurrency=workers.concurrency,
-        batch_size=udf_batch_size(cfg.inference),
+        batch_size=udf_batch_size(cfg.inference, max(s.batch_size for s in settings)),
+        return_dtype=result_dtype(len(models)),
     )
-    out = cfg.output
-    vector_type = DataType.fixed_size_list(DataType.float32(), dim)
     listed = RAW_PATH in df.column_names
     result = call(source, data, col(RAW_PATH)) if listed else call(source, data)
-    embedding = col(_RESULT)["embedding"].cast(vector_type)
+    embeddings = {}
+    for number, model in enumerate(models):
+        vector_type = DataType.fixed_size_list(DataType.float32(), model.dim)
+        embedding = col(_RESULT)[result_field(number)].cast(vector_type)
+        if listed:
+            # What the listing already knew wins over the read's "Is a directory".
+            embedding = when(col(LISTING_ERROR).is_null(), embedding)
+        embeddings[model.column] = embedding
     error = col(_RESULT)["error"]
     if listed:
-        # What the listing already knew wins over the read's "Is a directory".
-        embedding = when(col(LISTING_ERROR).is_null(), embedding)
         error = col(LISTING_ERROR).fill_null(error)
+    out = cfg.output
     return (
         df.with_column(_RESULT, result)
-        .with_columns({out.embedding_column: embedding, out.error_column: error})
-        .select(*output_columns(cfg), out.embedding_column, out.error_column)
+        .with_columns({**embeddings, out.error_column: error})
+        .select(*output_columns(cfg), *embeddings, out.error_column)
     )
 
 
@@ -202,9 +209,9 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     options = options or RunOptions()
     started = datetime.now(UTC)
     clock = time.monotonic()
-    # Cheap checks first: a missing model or an occupied output must fail before any data moves.
-    model_path = locate_model(cfg.model)
-    dim = embedding_dim(model_path)
+    # Cheap checks first: a missing model (or a pooling it lacks) or an occupied output must
+    # fail before any data moves.
+    models = plan_models(cfg)
     configure_runner(options)
     io = io_config(cfg.input.download)
     df = read_input(cfg, io)
@@ -214,27 +221,14 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
         raise InputNotFoundError(f"input {cfg.input.uri!r} has no rows")
     plan = output.prepare(cfg, io=io)
     df, skipped, kept_rows = output.skip_done(df, cfg, plan)
-    settings = EmbedderSettings(
-        model_dir=str(model_path),
-        dtype=cfg.model.dtype,
-        pooling=cfg.model.pooling,
-        normalize=cfg.model.normalize,
-        batch_size=cfg.inference.batch_size,
-        device=cfg.inference.device,
-        rank=cfg.inference.rank,
-        decode_threads=cfg.inference.decode_threads,
-        jpeg_draft_factor=cfg.inference.jpeg_draft_factor,
-        compile=cfg.inference.compile,
-        gpu_decode=cfg.inference.gpu_decode,
-    )
     workers = plan_workers(cfg, options)
     threads = cpu_threads(cfg.inference, workers, options.runner)
-    settings = dataclasses.replace(settings, cpu_threads=threads)
+    settings = embedder_settings(cfg, models, threads)
     log.info(
         "embedding %s (%s) with %s → %s",
         cfg.input.uri,
         cfg.input.resolved_format.value,
-        cfg.model.name,
+        ", ".join(f"{m.spec.name} ({m.family}, {m.pooling.value})" for m in models),
         cfg.output.uri,
     )
     tracker: NativeTracker | RayTracker = (
@@ -254,7 +248,7 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     try:
         with reporting:
             if skipped < rows_in:
-                plan_df = embed(df, cfg, settings, dim, io, workers, tracker.actor_name)
+                plan_df = embed(df, cfg, settings, models, io, workers, tracker.actor_name)
                 written = output.write(plan_df, cfg, plan, io)
             else:
                 # Resuming a complete output: no model to load, and no empty data file to add.
@@ -279,7 +273,7 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
         cfg,
         status="failed" if too_many or lost else "succeeded",
         rows_in=rows_in,
-        dim=dim,
+        models=[model.describe(with_alias=bool(cfg.models)) for model in models],
         files=plan.kept_files + written,
         counts=counts,
         skipped=skipped,

@@ -23,6 +23,7 @@ from embedding_job.api import (
     PLURAL,
     VERSION,
     EmbeddingJobStatus,
+    EmbeddingOutput,
     JobErrorReport,
     OutputStatus,
     Progress,
@@ -48,9 +49,22 @@ def output_status(manifest: dict[str, Any]) -> OutputStatus:
         "model": manifest.get("model"),
         "dtype": manifest.get("dtype"),
         "pooling": manifest.get("pooling"),
+        "embeddings": [_embedding_output(e) for e in manifest.get("embeddings") or []] or None,
     }
     # A key the manifest lacks is left out of the patch, not written as null (which deletes).
     return OutputStatus(**{name: value for name, value in fields.items() if value is not None})
+
+
+def _embedding_output(entry: dict[str, Any]) -> EmbeddingOutput:
+    """One model's entry of the manifest's ``embeddings``, as the status has it."""
+    fields = {
+        "column": entry.get("column"),
+        "model": entry.get("model"),
+        "embedding_dim": entry.get("embeddingDim"),
+        "dtype": entry.get("dtype"),
+        "pooling": entry.get("pooling"),
+    }
+    return EmbeddingOutput(**{name: value for name, value in fields.items() if value is not None})
 
 
 class StatusReporter:

@@ -6,6 +6,7 @@ import atexit
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import daft
@@ -19,29 +20,41 @@ from embedding_job.io.cells import DeadHosts, LocalFile, fetch_error, local_file
 from embedding_job.model.embedder import Embedder, EmbedderSettings
 from embedding_job.run.row_counts import worker_counter
 
-#: What the embedding UDF returns per row: a vector, or null and the reason.
-RESULT_DTYPE = DataType.struct(
-    {"embedding": DataType.list(DataType.float32()), "error": DataType.string()}
-)
-_ARROW_RESULT = pa.struct([("embedding", pa.list_(pa.float32())), ("error", pa.string())])
+
+def result_field(number: int) -> str:
+    """The result struct's field of model ``number`` (``embedding`` for the first)."""
+    return "embedding" if number == 0 else f"embedding_{number}"
 
 
-def result_array(vectors: list[np.ndarray | None], errors: list[str | None]) -> pa.Array:
-    """Arrow struct array of (embedding, error) rows, built from the vectors' buffers (no
-    Python float per element)."""
+def result_dtype(models: int = 1) -> DataType:
+    """What the embedding UDF returns per row: a vector per model, or nulls and the reason."""
+    fields = {result_field(n): DataType.list(DataType.float32()) for n in range(models)}
+    return DataType.struct({**fields, "error": DataType.string()})
+
+
+def result_array(
+    vectors: list[np.ndarray | None], errors: list[str | None], *more: list[np.ndarray | None]
+) -> pa.Array:
+    """Arrow struct array of (embedding, [embedding_1...], error) rows, ``more`` being further
+    models' vectors; built from the vectors' buffers (no Python float per element)."""
+    columns = [_vector_array(v) for v in (vectors, *more)]
+    names = [result_field(n) for n in range(len(columns))]
+    error = pa.array(errors, type=pa.string())
+    return pa.StructArray.from_arrays([*columns, error], names=[*names, "error"])
+
+
+def _vector_array(vectors: list[np.ndarray | None]) -> pa.Array:
     lengths = np.array([0 if v is None else len(v) for v in vectors], dtype=np.int32)
     offsets = np.zeros(len(vectors) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     present = [v for v in vectors if v is not None]
     values = np.concatenate(present).astype(np.float32, copy=False) if present else np.empty(0)
-    embedding = pa.ListArray.from_arrays(
+    return pa.ListArray.from_arrays(
         pa.array(offsets),
         pa.array(values, type=pa.float32()),
         type=pa.list_(pa.float32()),
         mask=pa.array(np.array([v is None for v in vectors], dtype=bool)),
     )
-    error = pa.array(errors, type=pa.string())
-    return pa.StructArray.from_arrays([embedding, error], fields=list(_ARROW_RESULT))
 
 
 def exit_fast_after_daft_worker() -> None:
@@ -70,7 +83,8 @@ _DAFT_UDF_WORKER = "daft.execution.udf_worker"
 
 @daft.cls(name_override="EmbedImages")
 class EmbedImages:
-    """Embeds one column of images; every input row yields one output row.
+    """Embeds one column of images with one or more models; every input row yields one output
+    row (one vector per model, each image decoded once).
 
     For ``image_url`` sources the caller passes the batched download result as ``data`` and the
     URL as ``source``. Local files are not downloaded (``data`` is null): the embedder reads
@@ -81,7 +95,7 @@ class EmbedImages:
 
     def __init__(
         self,
-        settings: EmbedderSettings,
+        settings: EmbedderSettings | Sequence[EmbedderSettings],
         src_type: SrcType,
         io_config: Any = None,
         progress_actor: str | None = None,
@@ -95,7 +109,8 @@ class EmbedImages:
         # The first Arrow conversion imports pandas (~0.6 s): pay it here, not after batch 1.
         result_array([None], ["warm-up"])
 
-    @daft.method.batch(return_dtype=RESULT_DTYPE)
+    # The pipeline sets the return type for its number of models (result_dtype).
+    @daft.method.batch(return_dtype=result_dtype())
     def embed(self, source: Series, data: Series, raw_path: Series | None = None) -> pa.Array:
         sources = source.to_pylist()
         cells = data.to_pylist()
@@ -115,8 +130,8 @@ class EmbedImages:
             except Exception as exc:  # noqa: BLE001 - RowError or anything else: this row only
                 items.append(None)
                 errors.append(str(exc))
-        vectors, row_errors = self.embedder.embed_bytes(items, errors)
+        vectors, row_errors = self.embedder.embed_models(items, errors)
         if self.counter is not None:
             failed = sum(e is not None for e in row_errors)
             self.counter.add.remote(len(row_errors), failed)
-        return result_array(vectors, row_errors)
+        return result_array(vectors[0], row_errors, *vectors[1:])

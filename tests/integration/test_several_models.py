@@ -1,0 +1,100 @@
+"""`embedding-job run` with a CLIP-style and a DINOv2 model in one spec, on the native runner:
+one column per model, each exactly what a one-model job of that model writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tests.support.hub_models import FAMILY_MODELS
+from tests.support.jobs import job, read_manifest, read_output, run_cli, table, write_config
+from tests.support.models import DINOV2
+
+CLIP = next(name for name, kind in FAMILY_MODELS.items() if kind == "clip")
+IDS = ["a", "b", "bad_1", "c", "d", "e", "bad_2", "f", "g"]
+
+
+def run(config: dict[str, Any], path: Path) -> dict[str, list[Any]]:
+    result = run_cli("run", "--config", str(write_config(path, config)))
+    assert result.returncode == 0, result.stderr
+    return read_output(config["output"]["uri"])
+
+
+def by_id(out: dict[str, list[Any]], column: str) -> dict[str, Any]:
+    return dict(zip(out["id"], out[column], strict=True))
+
+
+def test_a_clip_and_a_dinov2_model_in_one_job_write_both_embeddings(
+    tmp_path: Path, models_root: Path, family_models: Path
+) -> None:
+    source = table(tmp_path / "in.parquet", IDS)
+    dino = {"name": DINOV2, "path": str(models_root), "dtype": "float32"}
+    clip = {"name": CLIP, "path": str(family_models), "dtype": "float32", "batchSize": 3}
+    both = job(models_root, source, tmp_path / "both", input={"srcType": "image_binary"})
+    del both["model"]
+    both["models"] = [{**dino, "alias": "dino"}, clip]
+    out = run(both, tmp_path / "both.yaml")
+
+    columns = ["embedding_dino", "embedding_clip_vit_base_patch32"]
+    assert set(columns) <= set(out) and "embedding" not in out
+    singles = []
+    for name, model in [("dino", dino), ("clip", clip)]:
+        config = job(models_root, source, tmp_path / name, input={"srcType": "image_binary"})
+        config["model"] = model
+        singles.append(run(config, tmp_path / f"{name}.yaml"))
+    for column, single in zip(columns, singles, strict=True):
+        together, alone = by_id(out, column), by_id(single, "embedding")
+        assert together.keys() == alone.keys() == set(IDS)
+        for row_id in IDS:
+            if row_id.startswith("bad"):
+                assert together[row_id] is None and alone[row_id] is None
+            else:
+                np.testing.assert_array_equal(together[row_id], alone[row_id])
+    assert by_id(out, "embedding_error") == by_id(singles[0], "embedding_error")
+    assert {len(v) for v in out[columns[1]] if v is not None} == {16}
+
+    manifest = read_manifest(tmp_path / "both")
+    assert manifest["status"] == "succeeded" and manifest["rowsFailed"] == 2
+    assert manifest["model"] == f"{DINOV2}, {CLIP}" and manifest["embeddingDim"] is None
+    assert manifest["embeddings"] == [
+        {
+            "column": "embedding_dino",
+            "model": DINOV2,
+            "alias": "dino",
+            "family": "dinov2 backbone",
+            "embeddingDim": 32,
+            "dtype": "float32",
+            "pooling": "cls",
+            "normalize": True,
+        },
+        {
+            "column": "embedding_clip_vit_base_patch32",
+            "model": CLIP,
+            "alias": "clip_vit_base_patch32",
+            "family": "clip image-text",
+            "embeddingDim": 16,
+            "dtype": "float32",
+            "pooling": "projected",
+            "normalize": True,
+        },
+    ]
+    # A one-model job keeps its manifest's top-level fields, pooling as resolved.
+    single = read_manifest(tmp_path / "clip")
+    assert (single["embeddingDim"], single["pooling"], single["embeddingColumn"]) == (
+        16,
+        "projected",
+        "embedding",
+    )
+
+
+def test_a_pooling_the_model_lacks_fails_before_any_data_is_read(
+    tmp_path: Path, models_root: Path
+) -> None:
+    config = job(models_root, tmp_path / "missing.parquet", tmp_path / "out")
+    config["model"]["pooling"] = "projected"
+    result = run_cli("run", "--config", str(write_config(tmp_path / "job.yaml", config)))
+    assert result.returncode == 3, result.stderr
+    assert "pooling projected needs an image-text model" in result.stderr
+    assert not (tmp_path / "out").exists()
