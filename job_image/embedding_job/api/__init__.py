@@ -1,6 +1,8 @@
 """The contract between the operator and the job: the one home of every name the API exposes.
 
 - ``job``: the job config (what to embed, with which model, where to write), read by the CLI;
+- ``images``: how images are fetched (``input.download``) and turned into RGB
+  (``preprocessing``);
 - ``cluster`` and ``resource``: the EmbeddingJob's spec (the job config plus where it runs) and
   the API names (group, version, kind);
 - ``status``: phases, conditions, event reasons and the status fields;
@@ -44,12 +46,18 @@ from embedding_job.api.env import (
     JOB_UID_ENV,
     TELEMETRY_OFF,
 )
+from embedding_job.api.images import (
+    RETRY_PAUSE_SECONDS,
+    DownloadSpec,
+    HighBitDepth,
+    PreprocessingSpec,
+    Transparency,
+)
 from embedding_job.api.job import (
     DEFAULT_MODEL,
     DEFAULT_MODELS_ROOT,
     MAX_COLUMNS,
     Device,
-    DownloadSpec,
     DType,
     EmbeddingJobConfig,
     ErrorPolicy,
@@ -147,6 +155,7 @@ __all__ = [
     "PLURAL",
     "QUALIFIED_NAME",
     "QUANTITY",
+    "RETRY_PAUSE_SECONDS",
     "SHORT_NAME",
     "TELEMETRY_OFF",
     "TERMINAL_PHASES",
@@ -171,6 +180,7 @@ __all__ = [
     "EventReason",
     "ExtendedResource",
     "HeadSpec",
+    "HighBitDepth",
     "InferenceSpec",
     "InputFormat",
     "InputSpec",
@@ -186,6 +196,7 @@ __all__ = [
     "PodModelSpec",
     "Pooling",
     "PositiveQuantity",
+    "PreprocessingSpec",
     "Progress",
     "PullPolicy",
     "QualifiedName",
@@ -197,6 +208,7 @@ __all__ = [
     "TaintEffect",
     "Toleration",
     "TolerationOperator",
+    "Transparency",
     "VolumeSpec",
     "WorkerSpec",
     "WriteMode",
