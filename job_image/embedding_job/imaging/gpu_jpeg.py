@@ -98,7 +98,7 @@ class GpuJpegDecoder:
             encoded,
             mode=tv_io.ImageReadMode.RGB,
             device=self.device,
-            apply_exif_orientation=True,
+            apply_exif_orientation=self.datapath.options.exif_orientation,
         )
         return {p: self._resize_crop(image) for p, image in zip(positions, images, strict=True)}
 

@@ -12,15 +12,19 @@ import torch
 from transformers import AutoConfig, AutoModel
 from transformers.utils import logging as hf_logging
 
-from embedding_job.api import Device, DType, Pooling
+from embedding_job.api import Device, DType, Pooling, PreprocessingSpec
 from embedding_job.errors import RowError
+from embedding_job.imaging.budget import megapixels
 from embedding_job.imaging.datapath import (
+    DEFAULT_DECODE_MEGAPIXELS,
     DEFAULT_DRAFT_FACTOR,
+    DEFAULT_IO_THREADS,
     DataPath,
     ImageData,
     available_cpus,
     default_decode_threads,
 )
+from embedding_job.imaging.decode import ORIGINAL
 from embedding_job.imaging.transform import ImageTransform
 from embedding_job.logs import quiet_transformers
 from embedding_job.model.files import embedding_dim
@@ -56,6 +60,12 @@ class EmbedderSettings:
     #: torch threads when the model runs on the CPU; 0: every CPU this process may run on;
     #: None: torch's default (see pipeline.cpu_threads for why a Ray worker needs a figure).
     cpu_threads: int | None = None
+    #: Decoded image → RGB (EXIF, transparency, 16-bit); the default is the original's.
+    preprocessing: PreprocessingSpec = ORIGINAL
+    #: Images read at once (local files, URLs, base64) on the data path's threads.
+    read_threads: int = DEFAULT_IO_THREADS
+    #: Megapixels decoded at once across the decode threads; None: no bound.
+    decode_megapixels: float | None = DEFAULT_DECODE_MEGAPIXELS
 
 
 def select_device(device: Device, rank: int) -> torch.device:
@@ -125,7 +135,12 @@ class Embedder:
         if threads is None:
             threads = default_decode_threads(self.device)
         self.datapath = DataPath(
-            self.transform, draft_factor=settings.jpeg_draft_factor, threads=threads
+            self.transform,
+            draft_factor=settings.jpeg_draft_factor,
+            threads=threads,
+            options=settings.preprocessing,
+            io_threads=settings.read_threads,
+            budget_pixels=megapixels(settings.decode_megapixels),
         )
         self.gpu_decoder = None
         if settings.gpu_decode:
