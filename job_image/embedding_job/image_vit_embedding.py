@@ -21,8 +21,7 @@ from daft import DataType, Series
 
 from embedding_job.api import DownloadSpec, DType, ModelSpec, Pooling, PreprocessingSpec, SrcType
 from embedding_job.io.cells import image_items
-from embedding_job.io.fetch import Fetcher
-from embedding_job.io.io_config import io_config
+from embedding_job.io.fetch import Fetcher, FetchSettings
 from embedding_job.model.embedder import Embedder, EmbedderSettings
 from embedding_job.model.files import locate_model
 
@@ -61,8 +60,8 @@ class ImageViTEmbedding:
                 read_threads=reads.max_connections,
             )
         )
-        # The job's download policy and credentials; Daft's IO reads once per try.
-        self.fetcher = Fetcher(reads, io_config(reads.model_copy(update={"retries": 0})))
+        # The job's download policy and credentials (EMBEDDING_JOB_HTTP_BEARER_TOKEN, AWS_*).
+        self.fetcher = Fetcher(FetchSettings.from_env(reads))
 
     @daft.method.batch(return_dtype=DataType.list(DataType.float32()))
     def __call__(self, images: Series) -> list[list[float] | None]:

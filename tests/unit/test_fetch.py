@@ -4,6 +4,7 @@ loaded machine and far below what an unbounded stall would take."""
 
 from __future__ import annotations
 
+import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,8 +15,7 @@ from embedding_job.api import RETRY_PAUSE_SECONDS, DownloadSpec
 from embedding_job.errors import RowError
 from embedding_job.imaging.datapath import DataPath
 from embedding_job.imaging.transform import ImageTransform
-from embedding_job.io.fetch import MAX_COOLDOWN, Fetcher, HostBreaker, RemoteImage
-from embedding_job.io.io_config import io_config
+from embedding_job.io.fetch import MAX_COOLDOWN, Fetcher, FetchSettings, HostBreaker, RemoteImage
 from tests.support.images import good_images
 from tests.support.slow_hosts import BadHost, bad_host
 
@@ -33,7 +33,7 @@ def failure(fetcher: Fetcher, url: str) -> tuple[str, float]:
 
 
 def test_a_hanging_host_costs_its_tries_once_then_is_skipped(hanging_host: BadHost) -> None:
-    fetcher = Fetcher(SPEC)
+    fetcher = Fetcher(FetchSettings(SPEC))
     first, took = failure(fetcher, f"{hanging_host.base}/a.jpg")
     assert first == (
         f"download failed: no answer within 1 s (host {hanging_host.base}, {TRIES} tries)"
@@ -53,7 +53,7 @@ def test_a_hanging_host_costs_its_tries_once_then_is_skipped(hanging_host: BadHo
 
 @pytest.mark.parametrize("mode", ["reset", "refuse"])
 def test_a_host_that_refuses_or_resets_is_asked_a_bounded_number_of_times(mode: str) -> None:
-    fetcher = Fetcher(SPEC)
+    fetcher = Fetcher(FetchSettings(SPEC))
     with bad_host(mode) as host:
         first, took = failure(fetcher, f"{host.base}/a.jpg")
         # A reset before the request went out or after: "cannot connect" or "connection lost".
@@ -73,7 +73,7 @@ def test_many_rows_of_a_hanging_host_at_once_cost_about_one_timeout(
     # out together, the host is skipped, the rest fail at once. Unbounded, that would be
     # 5 rounds of 8 x 3 tries x 1 s (15 s).
     threads = 8
-    fetcher = Fetcher(SPEC)
+    fetcher = Fetcher(FetchSettings(SPEC))
     datapath = DataPath(ImageTransform(resize_to=(32, 32)), io_threads=threads)
     urls = [RemoteImage(f"{hanging_host.base}/{n}.jpg", fetcher) for n in range(40)]
     start = time.monotonic()
@@ -90,7 +90,7 @@ def test_many_rows_of_a_hanging_host_at_once_cost_about_one_timeout(
 
 def test_a_slow_host_within_the_timeout_is_waited_for() -> None:
     with bad_host("slow", delay=0.5) as host:
-        assert Fetcher(SPEC).fetch(f"{host.base}/a.jpg") == host.body
+        assert Fetcher(FetchSettings(SPEC)).fetch(f"{host.base}/a.jpg") == host.body
         assert host.requests == 1
 
 
@@ -98,7 +98,7 @@ def test_a_host_that_trickles_is_stopped_at_the_row_deadline() -> None:
     # Each byte within the timeout, but the image never within the deadline.
     spec = SPEC.model_copy(update={"row_deadline_seconds": 1.5})
     with bad_host("drip", delay=0.2, body=b"x" * 1000) as host:
-        message, took = failure(Fetcher(spec), f"{host.base}/a.jpg")
+        message, took = failure(Fetcher(FetchSettings(spec)), f"{host.base}/a.jpg")
         assert message == (
             f"download failed: too slow: not sent within 1.5 s (host {host.base}, 1 try)"
         )
@@ -109,7 +109,7 @@ def test_a_host_that_trickles_is_stopped_at_the_row_deadline() -> None:
 def test_server_errors_are_retried_and_a_missing_image_is_not(
     web_root: tuple[Path, str],
 ) -> None:
-    fetcher = Fetcher(SPEC)
+    fetcher = Fetcher(FetchSettings(SPEC))
     with bad_host("status", status=503) as host:
         message, took = failure(fetcher, f"{host.base}/a.jpg")
         assert message == f"download failed: HTTP 503 Busy (host {host.base}, {TRIES} tries)"
@@ -132,8 +132,7 @@ def test_object_store_reads_are_bounded_the_same_way(hanging_host: BadHost) -> N
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": "us-east-1",
     }
-    reads = io_config(SPEC.model_copy(update={"retries": 0}), env=env)
-    fetcher = Fetcher(SPEC, reads, env=env)
+    fetcher = Fetcher(FetchSettings.from_env(SPEC, env))
     first, took = failure(fetcher, "s3://bucket/a.jpg")
     assert first.startswith("download failed:") and "(host s3://bucket, 3 tries)" in first, first
     assert took < SPEC.deadline_seconds + 1.5, took
@@ -142,10 +141,12 @@ def test_object_store_reads_are_bounded_the_same_way(hanging_host: BadHost) -> N
     assert "host s3://bucket skipped" in later and took < SPEC.timeout_seconds
 
 
-def test_the_requests_carry_the_bearer_token_when_set() -> None:
-    fetcher = Fetcher(SPEC, env={"EMBEDDING_JOB_HTTP_BEARER_TOKEN": "s3cr3t"})
-    assert fetcher._direct.headers["Authorization"] == "Bearer s3cr3t"
-    assert "Authorization" not in Fetcher(SPEC, env={})._direct.headers
+def test_the_requests_carry_the_bearer_token_of_the_starting_environment() -> None:
+    settings = FetchSettings.from_env(SPEC, {"EMBEDDING_JOB_HTTP_BEARER_TOKEN": "s3cr3t"})
+    travelled = pickle.loads(pickle.dumps(settings))  # as it reaches the workers
+    assert (travelled.download, travelled.bearer_token) == (SPEC, "s3cr3t")
+    assert Fetcher(travelled)._direct.headers["Authorization"] == "Bearer s3cr3t"
+    assert "Authorization" not in Fetcher(FetchSettings.from_env(SPEC, {}))._direct.headers
 
 
 class Clock:
@@ -202,7 +203,15 @@ def test_one_fetcher_serves_many_threads(web_root: tuple[Path, str]) -> None:
     www, base = web_root
     for n in range(20):
         (www / f"{n}.jpg").write_bytes(bytes([n]) * 100)
-    fetcher = Fetcher(SPEC)
+    fetcher = Fetcher(FetchSettings(SPEC))
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(fetcher.fetch, [f"{base}/{n}.jpg" for n in range(20)]))
     assert got == [bytes([n]) * 100 for n in range(20)]
+
+
+def test_a_malformed_url_is_its_rows_error_at_once() -> None:
+    fetcher = Fetcher(FetchSettings(SPEC))
+    for url in ["http://[::1/x.jpg", "http:///x.jpg", "http://a b/x.jpg"]:
+        message, took = failure(fetcher, url)
+        assert message.startswith("download failed: bad URL: "), message
+        assert took < RETRY_PAUSE_SECONDS  # not retried

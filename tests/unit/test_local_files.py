@@ -17,7 +17,7 @@ from embedding_job.api import Device, DownloadSpec, DType, SrcType
 from embedding_job.errors import RowError
 from embedding_job.imaging.gpu_jpeg import GpuJpegDecoder
 from embedding_job.io.cells import Base64Image, ImageSource, LocalFile, image_items, local_file
-from embedding_job.io.fetch import Fetcher, RemoteImage
+from embedding_job.io.fetch import Fetcher, FetchSettings, RemoteImage
 from embedding_job.model.embedder import Embedder, EmbedderSettings
 from embedding_job.run.udf import result_array
 from tests.support.embedding import fake_torchvision_io
@@ -37,7 +37,7 @@ def test_only_absolute_paths_and_file_urls_name_local_files() -> None:
 def test_every_cell_becomes_what_the_worker_reads_itself(web_root: tuple[Path, str]) -> None:
     www, base = web_root
     (www / "a.jpg").write_bytes(good_images()["jpeg"])
-    fetcher = Fetcher(DownloadSpec())
+    fetcher = Fetcher(FetchSettings(DownloadSpec()))
     cells = [str(www / "a.jpg"), (www / "a.jpg").as_uri(), f"{base}/a.jpg", None, "", "rel.jpg"]
     items, errors = image_items(cells, SrcType.IMAGE_URL, fetcher)
     assert items[:2] == [LocalFile(str(www / "a.jpg"))] * 2
@@ -78,7 +78,7 @@ def files(tmp_path: Path, web_root: tuple[Path, str]) -> tuple[Items, int]:
     """Good and bad images as bytes, local files, URLs and base64 text; and where a missing
     file is."""
     www, base = web_root
-    fetcher = Fetcher(DownloadSpec())
+    fetcher = Fetcher(FetchSettings(DownloadSpec()))
     items: Items = []
     for index, (name, data) in enumerate({**good_images(), **bad_images()}.items()):
         (tmp_path / name).write_bytes(data)

@@ -55,11 +55,23 @@ def default_decode_threads(device: torch.device) -> int:
     return max(1, min(16, available_cpus() - 1))
 
 
-def _bytes_or_error(data: ImageData | RowError) -> bytes | RowError:
-    if isinstance(data, (bytes, RowError)):
+def _read(data: ImageData) -> bytes:
+    """The image's bytes; RowError for whatever stops a source from being read."""
+    if isinstance(data, bytes):
         return data
     try:
         return data.read()
+    except RowError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one source's failure is its row's error
+        raise RowError(f"read failed: {type(exc).__name__}: {exc}") from None
+
+
+def _bytes_or_error(data: ImageData | RowError) -> bytes | RowError:
+    if isinstance(data, RowError):
+        return data
+    try:
+        return _read(data)
     except RowError as exc:
         return exc
 
@@ -107,7 +119,7 @@ class DataPath:
 
     def pixels(self, data: ImageData) -> np.ndarray:
         """One image → resized, cropped (H, W, 3) uint8 pixels; RowError if unusable."""
-        data = data if isinstance(data, bytes) else data.read()
+        data = _read(data)
         try:
             image, full_size = open_image(data, min_size=self.min_size, max_pixels=self.max_pixels)
             # The header said what the image decodes to: wait for room before decoding it.

@@ -24,6 +24,7 @@ import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
+    LocationValueError,
     MaxRetryError,
     NameResolutionError,
     NewConnectionError,
@@ -36,7 +37,7 @@ from urllib3.exceptions import (
 
 from embedding_job.api import RETRY_PAUSE_SECONDS, DownloadSpec
 from embedding_job.errors import RowError
-from embedding_job.io.io_config import HTTP_BEARER_TOKEN_ENV
+from embedding_job.io.io_config import HTTP_BEARER_TOKEN_ENV, io_config
 
 #: A byte range past any image's end: Daft then reads an object with one ranged GET (its plain
 #: open asks the store for the size first).
@@ -50,6 +51,8 @@ _UNREACHABLE = re.compile(
 )
 _NOT_FOUND = re.compile(r"not found|nosuchkey|nosuchbucket|does not exist|\b404\b", re.IGNORECASE)
 _DENIED = re.compile(r"access ?denied|forbidden|unauthori[sz]ed|permission|\b40[13]\b", re.I)
+#: ... and that retrying cannot help (an unknown scheme, a malformed key).
+_PERMANENT = re.compile(r"permanent|unsupported|not supported|unrecognized|invalid", re.I)
 
 
 class HostDown(Exception):
@@ -128,22 +131,35 @@ class HostBreaker:
             self._hosts.pop(host, None)
 
 
-class Fetcher:
-    """Reads remote images under one worker's download policy; thread-safe.
+@dataclass(frozen=True)
+class FetchSettings:
+    """What a worker's Fetcher needs: plain values, so that it pickles to the workers with the
+    credentials read where the job started (as Daft's IOConfig does)."""
 
-    ``io_config`` is Daft's, for object stores, with one try per read (this class retries).
-    """
+    download: DownloadSpec
+    #: Daft's, for object stores, with one try per read (the Fetcher retries).
+    io_config: Any = None
+    bearer_token: str | None = None
 
-    def __init__(
-        self, spec: DownloadSpec, io_config: Any = None, env: dict[str, str] | None = None
-    ):
+    @classmethod
+    def from_env(cls, download: DownloadSpec, env: dict[str, str] | None = None) -> FetchSettings:
+        """Settings for ``download`` with the credentials in ``env`` (default: os.environ)."""
         env = dict(os.environ) if env is None else env
+        once = io_config(download.model_copy(update={"retries": 0}), env)
+        return cls(download, once, env.get(HTTP_BEARER_TOKEN_ENV) or None)
+
+
+class Fetcher:
+    """Reads remote images under one worker's download policy; thread-safe."""
+
+    def __init__(self, settings: FetchSettings):
+        spec = settings.download
         self.spec = spec
-        self.io_config = io_config
+        self.io_config = settings.io_config
         self.breaker = HostBreaker(spec.retries + 1, spec.host_cooldown_seconds)
         headers = {"User-Agent": "embedding-job"}
-        if env.get(HTTP_BEARER_TOKEN_ENV):
-            headers["Authorization"] = f"Bearer {env[HTTP_BEARER_TOKEN_ENV]}"
+        if settings.bearer_token:
+            headers["Authorization"] = f"Bearer {settings.bearer_token}"
         pools: dict[str, Any] = {"num_pools": 100, "maxsize": spec.max_connections}
         self._direct = urllib3.PoolManager(headers=headers, **pools)
         # As curl and Daft's own client: HTTP(S)_PROXY unless NO_PROXY names the host.
@@ -160,7 +176,10 @@ class Fetcher:
     def fetch(self, url: str) -> bytes:
         """The bytes at ``url``; RowError with a short reason (naming the host when it did not
         answer) after at most ``retries + 1`` tries, within the row's deadline."""
-        host = host_of(url)
+        try:
+            host = host_of(url)
+        except ValueError as exc:  # e.g. a malformed IPv6 address
+            raise RowError(f"download failed: bad URL: {exc}") from None
         clock = self.breaker.clock
         deadline = clock() + self.spec.deadline_seconds
         problem = "no try left before the deadline"
@@ -171,12 +190,13 @@ class Fetcher:
                 if clock() + pause >= deadline:
                     break
                 time.sleep(pause)
-            skipped = self.breaker.admit(host)
-            if skipped is not None:
-                raise RowError(f"download failed: {skipped}")
             timeout = min(self.spec.timeout_seconds, deadline - clock())
             if timeout <= 0:
                 break
+            # Once admitted, a try always reports to the breaker (it may be the host's probe).
+            skipped = self.breaker.admit(host)
+            if skipped is not None:
+                raise RowError(f"download failed: {skipped}")
             tries += 1
             try:
                 data = self._read(url, timeout, deadline)
@@ -189,6 +209,9 @@ class Fetcher:
             except RowError:
                 self.breaker.answered(host)
                 raise
+            except Exception as exc:  # noqa: BLE001 - unforeseen: this row's error, not the host's
+                self.breaker.answered(host)
+                raise RowError(f"download failed: {type(exc).__name__}: {exc}") from None
             else:
                 self.breaker.answered(host)
                 return data
@@ -263,6 +286,8 @@ class Fetcher:
                 raise RowError(f"download failed: access denied: {reason}") from None
             if _UNREACHABLE.search(reason):
                 raise HostDown(reason) from None
+            if _PERMANENT.search(reason):
+                raise RowError(f"download failed: {reason}") from None
             raise Transient(reason) from None
         return data
 
@@ -270,6 +295,8 @@ class Fetcher:
 def _http_problem(exc: BaseException, timeout: float) -> Exception:
     """A urllib3 failure as HostDown (no answer), Transient or RowError; ``timeout`` is the
     configured one (a last try may have had less, what was left of the row's deadline)."""
+    if isinstance(exc, LocationValueError):
+        return RowError(f"download failed: bad URL: {exc}")
     if isinstance(exc, NameResolutionError):
         return HostDown("cannot resolve the host name")
     if isinstance(exc, NewConnectionError):

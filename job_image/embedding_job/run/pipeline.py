@@ -19,6 +19,7 @@ from embedding_job.api import EmbeddingJobConfig, InferenceSpec, InputFormat, Sr
 from embedding_job.errors import InputNotFoundError, JobError, TooManyFailuresError
 from embedding_job.imaging.datapath import available_cpus
 from embedding_job.io import output, storage
+from embedding_job.io.fetch import FetchSettings
 from embedding_job.io.input_table import LISTING_ERROR, RAW_PATH, read_input
 from embedding_job.io.io_config import io_config
 from embedding_job.model.embedder import EmbedderSettings
@@ -94,9 +95,9 @@ def embed(
     source = (
         col("path") if spec.resolved_format is InputFormat.IMAGES_GLOB else col(spec.image_column)
     )
-    # The workers read every image themselves (io.fetch retries, one try per Daft read).
-    reads = io_config(spec.download.model_copy(update={"retries": 0}))
-    udf: Any = EmbedImages(settings, spec.src_type, spec.download, reads, progress_actor)
+    # The workers read every image themselves, with the credentials this process has.
+    reads = FetchSettings.from_env(spec.download)
+    udf: Any = EmbedImages(settings, spec.src_type, reads, progress_actor)
     # Resources are decided per run (GPUs present, concurrency, batch size), not at import time.
     call = dataclasses.replace(
         udf.embed,

@@ -6,16 +6,15 @@ import atexit
 import logging
 import os
 import sys
-from typing import Any
 
 import daft
 import numpy as np
 import pyarrow as pa
 from daft import DataType, Series
 
-from embedding_job.api import DownloadSpec, SrcType
+from embedding_job.api import SrcType
 from embedding_job.io.cells import image_items
-from embedding_job.io.fetch import Fetcher
+from embedding_job.io.fetch import Fetcher, FetchSettings
 from embedding_job.model.embedder import Embedder, EmbedderSettings
 from embedding_job.run.row_counts import worker_counter
 
@@ -73,23 +72,21 @@ class EmbedImages:
     """Embeds one column of images; every input row yields one output row.
 
     ``source`` is the image column as the input has it (URL or path, base64 text, bytes). The
-    worker reads every image itself, on its data path's threads, under ``download``'s bounds:
-    local files, remote URLs (``io_config`` is Daft's, for object stores) and base64 text.
-    ``raw_path`` carries a local listing's exact file names.
+    worker reads every image itself, on its data path's threads, under ``reads``' bounds: local
+    files, remote URLs and base64 text. ``raw_path`` carries a local listing's exact file names.
     """
 
     def __init__(
         self,
         settings: EmbedderSettings,
         src_type: SrcType,
-        download: DownloadSpec,
-        io_config: Any = None,
+        reads: FetchSettings,
         progress_actor: str | None = None,
     ):
         exit_fast_after_daft_worker()
         self.embedder = Embedder(settings)
         self.src_type = src_type
-        self.fetcher = Fetcher(download, io_config)
+        self.fetcher = Fetcher(reads)
         self.counter = worker_counter(progress_actor)
         # The first Arrow conversion imports pandas (~0.6 s): pay it here, not after batch 1.
         result_array([None], ["warm-up"])
