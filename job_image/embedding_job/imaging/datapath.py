@@ -125,7 +125,7 @@ class DataPath:
             # The header said what the image decodes to: wait for room before decoding it.
             with self.budget.hold(image.width * image.height):
                 rgb, full_size = load_rgb(image, full_size, self.options)
-                del image
+                del image  # the decoded original, where the RGB conversion made a copy
                 return self.transform.to_uint8(rgb, full_size)
         except RowError:
             raise
