@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +14,38 @@ import transformers
 from PIL import Image
 from transformers import AutoImageProcessor, AutoModel
 
+from embedding_job.api import PreprocessingSpec
 from embedding_job.imaging.decode import decode_image
 
 
-def reference_embeddings(model_dir: Path, images: list[bytes], cls_token: bool) -> np.ndarray:
+def as_the_original_sees_it(data: bytes) -> Image.Image:
+    """The image the original component's processor works on.
+
+    The original hands ``Image.open``'s result to ``AutoImageProcessor(use_fast=True)``, whose
+    RGB conversion in the transformers 4.x it was written for is Pillow's ``convert("RGB")``,
+    pixels only: done here, because transformers 5 composites transparency over white instead
+    (even on an RGB image that only carries a palette's transparent colour in ``info``).
+    """
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image.info.pop("transparency", None)
+    return image
+
+
+def as_opened(data: bytes) -> Image.Image:
+    """The image exactly as Pillow opens it (the processor converts it, or refuses it)."""
+    return Image.open(io.BytesIO(data))
+
+
+def reference_embeddings(
+    model_dir: Path,
+    images: list[bytes],
+    cls_token: bool,
+    load: Callable[[bytes], Image.Image] = as_the_original_sees_it,
+) -> np.ndarray:
     """The original component: AutoImageProcessor(use_fast=True) + AutoModel, CLS or mean, L2."""
     processor = AutoImageProcessor.from_pretrained(model_dir, use_fast=True)
     model = AutoModel.from_pretrained(model_dir).to(torch.float32).eval()
-    pil = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
+    pil = [load(data) for data in images]
     pixel_values = processor(images=pil, return_tensors="pt")["pixel_values"].to(torch.float32)
     with torch.no_grad():
         hidden = model(pixel_values=pixel_values).last_hidden_state
@@ -100,7 +125,8 @@ def fake_torchvision_io() -> types.ModuleType:
         calls.append(len(data))
         out = []
         for tensor in data:
-            image = decode_image(tensor.numpy().tobytes())
+            options = PreprocessingSpec(exif_orientation=apply_exif_orientation)
+            image = decode_image(tensor.numpy().tobytes(), options=options)
             array = torch.from_numpy(np.array(image)).permute(2, 0, 1)
             out.append(array.to(device))
         return out

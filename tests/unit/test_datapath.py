@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from embedding_job.api import Device, DType, Pooling
+from embedding_job.api import Device, DType, Pooling, PreprocessingSpec
 from embedding_job.demo import encode, sample_image
 from embedding_job.errors import RowError
 from embedding_job.imaging.datapath import DataPath
@@ -57,9 +57,13 @@ def test_reduced_decode_swaps_the_full_size_with_exif_rotation() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6
     data = encode(image, "JPEG", exif=exif.tobytes())
-    decoded, full = decode_scaled(data, min_size=300)
+    rotate = PreprocessingSpec(exif_orientation=True)
+    decoded, full = decode_scaled(data, min_size=300, options=rotate)
     assert full == (640, 1280) and decoded.size == (320, 640)
-    assert decode_image(data).size == (640, 1280)
+    assert decode_image(data, options=rotate).size == (640, 1280)
+    # As stored (the default): nothing swaps.
+    decoded, full = decode_scaled(data, min_size=300)
+    assert full == (1280, 640) and decoded.size == (640, 320)
 
 
 @pytest.mark.parametrize("name", [VIT, DINOV2])

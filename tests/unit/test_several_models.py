@@ -42,15 +42,23 @@ def two(models_root: Path, family_models: Path) -> list[EmbedderSettings]:
 
 @pytest.fixture
 def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every image decode of the data path, by the size it was asked for (a trace)."""
+    """Every image decode of the data path (``load_rgb``), by the size its header was opened
+    for (``open_image``'s ``min_size``): a trace."""
     calls: list[int] = []
-    real = datapath_module.decode_scaled
+    asked: dict[int, int] = {}
+    real_open, real_load = datapath_module.open_image, datapath_module.load_rgb
 
-    def counting(data: bytes, **kwargs: Any) -> Any:
-        calls.append(kwargs.get("min_size") or 0)
-        return real(data, **kwargs)
+    def opening(data: bytes, **kwargs: Any) -> Any:
+        image, full_size = real_open(data, **kwargs)
+        asked[id(image)] = kwargs.get("min_size") or 0
+        return image, full_size
 
-    monkeypatch.setattr(datapath_module, "decode_scaled", counting)
+    def decoding(image: Any, *args: Any) -> Any:
+        calls.append(asked.pop(id(image)))
+        return real_load(image, *args)
+
+    monkeypatch.setattr(datapath_module, "open_image", opening)
+    monkeypatch.setattr(datapath_module, "load_rgb", decoding)
     return calls
 
 

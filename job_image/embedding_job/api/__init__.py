@@ -1,6 +1,8 @@
 """The contract between the operator and the job: the one home of every name the API exposes.
 
 - ``job``: the job config (what to embed, with which model, where to write), read by the CLI;
+- ``images``: how images are fetched (``input.download``) and turned into RGB
+  (``preprocessing``);
 - ``cluster`` and ``resource``: the EmbeddingJob's spec (the job config plus where it runs) and
   the API names (group, version, kind);
 - ``status``: phases, conditions, event reasons and the status fields;
@@ -45,13 +47,19 @@ from embedding_job.api.env import (
     JOB_UID_ENV,
     TELEMETRY_OFF,
 )
+from embedding_job.api.images import (
+    RETRY_PAUSE_SECONDS,
+    DownloadSpec,
+    HighBitDepth,
+    PreprocessingSpec,
+    Transparency,
+)
 from embedding_job.api.job import (
     DEFAULT_MODEL,
     DEFAULT_MODELS_ROOT,
     MAX_COLUMNS,
     MAX_MODELS,
     Device,
-    DownloadSpec,
     DType,
     EmbeddingJobConfig,
     ErrorPolicy,
@@ -155,6 +163,7 @@ __all__ = [
     "PLURAL",
     "QUALIFIED_NAME",
     "QUANTITY",
+    "RETRY_PAUSE_SECONDS",
     "SHORT_NAME",
     "TELEMETRY_OFF",
     "TERMINAL_PHASES",
@@ -180,6 +189,7 @@ __all__ = [
     "EventReason",
     "ExtendedResource",
     "HeadSpec",
+    "HighBitDepth",
     "InferenceSpec",
     "InputFormat",
     "InputSpec",
@@ -195,6 +205,7 @@ __all__ = [
     "PodModelSpec",
     "Pooling",
     "PositiveQuantity",
+    "PreprocessingSpec",
     "Progress",
     "PullPolicy",
     "QualifiedName",
@@ -206,6 +217,7 @@ __all__ = [
     "TaintEffect",
     "Toleration",
     "TolerationOperator",
+    "Transparency",
     "VolumeSpec",
     "WorkerSpec",
     "WriteMode",

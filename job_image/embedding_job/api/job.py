@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from embedding_job.api.base import ColumnName, Spec, check_column
+from embedding_job.api.images import DownloadSpec, PreprocessingSpec
 from embedding_job.api.kube_names import MAX_PATH, MAX_URI
 
 #: Pass-through columns: a wide table's worth, small enough for a pod's command line.
@@ -74,21 +75,6 @@ class WriteMode(StrEnum):
     OVERWRITE = "overwrite"
 
 
-class DownloadSpec(Spec):
-    """How remote image URLs are fetched (Daft IO: http(s), s3, gcs). Absolute paths and
-    file:/// URLs are read by the embedding workers themselves."""
-
-    max_connections: int = Field(
-        32, ge=1, le=1024, description="Concurrent connections per download call."
-    )
-    timeout_seconds: float = Field(
-        30.0, gt=0, le=3600, description="Connect and read timeout for one image, in seconds."
-    )
-    retries: int = Field(
-        2, ge=0, le=10, description="Retries of a failed download before the row is an error."
-    )
-
-
 class InputSpec(Spec):
     """Where the images come from."""
 
@@ -129,7 +115,7 @@ class InputSpec(Spec):
     )
     download: DownloadSpec = Field(
         default_factory=DownloadSpec,
-        description="Download settings for remote URL inputs.",
+        description="How remote images are read, and what a slow or dead host may cost.",
     )
 
     @field_validator("image_column", "id_column")
@@ -314,6 +300,17 @@ class InferenceSpec(Spec):
             "(2 keeps embeddings within 1e-4 cosine of a full decode); empty: full-size decode."
         ),
     )
+    decode_megapixels: float | None = Field(
+        64.0,
+        gt=0,
+        le=100000,
+        description=(
+            "Most pixels (megapixels, at the size they decode to) a worker holds decoded at "
+            "once across its decode threads, which bounds its decoding memory (about 14 bytes "
+            "a pixel, measured on PNGs); a larger image decodes alone. Empty: no bound (each "
+            "thread holds one image, whatever its size)."
+        ),
+    )
     compile: bool = Field(False, description="torch.compile the model (slow first batches).")
     gpu_decode: bool = Field(
         False,
@@ -396,6 +393,10 @@ class EmbeddingJobConfig(Spec):
         ),
         # Present in every stored EmbeddingJob, so that CEL rules can compare it.
         json_schema_extra={"default": []},
+    )
+    preprocessing: PreprocessingSpec = Field(
+        default_factory=PreprocessingSpec,
+        description="Decoded image → RGB: EXIF rotation, transparency, 16-bit images.",
     )
     inference: InferenceSpec = Field(
         default_factory=InferenceSpec, description="Devices and batching."

@@ -108,7 +108,7 @@ class GpuJpegDecoder:
             encoded,
             mode=tv_io.ImageReadMode.RGB,
             device=self.device,
-            apply_exif_orientation=True,
+            apply_exif_orientation=self.datapath.options.exif_orientation,
         )
         return {
             p: [_resize_crop(image, transform) for transform in self.datapath.transforms]

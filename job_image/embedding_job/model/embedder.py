@@ -14,15 +14,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embedding_job.api import Device, DType, Pooling
+from embedding_job.api import Device, DType, Pooling, PreprocessingSpec
 from embedding_job.errors import RowError
+from embedding_job.imaging.budget import megapixels
 from embedding_job.imaging.datapath import (
+    DEFAULT_DECODE_MEGAPIXELS,
     DEFAULT_DRAFT_FACTOR,
+    DEFAULT_IO_THREADS,
     DataPath,
     ImageData,
     available_cpus,
     default_decode_threads,
 )
+from embedding_job.imaging.decode import ORIGINAL
 from embedding_job.imaging.transform import ImageTransform
 from embedding_job.model.backbone import Backbone, load_model
 from embedding_job.model.families import read_checkpoint
@@ -61,6 +65,12 @@ class EmbedderSettings:
     #: torch threads when the model runs on the CPU; 0: every CPU this process may run on;
     #: None: torch's default (see pipeline.cpu_threads for why a Ray worker needs a figure).
     cpu_threads: int | None = None
+    #: Decoded image → RGB (EXIF, transparency, 16-bit); the default is the original's.
+    preprocessing: PreprocessingSpec = ORIGINAL
+    #: Images read at once (local files, URLs, base64) on the data path's threads.
+    read_threads: int = DEFAULT_IO_THREADS
+    #: Megapixels decoded at once across the decode threads; None: no bound.
+    decode_megapixels: float | None = DEFAULT_DECODE_MEGAPIXELS
 
 
 def select_device(device: Device, rank: int) -> torch.device:
@@ -84,7 +94,8 @@ def select_dtype(dtype: DType, device: torch.device) -> torch.dtype:
     return _TORCH_DTYPES[dtype]
 
 
-#: What every model of one embedder shares: the device, the data path, the CPU threads.
+#: What every model of one embedder shares: the device, the data path (reading, decoding,
+#: RGB conversion), the CPU threads.
 SHARED_SETTINGS = (
     "device",
     "rank",
@@ -93,6 +104,9 @@ SHARED_SETTINGS = (
     "compile",
     "gpu_decode",
     "cpu_threads",
+    "preprocessing",
+    "read_threads",
+    "decode_megapixels",
 )
 
 
@@ -156,6 +170,9 @@ class Embedder:
             more=[m.transform for m in self.models[1:]],
             draft_factor=first.jpeg_draft_factor,
             threads=threads,
+            options=first.preprocessing,
+            io_threads=first.read_threads,
+            budget_pixels=megapixels(first.decode_megapixels),
         )
         self.gpu_decoder = None
         if first.gpu_decode:
@@ -207,13 +224,15 @@ class Embedder:
     def embed_models(
         self, items: Sequence[ImageData | None], errors: Sequence[str | None] | None = None
     ) -> tuple[list[list[np.ndarray | None]], list[str | None]]:
-        """Embed each item (image bytes, or a LocalFile, read where it is decoded) with each
-        model: one list of vectors per model and one error per row. A row that fails gets
-        ``None`` from every model and a short error; the rest embed.
+        """Embed each item (image bytes, or a source the data path reads on its threads: a
+        local file, a remote URL, base64 text) with each model: one list of vectors per model
+        and one error per row. A row that fails gets ``None`` from every model and a short
+        error; the rest embed.
 
-        ``errors`` carries failures found upstream (e.g. a download), kept as they are. Images
-        are decoded once, on the data path's threads while the models run on earlier batches;
-        each model's batches are its ``batch_size`` images whatever the number of items.
+        ``errors`` carries failures found upstream (a cell that names no image), kept as they
+        are. Images are read and decoded once, on the data path's threads while the models run
+        on earlier batches; each model's batches are its ``batch_size`` images whatever the
+        number of items.
         """
         vectors: list[list[np.ndarray | None]] = [[None] * len(items) for _ in self.models]
         row_errors: list[str | None] = list(errors) if errors is not None else [None] * len(items)
@@ -283,7 +302,7 @@ class Embedder:
     ) -> None:
         assert self.gpu_decoder is not None
         step = self._largest_batch
-        # Local files are read on the decode threads up to two groups ahead of the GPU.
+        # Sources are read on the data path's threads up to two groups ahead of the GPU.
         loaded = self.datapath.load((items[i] or b"" for i in todo), window=2 * step)
         rows: list[int] = []
         datas: list[bytes] = []

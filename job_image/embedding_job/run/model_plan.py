@@ -67,7 +67,7 @@ def embedder_settings(
     cfg: EmbeddingJobConfig, models: list[PlannedModel], cpu_threads: int | None
 ) -> list[EmbedderSettings]:
     """One EmbedderSettings per model: its own precision, pooling and batch size, the rest
-    (device, decoding) shared."""
+    (device, reading, decoding, preprocessing) shared."""
     inference = cfg.inference
     shared = EmbedderSettings(
         model_dir="",
@@ -79,6 +79,9 @@ def embedder_settings(
         compile=inference.compile,
         gpu_decode=inference.gpu_decode,
         cpu_threads=cpu_threads,
+        preprocessing=cfg.preprocessing,
+        read_threads=cfg.input.download.max_connections,
+        decode_megapixels=inference.decode_megapixels,
     )
     return [
         dataclasses.replace(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import math
 import os
@@ -14,13 +13,13 @@ from typing import Any
 
 import daft
 from daft import DataType, col
-from daft.functions import download, when
+from daft.functions import when
 
 from embedding_job.api import EmbeddingJobConfig, InferenceSpec, InputFormat, SrcType
 from embedding_job.errors import InputNotFoundError, JobError, TooManyFailuresError
 from embedding_job.imaging.datapath import available_cpus
 from embedding_job.io import output, storage
-from embedding_job.io.cells import LOCAL_PREFIXES
+from embedding_job.io.fetch import FetchSettings
 from embedding_job.io.input_table import LISTING_ERROR, RAW_PATH, read_input
 from embedding_job.io.io_config import io_config
 from embedding_job.model.embedder import EmbedderSettings
@@ -83,20 +82,6 @@ def output_columns(cfg: EmbeddingJobConfig) -> list[str]:
     return keep
 
 
-def remote_only(source: daft.Expression) -> daft.Expression:
-    """``source`` where it names a remote image; null for local files, which the embedder
-    reads itself (udf.EmbedImages), so that their bytes skip Daft's download and transfer."""
-    is_local = functools.reduce(
-        lambda either, other: either | other, (source.startswith(p) for p in LOCAL_PREFIXES)
-    )
-    return when(~is_local, source)
-
-
-def fetched(source: daft.Expression, connections: int, io: daft.io.IOConfig) -> daft.Expression:
-    """The bytes of remote images (null where the download fails) and null for local files."""
-    return download(remote_only(source), max_connections=connections, on_error="null", io_config=io)
-
-
 def embed(
     df: daft.DataFrame,
     cfg: EmbeddingJobConfig,
@@ -112,14 +97,9 @@ def embed(
     source = (
         col("path") if spec.resolved_format is InputFormat.IMAGES_GLOB else col(spec.image_column)
     )
-    if spec.src_type is SrcType.IMAGE_URL:
-        data = fetched(source, spec.download.max_connections, io)
-    else:
-        data = source
-    # A row's failed download is read once more to say why; not retried, so a dead host costs
-    # one timeout per worker for that (cells.DeadHosts), on top of the download's own tries.
-    diagnosis = io_config(spec.download.model_copy(update={"retries": 0}))
-    udf: Any = EmbedImages(settings, spec.src_type, diagnosis, progress_actor)
+    # The workers read every image themselves, with the credentials this process has.
+    reads = FetchSettings.from_env(spec.download)
+    udf: Any = EmbedImages(settings, spec.src_type, reads, progress_actor)
     # Resources are decided per run (GPUs present, concurrency, batch size), not at import time.
     call = dataclasses.replace(
         udf.embed,
@@ -130,7 +110,7 @@ def embed(
         return_dtype=result_dtype(len(models)),
     )
     listed = RAW_PATH in df.column_names
-    result = call(source, data, col(RAW_PATH)) if listed else call(source, data)
+    result = call(source, col(RAW_PATH)) if listed else call(source)
     embeddings = {}
     for number, model in enumerate(models):
         vector_type = DataType.fixed_size_list(DataType.float32(), model.dim)

@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import daft
 import numpy as np
@@ -15,8 +14,8 @@ import pyarrow as pa
 from daft import DataType, Series
 
 from embedding_job.api import SrcType
-from embedding_job.imaging.datapath import ImageData
-from embedding_job.io.cells import DeadHosts, LocalFile, fetch_error, local_file, resolve_inline
+from embedding_job.io.cells import image_items
+from embedding_job.io.fetch import Fetcher, FetchSettings
 from embedding_job.model.embedder import Embedder, EmbedderSettings
 from embedding_job.run.row_counts import worker_counter
 
@@ -86,50 +85,31 @@ class EmbedImages:
     """Embeds one column of images with one or more models; every input row yields one output
     row (one vector per model, each image decoded once).
 
-    For ``image_url`` sources the caller passes the batched download result as ``data`` and the
-    URL as ``source``. Local files are not downloaded (``data`` is null): the embedder reads
-    them on its decode threads. Rows whose download came back empty are retried once, alone, to
-    capture why they failed. For inline sources ``data`` is the cell itself (base64 text or
-    bytes).
+    ``source`` is the image column as the input has it (URL or path, base64 text, bytes). The
+    worker reads every image itself, on its data path's threads, under ``reads``' bounds: local
+    files, remote URLs and base64 text. ``raw_path`` carries a local listing's exact file names.
     """
 
     def __init__(
         self,
         settings: EmbedderSettings | Sequence[EmbedderSettings],
         src_type: SrcType,
-        io_config: Any = None,
+        reads: FetchSettings,
         progress_actor: str | None = None,
     ):
         exit_fast_after_daft_worker()
         self.embedder = Embedder(settings)
         self.src_type = src_type
-        self.io_config = io_config
-        self.dead_hosts = DeadHosts()
+        self.fetcher = Fetcher(reads)
         self.counter = worker_counter(progress_actor)
         # The first Arrow conversion imports pandas (~0.6 s): pay it here, not after batch 1.
         result_array([None], ["warm-up"])
 
     # The pipeline sets the return type for its number of models (result_dtype).
     @daft.method.batch(return_dtype=result_dtype())
-    def embed(self, source: Series, data: Series, raw_path: Series | None = None) -> pa.Array:
-        sources = source.to_pylist()
-        cells = data.to_pylist()
-        # A local listing's exact file names (bytes), where ``source`` only displays them.
-        raws = raw_path.to_pylist() if raw_path is not None else [None] * len(sources)
-        items: list[ImageData | None] = []
-        errors: list[str | None] = []
-        for src, cell, raw in zip(sources, cells, raws, strict=True):
-            if self.src_type is SrcType.IMAGE_URL:
-                item = cell or (LocalFile(os.fsdecode(raw)) if raw else local_file(src))
-                items.append(item)
-                errors.append(None if item else fetch_error(src, self.io_config, self.dead_hosts))
-                continue
-            try:
-                items.append(resolve_inline(cell, self.src_type))
-                errors.append(None)
-            except Exception as exc:  # noqa: BLE001 - RowError or anything else: this row only
-                items.append(None)
-                errors.append(str(exc))
+    def embed(self, source: Series, raw_path: Series | None = None) -> pa.Array:
+        raws = raw_path.to_pylist() if raw_path is not None else None
+        items, errors = image_items(source.to_pylist(), self.src_type, self.fetcher, raws)
         vectors, row_errors = self.embedder.embed_models(items, errors)
         if self.counter is not None:
             failed = sum(e is not None for e in row_errors)
