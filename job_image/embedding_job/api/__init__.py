@@ -1,6 +1,7 @@
 """The contract between the operator and the job: the one home of every name the API exposes.
 
 - ``job``: the job config (what to embed, with which model, where to write), read by the CLI;
+- ``model``: its model section (``model``, and each entry of ``models``);
 - ``images``: how images are fetched (``input.download``) and turned into RGB
   (``preprocessing``);
 - ``cluster`` and ``resource``: the EmbeddingJob's spec (the job config plus where it runs) and
@@ -55,21 +56,15 @@ from embedding_job.api.images import (
     Transparency,
 )
 from embedding_job.api.job import (
-    DEFAULT_MODEL,
-    DEFAULT_MODELS_ROOT,
     MAX_COLUMNS,
-    MAX_MODELS,
     Device,
-    DType,
     EmbeddingJobConfig,
     ErrorPolicy,
     InferenceSpec,
     InputFormat,
     InputSpec,
-    ModelSpec,
     OutputFormat,
     OutputSpec,
-    Pooling,
     SrcType,
     WriteMode,
     infer_input_format,
@@ -102,6 +97,14 @@ from embedding_job.api.loading import (
     json_schema,
     load_config,
     parse_config,
+)
+from embedding_job.api.model import (
+    DEFAULT_MODEL,
+    DEFAULT_MODELS_ROOT,
+    MAX_MODELS,
+    DType,
+    ModelSpec,
+    Pooling,
 )
 from embedding_job.api.resource import (
     API_VERSION,

@@ -14,8 +14,9 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 
 from embedding_job.api.base import ConfigError, format_errors
 from embedding_job.api.cluster import ClusterSpec
-from embedding_job.api.job import DEFAULT_MODELS_ROOT, MAX_MODELS, EmbeddingJobConfig, ModelSpec
+from embedding_job.api.job import EmbeddingJobConfig
 from embedding_job.api.kube_names import DNS_LABEL, AbsolutePath
+from embedding_job.api.model import DEFAULT_MODELS_ROOT, MAX_MODELS, ModelSpec
 
 GROUP = "embedding.dev"
 VERSION = "v1alpha1"
