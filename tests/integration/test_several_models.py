@@ -3,12 +3,18 @@ one column per model, each exactly what a one-model job of that model writes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from embedding_job.api import Device, DType, Pooling, PreprocessingSpec
+from embedding_job.model.embedder import Embedder, EmbedderSettings
 from tests.support.hub_models import FAMILY_MODELS
+from tests.support.images import mode_photos
 from tests.support.jobs import job, read_manifest, read_output, run_cli, table, write_config
 from tests.support.models import DINOV2
 
@@ -87,6 +93,47 @@ def test_a_clip_and_a_dinov2_model_in_one_job_write_both_embeddings(
         "projected",
         "embedding",
     )
+
+
+def test_both_models_get_the_job_preprocessing_from_images_the_workers_read(
+    tmp_path: Path, models_root: Path, family_models: Path, web_root: tuple[Path, str]
+) -> None:
+    www, base = web_root
+    images = mode_photos()
+    urls = []
+    for name, data in images.items():
+        # Half over HTTP, half as local paths: the workers read both themselves.
+        where = www if len(urls) % 2 == 0 else tmp_path
+        (where / f"{name}.img").write_bytes(data)
+        urls.append(f"{base}/{name}.img" if where == www else str(where / f"{name}.img"))
+    source = tmp_path / "urls.parquet"
+    pq.write_table(pa.table({"id": list(images), "image": urls}), source)
+    options = {"exifOrientation": True, "transparency": "white", "highBitDepth": "scale"}
+    config = job(models_root, source, tmp_path / "out", preprocessing=options)
+    del config["model"]
+    config["models"] = [
+        {"name": DINOV2, "path": str(models_root), "dtype": "float32", "alias": "dino"},
+        {"name": CLIP, "path": str(family_models), "dtype": "float32", "alias": "clip"},
+    ]
+    out = run(config, tmp_path / "job.yaml")
+    assert by_id(out, "embedding_error") == dict.fromkeys(images)
+
+    dino = EmbedderSettings(
+        model_dir=str(models_root / DINOV2), dtype=DType.FLOAT32, batch_size=4, device=Device.CPU
+    )
+    clip = replace(dino, model_dir=str(family_models / CLIP), pooling=Pooling.AUTO)
+    better = PreprocessingSpec.model_validate(options)
+    for column, settings in [("embedding_dino", dino), ("embedding_clip", clip)]:
+        written = by_id(out, column)
+        with_options = Embedder(replace(settings, preprocessing=better))
+        expected, _ = with_options.embed_bytes(list(images.values()))
+        original, _ = Embedder(settings).embed_bytes(list(images.values()))
+        for name, want, was in zip(images, expected, original, strict=True):
+            assert want is not None and was is not None
+            np.testing.assert_allclose(written[name], want, atol=1e-6)
+            # The options changed exactly the images they are about, for each model.
+            changed = 1 - float(np.dot(written[name], was)) > 1e-6
+            assert changed == (name in {"exif", "rgba", "la", "palette", "sixteen"}), name
 
 
 def test_a_pooling_the_model_lacks_fails_before_any_data_is_read(

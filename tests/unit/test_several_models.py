@@ -3,7 +3,10 @@ its own batches, with exactly the vectors one-model embedders give."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import threading
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,17 +15,25 @@ import numpy as np
 import pytest
 import torch
 
-from embedding_job.api import Device, DType, Pooling
+from embedding_job.api import (
+    Device,
+    DType,
+    HighBitDepth,
+    Pooling,
+    PreprocessingSpec,
+    Transparency,
+)
 from embedding_job.demo import encode, sample_image
 from embedding_job.imaging import datapath as datapath_module
 from embedding_job.imaging.datapath import DataPath
 from embedding_job.imaging.gpu_jpeg import GpuJpegDecoder
 from embedding_job.imaging.transform import ImageTransform
+from embedding_job.io.cells import Base64Image
 from embedding_job.model import backbone as backbone_module
 from embedding_job.model.embedder import Embedder, EmbedderSettings
 from tests.support.embedding import fake_torchvision_io
 from tests.support.hub_models import FAMILY_MODELS
-from tests.support.images import bad_images, good_images, photos
+from tests.support.images import bad_images, good_images, mode_photos, photos
 from tests.support.models import DINOV2
 
 CLIP = next(name for name, kind in FAMILY_MODELS.items() if kind == "clip")
@@ -140,12 +151,81 @@ def test_a_bad_row_is_null_for_every_model_with_one_error(two: list[EmbedderSett
     assert errors[0] is None and "corrupt" in str(errors[1]) and errors[2] == "missing image (null)"
 
 
+@dataclasses.dataclass(frozen=True)
+class CountedSource:
+    """An image the data path reads itself (as it does a file or a URL), counting its reads."""
+
+    name: str
+    data: bytes
+    reads: Counter[str]
+    lock: threading.Lock
+
+    def read(self) -> bytes:
+        with self.lock:
+            self.reads[self.name] += 1
+        return self.data
+
+
+#: Every option the other way from the original's.
+BETTER = PreprocessingSpec(
+    exif_orientation=True, transparency=Transparency.WHITE, high_bit_depth=HighBitDepth.SCALE
+)
+
+
+def test_two_models_read_each_source_once_and_both_get_the_preprocessing(
+    two: list[EmbedderSettings], decodes: list[int]
+) -> None:
+    images = mode_photos()
+    reads: Counter[str] = Counter()
+    lock = threading.Lock()
+    # Sources the data path reads on its threads: counted ones, and one base64 cell.
+    items: list[Any] = [
+        CountedSource(name, data, reads, lock)
+        if name != "gray"
+        else Base64Image(base64.b64encode(data).decode())
+        for name, data in images.items()
+    ]
+    # Decoding on threads, within a pixel budget smaller than two of these images.
+    settings = [
+        dataclasses.replace(s, preprocessing=BETTER, decode_threads=2, decode_megapixels=0.5)
+        for s in two
+    ]
+    both = Embedder(settings)
+    assert both.datapath.options == BETTER and both.datapath.budget.capacity == 500_000
+    decodes.clear()
+    (dino, clip), errors = both.embed_models(items)
+    assert errors == [None] * len(items)
+    assert reads == Counter({name: 1 for name in images if name != "gray"})
+    assert len(decodes) == len(images)  # one read and one decode per image for both models
+    assert 0 < both.datapath.budget.peak <= 500_000
+    default = Embedder(two)
+    (dino_default, clip_default), _ = default.embed_models(list(images.values()))
+    for number, together in enumerate([dino, clip]):
+        # Each model's vectors are the one-model embedder's with the same options...
+        alone, _ = Embedder(settings[number]).embed_bytes(list(images.values()))
+        for a, b in zip(together, alone, strict=True):
+            assert a is not None and b is not None
+            np.testing.assert_allclose(a, b, atol=1e-6)
+        # ... and the options reached every model: exactly the images they are about embed
+        # differently from the original's handling (the rest within float noise, < 1e-7).
+        original = [dino_default, clip_default][number]
+        changed = {
+            name
+            for name, a, b in zip(images, together, original, strict=True)
+            if a is not None and b is not None and 1 - float(a @ b) > 1e-6
+        }
+        assert changed == {"exif", "rgba", "la", "palette", "sixteen"}, (number, changed)
+
+
 def test_the_models_of_one_embedder_share_device_and_decoding(
     two: list[EmbedderSettings],
 ) -> None:
     other = dataclasses.replace(two[1], jpeg_draft_factor=None)
     with pytest.raises(ValueError, match="must share jpeg_draft_factor"):
         Embedder([two[0], other])
+    rotating = dataclasses.replace(two[1], preprocessing=PreprocessingSpec(exif_orientation=True))
+    with pytest.raises(ValueError, match="must share preprocessing"):
+        Embedder([two[0], rotating])
     with pytest.raises(ValueError, match="use embed_models"):
         Embedder(two).embed_bytes([good_images()["jpeg"]])
 
