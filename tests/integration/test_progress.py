@@ -12,7 +12,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from embedding_job.api import API_VERSION, FROM_EMBEDDINGJOB_FLAG, KIND, parse_config
-from embedding_job.model.embedder import EmbedderSettings
+from embedding_job.run.model_plan import embedder_settings, plan_models
 from embedding_job.run.pipeline import Workers, embed
 from embedding_job.run.row_counts import NativeTracker, RayTracker, worker_counter
 from embedding_job.run.status_report import StatusReporter
@@ -150,15 +150,18 @@ def test_native_tracker_counts_the_embedding_udf_rows(models_root: Path, tmp_pat
     cfg = parse_config(
         {
             "input": {"uri": str(tmp_path / "in.parquet"), "srcType": "image_binary"},
+            "model": {"name": DINOV2, "path": str(models_root)},
+            "inference": {"batchSize": 2},
             "output": {"uri": str(tmp_path / "o")},
         }
     )
-    settings = EmbedderSettings(model_dir=str(models_root / DINOV2), batch_size=2)
+    models = plan_models(cfg)
+    settings = embedder_settings(cfg, models, cpu_threads=None)
     images = list(good_images().values())
     df = daft.from_pydict({"image": images})
     tracker = NativeTracker()
     try:
-        embed(df, cfg, settings, 32, daft.io.IOConfig(), Workers(gpus=0, concurrency=1)).collect()
+        embed(df, cfg, settings, models, Workers(gpus=0, concurrency=1)).collect()
         assert tracker.snapshot() == (len(images), None)
     finally:
         tracker.close()

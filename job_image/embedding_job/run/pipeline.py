@@ -87,7 +87,6 @@ def embed(
     cfg: EmbeddingJobConfig,
     settings: list[EmbedderSettings],
     models: list[PlannedModel],
-    io: daft.io.IOConfig,
     workers: Workers,
     progress_actor: str | None = None,
 ) -> daft.DataFrame:
@@ -228,7 +227,7 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     try:
         with reporting:
             if skipped < rows_in:
-                plan_df = embed(df, cfg, settings, models, io, workers, tracker.actor_name)
+                plan_df = embed(df, cfg, settings, models, workers, tracker.actor_name)
                 written = output.write(plan_df, cfg, plan, io)
             else:
                 # Resuming a complete output: no model to load, and no empty data file to add.
