@@ -119,7 +119,14 @@ class Progress(StatusPart):
     rows_skipped: int | None = Field(
         None, description="Rows skipped because an earlier run did them."
     )
-    images_per_second: float | None = Field(None, description="Average throughput of this run.")
+    images_per_second: float | None = Field(
+        None, description="Rows per second over the last minute (0 while the model loads)."
+    )
+    remaining_seconds: int | None = Field(
+        None,
+        description="Estimated seconds until every row is done, at imagesPerSecond, as of "
+        "updatedAt; absent until there is a rate.",
+    )
     updated_at: str | None = Field(
         None, description="When the job last reported.", json_schema_extra=_TIME
     )
@@ -147,7 +154,11 @@ class OutputStatus(StatusPart):
     rows_skipped: int | None = Field(None, description="Rows kept from an earlier run (resume).")
     embedding_dim: int | None = Field(None, description="Length of each embedding.")
     model: str | None = Field(None, description="Model that produced the embeddings.")
-    dtype: str | None = Field(None, description="Inference precision.")
+    device: str | None = Field(None, description="Where the model ran: cuda or cpu.")
+    dtype: str | None = Field(
+        None,
+        description="Precision the model computed in (float32 on a CPU, whatever was asked).",
+    )
     pooling: str | None = Field(None, description="cls or mean.")
 
 

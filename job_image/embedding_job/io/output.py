@@ -187,12 +187,16 @@ def build_manifest(
     kept_rows: int,
     started: datetime,
     finished: datetime,
+    device: str | None,
+    dtype: str | None,
     message: str | None = None,
 ) -> dict[str, Any]:
     """The JSON manifest written next to the data.
 
     ``rowsEmbedded + rowsFailed + rowsSkipped == rowsIn`` for this run; ``rowsOut`` counts every
-    row in the output, those kept from earlier runs included.
+    row in the output, those kept from earlier runs included. ``device`` and ``dtype`` are what
+    the workers computed with (a CPU computes float16 requests in float32; the request stays in
+    ``config``), None when no model ran.
     """
     return {
         "status": status,
@@ -209,7 +213,8 @@ def build_manifest(
         "embeddingColumn": cfg.output.embedding_column,
         "errorColumn": cfg.output.error_column,
         "model": cfg.model.name,
-        "dtype": cfg.model.dtype.value,
+        "device": device,
+        "dtype": dtype,
         "pooling": cfg.model.pooling.value,
         "normalize": cfg.model.normalize,
         "startedAt": started.isoformat(timespec="seconds"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,8 @@ class Embedder:
 
     def __init__(self, settings: EmbedderSettings):
         self.settings = settings
+        #: Seconds spent in the model's forward passes so far (metrics: model vs decode time).
+        self.model_seconds = 0.0
         self.device = select_device(settings.device, settings.rank)
         self.dtype = select_dtype(settings.dtype, self.device)
         if self.device.type == "cpu" and settings.cpu_threads is not None:
@@ -162,12 +165,14 @@ class Embedder:
 
     @torch.inference_mode()
     def _forward(self, pixel_values: torch.Tensor) -> np.ndarray:
+        started = time.perf_counter()
         hidden = self.model(pixel_values=pixel_values).last_hidden_state
         pooled = hidden[:, 0] if self.settings.pooling is Pooling.CLS else hidden.mean(dim=1)
         pooled = pooled.float()
         if self.settings.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
-        result: np.ndarray = pooled.cpu().numpy()
+        result: np.ndarray = pooled.cpu().numpy()  # waits for the device: the time is real
+        self.model_seconds += time.perf_counter() - started
         return result
 
     def embed_bytes(

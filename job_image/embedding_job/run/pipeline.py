@@ -26,7 +26,8 @@ from embedding_job.io.io_config import io_config
 from embedding_job.model.embedder import EmbedderSettings
 from embedding_job.model.files import embedding_dim, locate_model
 from embedding_job.run import status_report as report
-from embedding_job.run.row_counts import NativeTracker, RayTracker
+from embedding_job.run.metrics import job_labels
+from embedding_job.run.row_counts import NativeTracker, RayTracker, precision_used
 from embedding_job.run.udf import EmbedImages
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,8 @@ def embed(
     # A row's failed download is read once more to say why; not retried, so a dead host costs
     # one timeout per worker for that (cells.DeadHosts), on top of the download's own tries.
     diagnosis = io_config(spec.download.model_copy(update={"retries": 0}))
-    udf: Any = EmbedImages(settings, spec.src_type, diagnosis, progress_actor)
+    labels = job_labels(cfg.model.name)
+    udf: Any = EmbedImages(settings, spec.src_type, diagnosis, progress_actor, labels)
     # Resources are decided per run (GPUs present, concurrency, batch size), not at import time.
     call = dataclasses.replace(
         udf.embed,
@@ -246,6 +248,7 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
             reporter,
             tracker.snapshot,
             skipped=skipped,
+            total=rows_in,
             interval=float(os.environ.get("EMBEDDING_JOB_PROGRESS_SECONDS", "5")),
         )
         if reporter is not None
@@ -260,6 +263,7 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
                 # Resuming a complete output: no model to load, and no empty data file to add.
                 log.info("resuming: every input row is already in the output")
                 written = []
+        device, dtype = precision_used(tracker.rows_by_precision())
     finally:
         tracker.close()
     counts = output.count_results(cfg, written, io)
@@ -286,6 +290,8 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
         kept_rows=kept_rows,
         started=started,
         finished=datetime.now(UTC),
+        device=device,
+        dtype=dtype,
         message=message,
     )
     storage.write_json(cfg.output.uri, output.MANIFEST_NAME, manifest)

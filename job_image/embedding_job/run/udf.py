@@ -6,18 +6,27 @@ import atexit
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 import daft
 import numpy as np
 import pyarrow as pa
 from daft import DataType, Series
+from daft.udf.metrics import increment_counter
 
 from embedding_job.api import SrcType
 from embedding_job.imaging.datapath import ImageData
 from embedding_job.io.cells import DeadHosts, LocalFile, fetch_error, local_file, resolve_inline
 from embedding_job.model.embedder import Embedder, EmbedderSettings
-from embedding_job.run.row_counts import worker_counter
+from embedding_job.run.metrics import Call, worker_metrics
+from embedding_job.run.row_counts import (
+    FAILED_STAT,
+    PRECISION_STAT,
+    precision,
+    settle,
+    worker_counter,
+)
 
 #: What the embedding UDF returns per row: a vector, or null and the reason.
 RESULT_DTYPE = DataType.struct(
@@ -85,18 +94,25 @@ class EmbedImages:
         src_type: SrcType,
         io_config: Any = None,
         progress_actor: str | None = None,
+        metric_labels: dict[str, str] | None = None,
     ):
         exit_fast_after_daft_worker()
         self.embedder = Embedder(settings)
+        self.precision = precision(
+            self.embedder.device.type, str(self.embedder.dtype).removeprefix("torch.")
+        )
         self.src_type = src_type
         self.io_config = io_config
         self.dead_hosts = DeadHosts()
         self.counter = worker_counter(progress_actor)
+        self.counted = False
+        self.metrics = worker_metrics(metric_labels)
         # The first Arrow conversion imports pandas (~0.6 s): pay it here, not after batch 1.
         result_array([None], ["warm-up"])
 
     @daft.method.batch(return_dtype=RESULT_DTYPE)
     def embed(self, source: Series, data: Series, raw_path: Series | None = None) -> pa.Array:
+        started, model_before = time.perf_counter(), self.embedder.model_seconds
         sources = source.to_pylist()
         cells = data.to_pylist()
         # A local listing's exact file names (bytes), where ``source`` only displays them.
@@ -116,7 +132,22 @@ class EmbedImages:
                 items.append(None)
                 errors.append(str(exc))
         vectors, row_errors = self.embedder.embed_bytes(items, errors)
-        if self.counter is not None:
-            failed = sum(e is not None for e in row_errors)
-            self.counter.add.remote(len(row_errors), failed)
+        failed = sum(e is not None for e in row_errors)
+        self._count(len(row_errors), failed)
+        if self.metrics is not None:
+            seconds = time.perf_counter() - started
+            model = self.embedder.model_seconds - model_before
+            self.metrics.record(Call(len(row_errors), failed, seconds, model))
         return result_array(vectors, row_errors)
+
+    def _count(self, rows: int, failed: int) -> None:
+        """Progress for the driver: the Ray actor, or else Daft's UDF counters (row_counts)."""
+        if self.counter is not None:
+            sent = self.counter.add.remote(rows, failed, self.precision)
+            if not self.counted:
+                # Once: the driver reads the precision when the query ends, so it must be there.
+                settle(sent)
+                self.counted = True
+            return
+        increment_counter(FAILED_STAT, failed)
+        increment_counter(PRECISION_STAT + self.precision, rows)
