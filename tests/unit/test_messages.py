@@ -88,7 +88,9 @@ def test_loading_a_model_prints_no_third_party_warning(models_root: Path) -> Non
             check=False,
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert [line for line in lines if not line.startswith("{")] == []  # printed, not logged
+        records = [json.loads(line) for line in lines]
         assert [r["message"] for r in records if r["level"] != "info"] == []
         assert all(r["logger"].startswith("embedding_job") for r in records), records
         assert any(r["message"].startswith("loaded ") for r in records)
