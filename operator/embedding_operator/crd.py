@@ -154,6 +154,20 @@ def build_crd() -> dict[str, Any]:
                         {"name": "Output", "type": "string", "jsonPath": ".status.output.uri"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                         {
+                            "name": "Images/s",
+                            "type": "number",
+                            "jsonPath": ".status.progress.imagesPerSecond",
+                            "description": "Rows per second over the last minute.",
+                            "priority": 1,
+                        },
+                        {
+                            "name": "ETA-Seconds",
+                            "type": "integer",
+                            "jsonPath": ".status.progress.remainingSeconds",
+                            "description": "Estimated seconds until every row is done.",
+                            "priority": 1,
+                        },
+                        {
                             "name": "RayJob",
                             "type": "string",
                             "jsonPath": ".status.rayJobName",

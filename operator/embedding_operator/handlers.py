@@ -31,7 +31,7 @@ from embedding_job.api import (
     parse_spec,
     timestamp,
 )
-from embedding_operator import kube
+from embedding_operator import kube, metrics
 from embedding_operator.builders import (
     LABEL_JOB,
     Owner,
@@ -81,6 +81,7 @@ def _refuse(body: kopf.Body, patch: kopf.Patch, problems: list[str], reason: Eve
     )
     patch.status.update(status.to_patch())
     kopf.event(body, type="Warning", reason=reason.value, message=message)
+    metrics.entered(Phase.FAILED, reason.value, body.meta.get("creationTimestamp"))
 
 
 def _record(
@@ -107,6 +108,7 @@ def _record(
         kube.patch_embeddingjob_status(meta["namespace"], meta["name"], status)
     event = transition_event(current.get("phase"), observation)
     if event is not None:
+        metrics.entered(observation.phase, observation.reason, meta.get("creationTimestamp"))
         kind, reason, message = event
         target = ej if isinstance(ej, kopf.Body) else kopf.Body(cast(kopf.RawBody, dict(ej)))
         kopf.event(target, type=kind, reason=reason, message=message)
@@ -141,6 +143,7 @@ def _previous_or_taken(owner: Owner, kind: str, metadata: Mapping[str, Any]) -> 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
+@metrics.timed("submit")
 def submit(
     body: kopf.Body,
     patch: kopf.Patch,
@@ -240,6 +243,7 @@ def _failed_or_wait(body: kopf.Body, problem: Observation, waited: float) -> Obs
 
 
 @kopf.on.field(GROUP, VERSION, PLURAL, field="spec.suspend")
+@metrics.timed("suspend")
 def suspend(body: kopf.Body, new: Any, **_: Any) -> None:
     """spec.suspend is the one mutable field: pass it to the RayJob (the resync does too)."""
     status = body.get("status") or {}
@@ -259,6 +263,7 @@ def _match_suspend(ej: Mapping[str, Any], rayjob: dict[str, Any] | None) -> None
 
 
 @kopf.on.event("ray.io", "v1", "rayjobs", labels={LABEL_JOB: kopf.PRESENT})
+@metrics.timed("rayjob_changed")
 def rayjob_changed(
     body: kopf.Body,
     type: str | None,  # noqa: A002 - kopf's keyword
@@ -307,6 +312,7 @@ def _first_resync(**_: Any) -> float:
     initial_delay=_first_resync,
     when=_resyncable,
 )
+@metrics.timed("resync")
 def resync(body: kopf.Body, **_: Any) -> None:
     """Every running job, from its RayJob's current state: a lost RayJob event, a failed
     status patch or a RayJob deleted under the job is repaired or reported here."""
@@ -314,3 +320,13 @@ def resync(body: kopf.Body, **_: Any) -> None:
     rayjob = kube.get_rayjob(str(body.metadata.namespace), name)
     _reflect(body, rayjob, name)
     _match_suspend(body, rayjob)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def count_phases(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 - kopf's
+    """Keep the jobs-by-phase gauge in step with every EmbeddingJob, whoever changed it."""
+    uid = str(body.metadata.uid)
+    if type == "DELETED":
+        metrics.JOBS.gone(uid)
+    else:
+        metrics.JOBS.seen(uid, (body.get("status") or {}).get("phase"))

@@ -13,12 +13,11 @@ import pyarrow.parquet as pq
 
 from embedding_job.api import Device, DType, Pooling, PreprocessingSpec
 from embedding_job.model.embedder import Embedder, EmbedderSettings
-from tests.support.hub_models import FAMILY_MODELS
+from tests.support.hub_models import CLIP
 from tests.support.images import mode_photos
 from tests.support.jobs import job, read_manifest, read_output, run_cli, table, write_config
 from tests.support.models import DINOV2
 
-CLIP = next(name for name, kind in FAMILY_MODELS.items() if kind == "clip")
 IDS = ["a", "b", "bad_1", "c", "d", "e", "bad_2", "f", "g"]
 
 
@@ -71,6 +70,7 @@ def test_a_clip_and_a_dinov2_model_in_one_job_write_both_embeddings(
             "alias": "dino",
             "family": "dinov2 backbone",
             "embeddingDim": 32,
+            "device": "cpu",
             "dtype": "float32",
             "pooling": "cls",
             "normalize": True,
@@ -81,6 +81,7 @@ def test_a_clip_and_a_dinov2_model_in_one_job_write_both_embeddings(
             "alias": "clip_vit_base_patch32",
             "family": "clip image-text",
             "embeddingDim": 16,
+            "device": "cpu",
             "dtype": "float32",
             "pooling": "projected",
             "normalize": True,

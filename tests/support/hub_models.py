@@ -38,6 +38,8 @@ FAMILY_MODELS = {
     "tiny/clip-vision-with-projection": "clip-vision",
     "tiny/deit": "deit",
 }
+#: The CLIP model of ``family_models``: the second model of the tests of several models.
+CLIP = next(name for name, kind in FAMILY_MODELS.items() if kind == "clip")
 
 
 def hub_preprocessor(name: str) -> Path:

@@ -32,11 +32,9 @@ from embedding_job.io.cells import Base64Image
 from embedding_job.model import backbone as backbone_module
 from embedding_job.model.embedder import Embedder, EmbedderSettings
 from tests.support.embedding import fake_torchvision_io
-from tests.support.hub_models import FAMILY_MODELS
+from tests.support.hub_models import CLIP
 from tests.support.images import bad_images, good_images, mode_photos, photos
 from tests.support.models import DINOV2
-
-CLIP = next(name for name, kind in FAMILY_MODELS.items() if kind == "clip")
 
 
 @pytest.fixture
@@ -141,6 +139,15 @@ def test_each_model_runs_its_own_batch_size(
 
 def chunks(count: int, size: int) -> list[int]:
     return [size] * (count // size) + ([count % size] if count % size else [])
+
+
+def test_each_model_counts_its_own_forward_time(two: list[EmbedderSettings]) -> None:
+    both = Embedder(two)
+    before = both.model_seconds
+    both.embed_models(list(good_images().values()))
+    after = both.model_seconds
+    assert len(before) == len(after) == 2  # what the worker's metrics split by model
+    assert all(a > b for a, b in zip(after, before, strict=True))
 
 
 def test_a_bad_row_is_null_for_every_model_with_one_error(two: list[EmbedderSettings]) -> None:
@@ -263,7 +270,8 @@ def test_the_manifest_and_the_status_name_each_model() -> None:
     )
     widths_and_poolings = [(768, "cls"), (512, "projected")]
     entries = [
-        {"column": c, "model": m.name, "embeddingDim": d, "dtype": "float16", "pooling": p}
+        {"column": c, "model": m.name, "embeddingDim": d, "device": "cuda", "dtype": "float16"}
+        | {"pooling": p}
         for (m, c), (d, p) in zip(cfg.embedding_columns(), widths_and_poolings, strict=True)
     ]
     now = datetime.now(UTC)
@@ -283,9 +291,12 @@ def test_the_manifest_and_the_status_name_each_model() -> None:
     assert manifest["embeddingDim"] is None and manifest["embeddings"] == entries
     status = output_status(manifest).to_patch()
     assert "embeddingDim" not in status and "pooling" not in status  # absent, never null
-    assert [(e["column"], e["embeddingDim"], e["pooling"]) for e in status["embeddings"]] == [
-        ("embedding_dinov2_base", 768, "cls"),
-        ("embedding_clip_vit_base_patch32", 512, "projected"),
+    assert "device" not in status and "dtype" not in status
+    assert [
+        (e["column"], e["embeddingDim"], e["pooling"], e["device"]) for e in status["embeddings"]
+    ] == [
+        ("embedding_dinov2_base", 768, "cls", "cuda"),
+        ("embedding_clip_vit_base_patch32", 512, "projected", "cuda"),
     ]
 
 

@@ -193,9 +193,11 @@ def build_manifest(
 
     ``rowsEmbedded + rowsFailed + rowsSkipped == rowsIn`` for this run; ``rowsOut`` counts every
     row in the output, those kept from earlier runs included. ``models``: each model's entry
-    (column, model, family, embeddingDim, dtype, pooling, normalize), kept as ``embeddings``;
-    the top-level embeddingDim, embeddingColumn, dtype, pooling and normalize are the model's
-    when there is one, null with several (``model`` then names them all).
+    (column, model, family, embeddingDim, device, dtype, pooling, normalize), kept as
+    ``embeddings``; its device and dtype are what the workers computed with (a CPU computes
+    float16 requests in float32; the request stays in ``config``), None when no model ran. The
+    top-level embeddingDim, embeddingColumn, device, dtype, pooling and normalize are the
+    model's when there is one, null with several (``model`` then names them all).
     """
     only = models[0] if len(models) == 1 else {}
     return {
@@ -213,6 +215,7 @@ def build_manifest(
         "embeddingColumn": only.get("column"),
         "errorColumn": cfg.output.error_column,
         "model": ", ".join(m["model"] for m in models),
+        "device": only.get("device"),
         "dtype": only.get("dtype"),
         "pooling": only.get("pooling"),
         "normalize": only.get("normalize"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -118,14 +119,18 @@ class Backbone:
         self.pooling = pooling
         self.normalize = normalize
         self.dim = checkpoint.dim(pooling)
+        #: Seconds spent in forward passes so far, the load's check included.
+        self.seconds = 0.0
 
     @torch.inference_mode()
     def __call__(self, pixel_values: torch.Tensor) -> np.ndarray:
         """(N, 3, H, W) → (N, dim) float32 (L2-normalised when asked)."""
+        started = time.perf_counter()
         vectors = pooled(self.module, self.checkpoint.kind, self.pooling, pixel_values).float()
         if self.normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2.0, dim=-1)
-        result: np.ndarray = vectors.cpu().numpy()
+        result: np.ndarray = vectors.cpu().numpy()  # waits for the device: the time is real
+        self.seconds += time.perf_counter() - started
         return result
 
     def check(self, pixel_values: torch.Tensor) -> None:

@@ -208,6 +208,11 @@ class Embedder:
     def model(self) -> torch.nn.Module:
         return self.models[0].backbone.module
 
+    @property
+    def model_seconds(self) -> tuple[float, ...]:
+        """Each model's seconds in its forward passes so far (metrics: model vs decode time)."""
+        return tuple(model.backbone.seconds for model in self.models)
+
     def close(self) -> None:
         """Stop the decode threads (they also end with the process)."""
         self.datapath.close()

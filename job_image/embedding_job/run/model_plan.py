@@ -25,8 +25,9 @@ class PlannedModel:
     pooling: Pooling
     dim: int
 
-    def describe(self, with_alias: bool) -> dict[str, Any]:
-        """This model's entry in the manifest's ``embeddings``."""
+    def describe(self, with_alias: bool, device: str | None, dtype: str | None) -> dict[str, Any]:
+        """This model's entry in the manifest's ``embeddings``; ``device`` and ``dtype`` are
+        what the workers computed it with (row_counts.precision_used), None if it never ran."""
         entry: dict[str, Any] = {"column": self.column, "model": self.spec.name}
         if with_alias:
             entry["alias"] = self.spec.resolved_alias
@@ -34,7 +35,8 @@ class PlannedModel:
             {
                 "family": self.family,
                 "embeddingDim": self.dim,
-                "dtype": self.spec.dtype.value,
+                "device": device,
+                "dtype": dtype,
                 "pooling": self.pooling.value,
                 "normalize": self.spec.normalize,
             }

@@ -24,8 +24,9 @@ from embedding_job.io.input_table import LISTING_ERROR, RAW_PATH, read_input
 from embedding_job.io.io_config import io_config
 from embedding_job.model.embedder import EmbedderSettings
 from embedding_job.run import status_report as report
+from embedding_job.run.metrics import job_labels
 from embedding_job.run.model_plan import PlannedModel, embedder_settings, plan_models
-from embedding_job.run.row_counts import NativeTracker, RayTracker
+from embedding_job.run.row_counts import NativeTracker, RayTracker, precision_used
 from embedding_job.run.udf import EmbedImages, result_dtype, result_field
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ def embed(
     )
     # The workers read every image themselves, with the credentials this process has.
     reads = FetchSettings.from_env(spec.download)
-    udf: Any = EmbedImages(settings, spec.src_type, reads, progress_actor)
+    labels = job_labels([model.spec.name for model in models])
+    udf: Any = EmbedImages(settings, spec.src_type, reads, progress_actor, labels)
     # Resources are decided per run (GPUs present, concurrency, batch size), not at import time.
     call = dataclasses.replace(
         udf.embed,
@@ -219,6 +221,7 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
             reporter,
             tracker.snapshot,
             skipped=skipped,
+            total=rows_in,
             interval=float(os.environ.get("EMBEDDING_JOB_PROGRESS_SECONDS", "5")),
         )
         if reporter is not None
@@ -233,6 +236,7 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
                 # Resuming a complete output: no model to load, and no empty data file to add.
                 log.info("resuming: every input row is already in the output")
                 written = []
+        used = precision_used(tracker.rows_by_precision(), len(models))
     finally:
         tracker.close()
     counts = output.count_results(cfg, written, io)
@@ -252,7 +256,10 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
         cfg,
         status="failed" if too_many or lost else "succeeded",
         rows_in=rows_in,
-        models=[model.describe(with_alias=bool(cfg.models)) for model in models],
+        models=[
+            model.describe(with_alias=bool(cfg.models), device=device, dtype=dtype)
+            for model, (device, dtype) in zip(models, used, strict=True)
+        ],
         files=plan.kept_files + written,
         counts=counts,
         skipped=skipped,

@@ -6,18 +6,27 @@ import atexit
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 import daft
 import numpy as np
 import pyarrow as pa
 from daft import DataType, Series
+from daft.udf.metrics import increment_counter
 
 from embedding_job.api import SrcType
 from embedding_job.io.cells import image_items
 from embedding_job.io.fetch import Fetcher, FetchSettings
 from embedding_job.model.embedder import Embedder, EmbedderSettings
-from embedding_job.run.row_counts import worker_counter
+from embedding_job.run.metrics import Call, JobLabels, worker_metrics
+from embedding_job.run.row_counts import (
+    FAILED_STAT,
+    PRECISION_STAT,
+    precision,
+    settle,
+    worker_counter,
+)
 
 
 def result_field(number: int) -> str:
@@ -96,22 +105,49 @@ class EmbedImages:
         src_type: SrcType,
         reads: FetchSettings,
         progress_actor: str | None = None,
+        metric_labels: JobLabels | None = None,
     ):
         exit_fast_after_daft_worker()
         self.embedder = Embedder(settings)
+        device = self.embedder.device.type
+        self.precisions = [
+            precision(number, device, str(model.dtype).removeprefix("torch."))
+            for number, model in enumerate(self.embedder.models)
+        ]
         self.src_type = src_type
         self.fetcher = Fetcher(reads)
         self.counter = worker_counter(progress_actor)
+        self.counted = False
+        self.metrics = worker_metrics(metric_labels)
         # The first Arrow conversion imports pandas (~0.6 s): pay it here, not after batch 1.
         result_array([None], ["warm-up"])
 
     # The pipeline sets the return type for its number of models (result_dtype).
     @daft.method.batch(return_dtype=result_dtype())
     def embed(self, source: Series, raw_path: Series | None = None) -> pa.Array:
+        started, model_before = time.perf_counter(), self.embedder.model_seconds
         raws = raw_path.to_pylist() if raw_path is not None else None
         items, errors = image_items(source.to_pylist(), self.src_type, self.fetcher, raws)
         vectors, row_errors = self.embedder.embed_models(items, errors)
-        if self.counter is not None:
-            failed = sum(e is not None for e in row_errors)
-            self.counter.add.remote(len(row_errors), failed)
+        failed = sum(e is not None for e in row_errors)
+        self._count(len(row_errors), failed)
+        if self.metrics is not None:
+            seconds = time.perf_counter() - started
+            model = self.embedder.model_seconds
+            spent = tuple(after - before for after, before in zip(model, model_before, strict=True))
+            self.metrics.record(Call(len(row_errors), failed, seconds, spent))
         return result_array(vectors[0], row_errors, *vectors[1:])
+
+    def _count(self, rows: int, failed: int) -> None:
+        """Progress for the driver, each row once: the Ray actor, or else Daft's UDF counters
+        (row_counts); and the rows each model computed at its precision."""
+        if self.counter is not None:
+            sent = self.counter.add.remote(rows, failed, self.precisions)
+            if not self.counted:
+                # Once: the driver reads the precision when the query ends, so it must be there.
+                settle(sent)
+                self.counted = True
+            return
+        increment_counter(FAILED_STAT, failed)
+        for key in self.precisions:
+            increment_counter(PRECISION_STAT + key, rows)
