@@ -65,6 +65,7 @@ class InProcessScenario:
     name: str
     measure: Measure
     data_only: bool = False
+    suite: str = "model"
 
     def run(self, context: Context) -> dict[str, Any]:
         spec = WorkerSpec(

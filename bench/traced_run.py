@@ -1,0 +1,152 @@
+"""One traced subprocess (``embedding-job run`` or a peer's script) and the figures read from
+it: wall time, the per-call trace (``bench.call_trace``), the peak memory of its process tree and
+when its first output file appeared.
+
+``run_traced`` acts; ``steady_figures`` and ``startup_figures`` are pure functions of what it
+returns, shared by the job's scenarios and the peers' so that both are counted the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.call_trace import (
+    PROCESS,
+    Record,
+    busy_fraction,
+    calls,
+    hook_env,
+    read_records,
+    trace_rate,
+)
+from bench.tree_memory import TreeMemory
+from embedding_job.api import TELEMETRY_OFF
+
+#: How often the output directory is looked at for its first data file.
+_POLL_S = 0.02
+
+
+@dataclass(frozen=True)
+class TracedRun:
+    """What one traced subprocess did; times in seconds after it was started."""
+
+    seconds: float
+    records: list[Record]
+    stdout: str
+    peak_rss_mb: float
+    peak_pss_mb: float
+    first_file_s: float | None
+
+
+class _FirstFile:
+    """Watches ``directory`` in a thread for its first ``*.parquet`` file (the first rows
+    written, as far as can be seen from outside)."""
+
+    def __init__(self, directory: Path, started: float):
+        self.directory = directory
+        self.started = started
+        self.seen: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while self.seen is None and not self._stop.wait(_POLL_S):
+            if self.directory.is_dir() and next(self.directory.rglob("*.parquet"), None):
+                self.seen = time.perf_counter() - self.started
+
+    def __enter__(self) -> _FirstFile:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def bench_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a traced run: this one, telemetry off, no progress bars."""
+    return {
+        **os.environ,
+        "DAFT_PROGRESS_BAR": "0",
+        "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+        "TRANSFORMERS_VERBOSITY": "error",
+        **TELEMETRY_OFF,
+        **(extra or {}),
+    }
+
+
+def run_traced(command: Sequence[str], out: Path, env: Mapping[str, str], what: str) -> TracedRun:
+    """Run ``command`` (which writes its output to ``out``) traced; raise if it fails."""
+    trace = out.with_name(out.name + ".trace")
+    trace.unlink(missing_ok=True)
+    started_unix = time.time()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        list(command),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=hook_env(trace, env),
+        text=True,
+    )
+    with TreeMemory(proc.pid) as memory, _FirstFile(out, started) as first_file:
+        stdout, stderr = proc.communicate()
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{stderr[-3000:]}")
+    return TracedRun(
+        seconds=seconds,
+        records=read_records(trace, since=started_unix),
+        stdout=stdout,
+        peak_rss_mb=memory.peak_rss_kb / 1024,
+        peak_pss_mb=memory.peak_pss_kb / 1024,
+        first_file_s=first_file.seen,
+    )
+
+
+def steady_figures(run: TracedRun, rows: int) -> dict[str, Any]:
+    """Steady state from the model's batch ends (comparable between the job and the peers),
+    end-to-end rate and memory."""
+    model = calls(run.records, "model")
+    return {
+        "model_steady_images_per_s": trace_rate(model),
+        "model_busy_fraction": busy_fraction(model),
+        "end_to_end_images_per_s": rows / run.seconds,
+        "end_to_end_s": run.seconds,
+        "images": rows,
+        "peak_rss_mb": run.peak_rss_mb,
+        "peak_pss_mb": run.peak_pss_mb,
+    }
+
+
+def _first(values: list[float]) -> float:
+    return min(values) if values else math.nan
+
+
+def startup_figures(run: TracedRun) -> dict[str, float | None]:
+    """Where a run's start-up went, in seconds after it was started: the embedding worker's
+    process start (the process of the first embedder call, else of the first model call), its
+    model load, the first model call, the first embedded batch (the first embedder call's end,
+    else the first model call's), the first output file and the run's end."""
+    embed = [r for r in run.records if r.label == "embed"]
+    model = [r for r in run.records if r.label == "model"]
+    first = min(embed or model, key=lambda r: r.end) if embed or model else None
+    worker = first.pid if first else None
+    starts = [r.start for r in run.records if r.label == PROCESS and r.pid == worker]
+    loads = [r for r in run.records if r.label == "load" and r.pid == worker]
+    return {
+        "worker_started_s": _first(starts),
+        "model_load_started_s": _first([r.start for r in loads]),
+        "model_loaded_s": _first([r.end for r in loads]),
+        "first_model_call_s": _first([r.start for r in model]),
+        "first_batch_done_s": first.end if first else math.nan,
+        "first_file_s": run.first_file_s,
+        "end_s": run.seconds,
+    }
