@@ -35,7 +35,7 @@ SMALL = {
 def make_random_model(
     directory: Path,
     kind: str = "dinov2",
-    size: Mapping[str, float] | None = None,
+    size: Mapping[str, Any] | None = None,
     seed: int = 0,
     preprocessor_config: Path | None = None,
 ) -> Path:
@@ -67,7 +67,8 @@ def make_random_model(
         vit.save_pretrained(directory)
         ViTImageProcessor(size={"height": 224, "width": 224}).save_pretrained(directory)
     elif kind == "dinov2":
-        Dinov2Model(Dinov2Config(image_size=224, patch_size=14, **dims)).save_pretrained(directory)
+        config = Dinov2Config(**{"image_size": 224, "patch_size": 14, **dims})
+        Dinov2Model(config).save_pretrained(directory)
         BitImageProcessor(
             size={"shortest_edge": 256},
             crop_size={"height": 224, "width": 224},
