@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.sampling import Sampler
 
 
 @dataclass(frozen=True)
@@ -83,33 +84,22 @@ class ForwardTimer:
         return float(sum(self.spans))
 
 
-class Utilization:
-    """NVML's GPU utilisation, sampled every 0.1 s in a thread while the block runs."""
+class Utilization(Sampler):
+    """NVML's GPU utilisation, sampled every 0.1 s while the block runs (on a GPU)."""
 
     def __init__(self, device: Any):
+        super().__init__(0.1, enabled=device.type == "cuda")
         self.device = device
         self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _sample(self) -> None:
+    def sample(self) -> bool:
         import torch
 
-        while not self._stop.wait(0.1):
-            try:
-                self.samples.append(float(torch.cuda.utilization(self.device)) / 100)
-            except Exception:  # noqa: BLE001 - no NVML here: no figure, not a failed run
-                return
-
-    def __enter__(self) -> Utilization:
-        if self.device.type == "cuda":
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        try:
+            self.samples.append(float(torch.cuda.utilization(self.device)) / 100)
+        except Exception:  # noqa: BLE001 - no NVML here: no figure, not a failed run
+            return False
+        return True
 
     @property
     def mean(self) -> float | None:
@@ -158,7 +148,7 @@ def measure(spec: VariantSpec) -> dict[str, Any]:
             torch.cuda.synchronize(embedder.device)
 
     timer = ForwardTimer(embedder.model, cuda)
-    embedder.model = timer  # times each forward, from outside the library
+    embedder.model = timer  # type: ignore[assignment]  # times each forward from outside
     began = time.perf_counter()
     embedder.embed_bytes(datas[: 2 * spec.batch_size])  # warm-up (and compilation)
     sync()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from bench.call_trace import (
     read_records,
     trace_rate,
 )
+from bench.sampling import Sampler
 from bench.tree_memory import TreeMemory
 from embedding_job.api import TELEMETRY_OFF
 
@@ -46,29 +46,21 @@ class TracedRun:
     first_file_s: float | None
 
 
-class _FirstFile:
-    """Watches ``directory`` in a thread for its first ``*.parquet`` file (the first rows
-    written, as far as can be seen from outside)."""
+class _FirstFile(Sampler):
+    """When ``directory`` first holds a ``*.parquet`` file (the first rows written, as far as
+    can be seen from outside), in seconds after ``started``."""
 
     def __init__(self, directory: Path, started: float):
+        super().__init__(_POLL_S)
         self.directory = directory
         self.started = started
         self.seen: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def _watch(self) -> None:
-        while self.seen is None and not self._stop.wait(_POLL_S):
-            if self.directory.is_dir() and next(self.directory.rglob("*.parquet"), None):
-                self.seen = time.perf_counter() - self.started
-
-    def __enter__(self) -> _FirstFile:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample(self) -> bool:
+        if self.directory.is_dir() and next(self.directory.rglob("*.parquet"), None):
+            self.seen = time.perf_counter() - self.started
+            return False
+        return True
 
 
 def bench_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
+
+from bench.sampling import Sampler
 
 
 def _children() -> dict[int, list[int]]:
@@ -36,37 +37,24 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-class TreeMemory:
+class TreeMemory(Sampler):
     """Peak summed RSS and PSS of a process and its descendants, sampled in a thread."""
 
     def __init__(self, pid: int, interval: float = 0.25):
+        super().__init__(interval, enabled=sys.platform.startswith("linux"))
         self.pid = pid
-        self.interval = interval
         self.peak_rss_kb = 0
         self.peak_pss_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> TreeMemory:
-        if sys.platform.startswith("linux"):
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            tree = _children()
-            todo, total_rss, total_pss = [self.pid], 0, 0
-            while todo:
-                pid = todo.pop()
-                rss, pss = _memory_kb(pid)
-                total_rss += rss
-                total_pss += pss
-                todo.extend(tree.get(pid, []))
-            self.peak_rss_kb = max(self.peak_rss_kb, total_rss)
-            self.peak_pss_kb = max(self.peak_pss_kb, total_pss)
-            self._stop.wait(self.interval)
+    def sample(self) -> bool:
+        tree = _children()
+        todo, total_rss, total_pss = [self.pid], 0, 0
+        while todo:
+            pid = todo.pop()
+            rss, pss = _memory_kb(pid)
+            total_rss += rss
+            total_pss += pss
+            todo.extend(tree.get(pid, []))
+        self.peak_rss_kb = max(self.peak_rss_kb, total_rss)
+        self.peak_pss_kb = max(self.peak_pss_kb, total_pss)
+        return True

@@ -40,16 +40,7 @@ class CeilingScenario:
         if context.inputs is None:
             raise RuntimeError(f"{self.name} needs the ceiling suite's inputs")
         source, env = context.inputs.source(self.mode)
-        setup = JobSetup(
-            context.models_root,
-            f"bench/{context.model_name}",
-            context.device,
-            context.dtype,
-            context.batch_size,
-            context.call_batch_size,
-            decode_threads=context.decode_threads,
-            env=env,
-        )
+        setup = JobSetup.of(context, env=env)
         out = context.workdir / f"out-{self.name}"
         run, summary = run_cli_once("native", source, out, setup)
         return {**pipeline_figures(run, summary), "input_mode": self.mode}

@@ -19,7 +19,7 @@ import math
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,20 @@ class JobSetup:
     decode_threads: int | None = None
     #: Environment the run needs besides the bench's (an object store's endpoint and keys).
     env: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, context: Context, **changes: Any) -> JobSetup:
+        """The runs of ``context``: its model, device, dtype, batches and decode threads."""
+        setup = cls(
+            context.models_root,
+            f"bench/{context.model_name}",
+            context.device,
+            context.dtype,
+            context.batch_size,
+            context.call_batch_size,
+            decode_threads=context.decode_threads,
+        )
+        return replace(setup, **changes)
 
     def config(self, source: Mapping[str, Any], out: Path) -> str:
         """The job's spec (JSON) reading ``source`` (the spec's ``input``), writing ``out``."""
@@ -155,14 +169,7 @@ class PipelineScenario:
     suite: str = "model"
 
     def run(self, context: Context) -> dict[str, Any]:
-        setup = JobSetup(
-            context.models_root,
-            f"bench/{context.model_name}",
-            context.device,
-            context.dtype,
-            context.batch_size,
-            context.call_batch_size,
-        )
+        setup = JobSetup.of(context)
         return run_pipeline(self.runner, context.workdir, context.paths, setup, context.small_runs)
 
 

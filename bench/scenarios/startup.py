@@ -48,14 +48,7 @@ class StartupScenario:
     suite: str = "startup"
 
     def run(self, context: Context) -> dict[str, Any]:
-        setup = JobSetup(
-            context.models_root,
-            f"bench/{context.model_name}",
-            context.device,
-            context.dtype,
-            context.batch_size,
-            call_batch=None,
-        )
+        setup = JobSetup.of(context, call_batch=None)  # the demo keeps the job's default
         source = images_glob(context.paths[0].parent)
         run, summary = run_cli_once("native", source, context.workdir / "out-startup", setup)
         workers = {r.pid for r in run.records if r.label == "embed"}
