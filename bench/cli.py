@@ -98,7 +98,7 @@ def _pipeline_call_batch(batch: int) -> int:
     from embedding_job.api import InferenceSpec
     from embedding_job.run.pipeline import udf_batch_size
 
-    return udf_batch_size(InferenceSpec(batch_size=batch))
+    return udf_batch_size(InferenceSpec(batch_size=batch), on_gpu=True)
 
 
 def main(argv: list[str] | None = None) -> int:
