@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from bench.call_trace import (
     trace_rate,
 )
 from bench.sampling import Sampler
-from bench.tree_memory import TreeMemory
+from bench.tree_memory import TreeMemory, cpu_by
 from embedding_job.api import TELEMETRY_OFF
 
 #: How often the output directory is looked at for its first data file.
@@ -44,6 +45,10 @@ class TracedRun:
     peak_rss_mb: float
     peak_pss_mb: float
     first_file_s: float | None
+    #: The command's own process id, and the CPU seconds each process of its tree had used, by
+    #: time: {pid: [(seconds after the start, CPU seconds), ...]}.
+    pid: int = 0
+    cpu: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 class _FirstFile(Sampler):
@@ -79,6 +84,7 @@ def run_traced(command: Sequence[str], out: Path, env: Mapping[str, str], what: 
     """Run ``command`` (which writes its output to ``out``) traced; raise if it fails."""
     trace = out.with_name(out.name + ".trace")
     trace.unlink(missing_ok=True)
+    shutil.rmtree(out, ignore_errors=True)  # its first file must be this run's
     started_unix = time.time()
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -100,6 +106,11 @@ def run_traced(command: Sequence[str], out: Path, env: Mapping[str, str], what: 
         peak_rss_mb=memory.peak_rss_kb / 1024,
         peak_pss_mb=memory.peak_pss_kb / 1024,
         first_file_s=first_file.seen,
+        pid=proc.pid,
+        cpu={
+            pid: [(when - started_unix, used) for when, used in samples]
+            for pid, samples in memory.cpu.items()
+        },
     )
 
 
@@ -133,7 +144,7 @@ def startup_figures(run: TracedRun) -> dict[str, float | None]:
     worker = first.pid if first else None
     starts = [r.start for r in run.records if r.label == PROCESS and r.pid == worker]
     loads = [r for r in run.records if r.label == "load" and r.pid == worker]
-    return {
+    figures = {
         "worker_started_s": _first(starts),
         "model_load_started_s": _first([r.start for r in loads]),
         "model_loaded_s": _first([r.end for r in loads]),
@@ -142,3 +153,14 @@ def startup_figures(run: TracedRun) -> dict[str, float | None]:
         "first_file_s": run.first_file_s,
         "end_s": run.seconds,
     }
+    # On a shared machine the wall times stretch with the load; the CPU time of the work on the
+    # way to the first batch does much less: the command's own process until the worker
+    # started, then the worker's until its first batch was done (sampled every 0.25 s).
+    driver, worker_cpu = math.nan, math.nan
+    if first is not None and starts:
+        driver = cpu_by(run.cpu.get(run.pid, []), min(starts))
+        worker_cpu = cpu_by(run.cpu.get(first.pid, []), first.end)
+    figures["driver_cpu_until_worker_s"] = driver
+    figures["worker_cpu_until_first_batch_s"] = worker_cpu
+    figures["first_batch_cpu_path_s"] = driver + worker_cpu
+    return figures

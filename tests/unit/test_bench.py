@@ -37,6 +37,7 @@ from bench.scenarios.ceiling import CeilingScenario
 from bench.scenarios.daft_pipeline import PipelineScenario
 from bench.scenarios.peers import PEERS_DIR, PeerScenario
 from bench.traced_run import TracedRun, startup_figures, steady_figures
+from bench.tree_memory import TreeMemory, cpu_by
 from tests.support.models import DINOV2
 
 
@@ -160,6 +161,25 @@ def test_ratios_acceptance_and_table() -> None:
     assert "TFLOP/s" not in format_table(variants, on_gpu=False)
 
 
+def test_the_cpu_a_process_had_used_by_a_time() -> None:
+    samples = [(1.0, 0.2), (1.25, 0.4), (1.5, 0.45)]
+    assert cpu_by(samples, 0.5) == 0.0
+    assert cpu_by(samples, 1.25) == 0.4
+    assert cpu_by(samples, 1.4) == 0.4
+    assert cpu_by(samples, 9.0) == 0.45
+    assert math.isnan(cpu_by([], 1.0))
+
+
+def test_tree_memory_samples_each_processs_cpu_time() -> None:
+    busy = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass"
+    proc = subprocess.Popen([sys.executable, "-c", busy])
+    with TreeMemory(proc.pid, interval=0.05) as memory:
+        proc.wait(timeout=60)
+    used = [cpu for _, cpu in memory.cpu[proc.pid]]
+    assert used == sorted(used) and used[-1] >= 0.3
+    assert memory.peak_rss_kb > 0
+
+
 def test_the_job_against_its_peers_end_to_end_and_in_steady_state() -> None:
     variants = {
         "daft_native": {"end_to_end_images_per_s": 12.0, "model_steady_images_per_s": 30.0},
@@ -242,7 +262,11 @@ def test_where_a_runs_start_up_went() -> None:
         _record(7.4, 7.5, 8, 20, "model"),
         _record(7.3, 7.6, 8, 20, "embed"),
     ]
-    run = TracedRun(9.0, sorted(records, key=lambda r: r.end), "", 100.0, 80.0, 7.9)
+    cpu = {
+        10: [(1.0, 0.5), (2.9, 2.0), (3.1, 2.1)],  # the CLI: 2.0 s of CPU when the worker starts
+        20: [(3.5, 0.3), (7.0, 4.0), (7.5, 4.2)],  # the worker: 4.0 s by its first batch
+    }
+    run = TracedRun(9.0, sorted(records, key=lambda r: r.end), "", 100.0, 80.0, 7.9, 10, cpu)
     assert startup_figures(run) == {
         "worker_started_s": 3.0,
         "model_load_started_s": 5.0,
@@ -251,12 +275,16 @@ def test_where_a_runs_start_up_went() -> None:
         "first_batch_done_s": 7.3,
         "first_file_s": 7.9,
         "end_s": 9.0,
+        "driver_cpu_until_worker_s": 2.0,
+        "worker_cpu_until_first_batch_s": 4.0,
+        "first_batch_cpu_path_s": 6.0,
     }
     # A peer has no embedder: its first batch is its first model call.
     peer = TracedRun(9.0, [r for r in run.records if r.label in ("proc", "model")], "", 1, 1, None)
     figures = startup_figures(peer)
     assert figures["first_batch_done_s"] == 7.1 and figures["worker_started_s"] == 3.0
     assert math.isnan(figures["model_load_started_s"]) and figures["first_file_s"] is None
+    assert math.isnan(figures["first_batch_cpu_path_s"])  # no CPU samples
     steady = steady_figures(run, rows=16)
     assert steady["end_to_end_images_per_s"] == pytest.approx(16 / 9.0)
     # Two model calls: the window shrinks to the second one (8 rows from 7.1 s to 7.5 s).
