@@ -97,7 +97,7 @@ e2e-kind: ## The same e2e suite on kind (needs docker, kind, network): builds an
 operator: ## Run the operator against $$KUBECONFIG (e.g. after make cluster-up)
 	$(BIN)/kopf run -m embedding_operator.main --all-namespaces --liveness=http://127.0.0.1:8080/healthz
 
-bench: ## Throughput, the pipeline ceiling, the peers and start-up on generated images (CPU: ~15 min); JSON to $$BENCH_OUT
+bench: ## Throughput, the pipeline ceiling, the peers and start-up on generated images (CPU: ~15 min, estimated); JSON to $$BENCH_OUT
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-gpu: ## The one-call GPU run (bench/gpu_run.py): every variant within a budget, JSON to $$BENCH_GPU_OUT
