@@ -67,6 +67,7 @@ class InProcessScenario:
     name: str
     measure: Measure
     data_only: bool = False
+    suite: str = "model"
 
     def run(self, context: Context) -> dict[str, Any]:
         return run_in_subprocess(self.worker_spec(context))

@@ -40,7 +40,7 @@ MODEL_KINDS = ("vit", "dinov2", "dinov3", "deit", "clip", "clip-vision", "siglip
 def make_random_model(
     directory: Path,
     kind: str = "dinov2",
-    size: Mapping[str, float] | None = None,
+    size: Mapping[str, Any] | None = None,
     seed: int = 0,
     preprocessor_config: Path | None = None,
 ) -> Path:
@@ -97,7 +97,9 @@ def _random_model(kind: str, dims: dict[str, Any]) -> tuple[Any, Any]:
             do_convert_rgb=True,
             **imagenet,
         )
-        return hf.Dinov2Model(hf.Dinov2Config(image_size=224, patch_size=14, **dims)), processor
+        # ``size`` may set image_size and patch_size too (a real checkpoint's config values).
+        config = hf.Dinov2Config(**{"image_size": 224, "patch_size": 14, **dims})
+        return hf.Dinov2Model(config), processor
     if kind == "dinov3":
         config = hf.DINOv3ViTConfig(image_size=224, patch_size=16, num_register_tokens=4, **dims)
         # Its processor class has only a torchvision backend: the settings it saves.

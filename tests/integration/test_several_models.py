@@ -37,7 +37,11 @@ def test_a_clip_and_a_dinov2_model_in_one_job_write_both_embeddings(
     source = table(tmp_path / "in.parquet", IDS)
     dino = {"name": DINOV2, "path": str(models_root), "dtype": "float32"}
     clip = {"name": CLIP, "path": str(family_models), "dtype": "float32", "batchSize": 3}
-    both = job(models_root, source, tmp_path / "both", input={"srcType": "image_binary"})
+    # Every job's rows in one call: a CPU worker's calls default to its largest model batch,
+    # which would group CLIP's rows into other batches than its own job's (4 rows a call, not
+    # 3), and a CPU's float sums differ in their last bits with the batch.
+    binary = {"input": {"srcType": "image_binary"}, "inference": {"callBatchSize": len(IDS)}}
+    both = job(models_root, source, tmp_path / "both", **binary)
     del both["model"]
     both["models"] = [{**dino, "alias": "dino"}, clip]
     out = run(both, tmp_path / "both.yaml")
@@ -46,7 +50,7 @@ def test_a_clip_and_a_dinov2_model_in_one_job_write_both_embeddings(
     assert set(columns) <= set(out) and "embedding" not in out
     singles = []
     for name, model in [("dino", dino), ("clip", clip)]:
-        config = job(models_root, source, tmp_path / name, input={"srcType": "image_binary"})
+        config = job(models_root, source, tmp_path / name, **binary)
         config["model"] = model
         singles.append(run(config, tmp_path / f"{name}.yaml"))
     for column, single in zip(columns, singles, strict=True):

@@ -137,9 +137,10 @@ class InferenceSpec(Spec):
         le=65536,
         description=(
             "Rows handed to each call of an embedding worker; empty: 8 x batchSize, at most "
-            "1024. A value below batchSize is raised to batchSize. Decoding overlaps the "
-            "model within a call, so several model batches per call keep the GPU busy across "
-            "batch boundaries."
+            "1024, on a GPU worker, and batchSize on a CPU worker (it decodes between its "
+            "model batches). A value below batchSize is raised to batchSize. Decoding overlaps "
+            "the model within a call, so several model batches per call keep the GPU busy "
+            "across batch boundaries."
         ),
     )
     gpus_per_worker: float = Field(

@@ -32,21 +32,28 @@ from embedding_job.run.udf import EmbedImages, result_dtype, result_field
 log = logging.getLogger(__name__)
 
 _RESULT = "__embedding_result"
-#: Model batches per call of the embedding UDF unless inference.callBatchSize says otherwise.
-#: Within a call the data path decodes the next batches while the model runs the current one;
-#: with one model batch per call the device idles at the start of every call while the first
-#: batch decodes (on a GPU that batch decodes slower than the model runs it).
+#: Model batches per call of a GPU worker's embedding UDF unless inference.callBatchSize says
+#: otherwise. Within a call the data path decodes the next batches while the model runs the
+#: current one; with one model batch per call the device idles at the start of every call while
+#: the first batch decodes (on a GPU that batch decodes slower than the model runs it).
 MODEL_BATCHES_PER_CALL = 8
 #: ... but no more rows per call than this by default (a call holds its rows' bytes).
 MAX_ROWS_PER_CALL = 1024
 
 
-def udf_batch_size(inference: InferenceSpec, model_batch: int | None = None) -> int:
+def udf_batch_size(
+    inference: InferenceSpec, model_batch: int | None = None, on_gpu: bool = True
+) -> int:
     """Rows per call of the embedding UDF; ``model_batch``: the largest batch of the job's
-    models (default inference.batchSize)."""
+    models (default inference.batchSize). A CPU worker decodes inline, between its model
+    batches, so larger calls gain it nothing: by default it gets one model batch per call, and
+    its first rows come out after one batch rather than eight (the demo's first rows: 8 images,
+    not 24)."""
     model_batch = model_batch or inference.batch_size
     if inference.call_batch_size is not None:
         return max(model_batch, inference.call_batch_size)
+    if not on_gpu:
+        return model_batch
     return max(model_batch, min(model_batch * MODEL_BATCHES_PER_CALL, MAX_ROWS_PER_CALL))
 
 
@@ -107,7 +114,9 @@ def embed(
         gpus=workers.gpus,
         cpus=cfg.inference.cpus_per_worker,
         max_concurrency=workers.concurrency,
-        batch_size=udf_batch_size(cfg.inference, max(s.batch_size for s in settings)),
+        batch_size=udf_batch_size(
+            cfg.inference, max(s.batch_size for s in settings), on_gpu=workers.gpus > 0
+        ),
         return_dtype=result_dtype(len(models)),
     )
     listed = RAW_PATH in df.column_names
