@@ -6,8 +6,12 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 BENCH_OPERATOR_ARGS ?=
+BENCH_GPU_ARGS ?=
+# What bench/gpu_run.py needs beyond a GPU machine's own Python 3.12 packages (torch,
+# transformers, torchvision, Pillow, numpy, PyYAML): the contract's pydantic, at this venv's versions.
+GPU_WHEELS := pydantic pydantic_core annotated-types typing-inspection typing_extensions
 
-.PHONY: bench-operator help images install lint format typecheck test test-unit test-integration demo clean bench sync-crds check-crds helm-lint tools cluster-up cluster-down operator e2e-up e2e-down e2e-local e2e-node e2e-kind
+.PHONY: bench-gpu bench-gpu-wheels bench-operator help images install lint format typecheck test test-unit test-integration demo clean bench sync-crds check-crds helm-lint tools cluster-up cluster-down operator e2e-up e2e-down e2e-local e2e-node e2e-kind
 CLUSTER_DIR ?= $(HOME)/.cache/embedding-operator/cluster
 
 help: ## List targets
@@ -97,8 +101,16 @@ e2e-kind: ## The same e2e suite on kind (needs docker, kind, network): builds an
 operator: ## Run the operator against $$KUBECONFIG (e.g. after make cluster-up)
 	$(BIN)/kopf run -m embedding_operator.main --all-namespaces --liveness=http://127.0.0.1:8080/healthz
 
-bench: ## Throughput benchmark on generated images (CPU: ~6 min); JSON to $$BENCH_OUT
+bench: ## Throughput, the pipeline ceiling, the peers and start-up on generated images (CPU: ~15 min, estimated); JSON to $$BENCH_OUT
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-gpu: ## The one-call GPU run (bench/gpu_run.py): every variant within a budget, JSON to $$BENCH_GPU_OUT
+	$(BIN)/python -m bench.gpu_run $(BENCH_GPU_ARGS)
+
+bench-gpu-wheels: ## Wheels bench-gpu needs on a lent GPU machine (Python 3.12, no index there) into .whl/
+	rm -rf .whl && $(BIN)/pip freeze | grep -iE '^($(subst $(eval) ,|,$(GPU_WHEELS)))==' \
+	  | xargs $(BIN)/pip download --no-deps --only-binary=:all: --python-version 3.12 \
+	    --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl
 
 bench-operator: tools ## Operator burst: 200 EmbeddingJobs at once, RSS at 1,000 (local control plane)
 	$(BIN)/python -m bench.operator_burst $(BENCH_OPERATOR_ARGS)

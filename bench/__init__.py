@@ -1,5 +1,6 @@
 """Throughput benchmark: the original component's computation against this job's data path,
-embedder and full pipeline, on a generated, reproducible image set.
+embedder and full pipeline, the pipeline's ceiling in every input mode, what users write instead
+(the peers) and the job's start-up, on generated, reproducible image sets.
 
 ``python -m bench`` (``make bench``, from the repository root) runs on a CPU in a few minutes with
 small random-init models; ``--real-configs`` uses the real architectures' dimensions (meant for
@@ -8,16 +9,21 @@ benchmark hooks, and the bench measures it from outside.
 
 Layout:
 
-* ``cli`` - the flags, and the driver: rounds over the variants, the report, the JSON.
+* ``cli`` - the flags and the report's JSON; ``suites`` - the three suites (``model``: per
+  model; ``ceiling``: the pipeline ceiling; ``startup``), each run in rounds over its variants.
 * ``scenarios`` - one module per variant (family), registered by name in
-  ``scenarios.SCENARIOS``; ``scenario`` says what one is.
+  ``scenarios.SCENARIOS``; ``scenario`` says what one is and its suite.
 * ``in_process`` - variants timed inside a fresh worker process each (``--worker``), so peak
   memory and thread settings are their own.
-* ``embedder_trace`` (and ``trace_site/sitecustomize.py``) - the per-call trace of the embedder
-  inside ``embedding-job run``, added from outside the library.
-* ``image_set``, ``model_configs``, ``tree_memory``, ``machine``, ``report`` - the images, the
-  models and their FLOPs, memory sampling, what the report says about the machine, and the
-  derived figures (ratios, acceptance, table).
+* ``call_trace`` (and ``trace_site/sitecustomize.py``) - the per-call trace (process starts,
+  model loads, embedder and model calls) inside ``embedding-job run`` and the peers' scripts,
+  added from outside the code measured; ``traced_run`` runs one such subprocess and reads it.
+* ``peers/`` - the scripts users write instead (Daft's docs, Ray Data, a plain PyTorch loop);
+  ``inputs`` - the same images in every input mode (folder, http, s3, binary, base64).
+* ``gpu_run`` (and ``gpu_variant``) - the one-call GPU run, on its own (``make bench-gpu``).
+* ``image_set``, ``model_configs``, ``tree_memory``, ``sampling``, ``machine``, ``report`` - the
+  images, the models and their FLOPs, memory sampling, what the report says about the machine,
+  and the derived figures (ratios, acceptance, the goals, the peer ratios, tables).
 
 Variants (``--variants``, in this order):
 
@@ -30,9 +36,16 @@ Variants (``--variants``, in this order):
   the pipeline gives each call of its UDF: ``pipeline.udf_batch_size``).
 * ``embedder_stream`` - ``Embedder.embed_bytes`` on the whole set in one call (decode overlaps
   the model).
+* ``two_models`` - one embedder of two models (the bench's model and a CLIP companion, ViT-B/32
+  sized with ``--real-configs``) against two one-model embedders on the same images; the
+  figure is the data path's CPU per image pair (``decode_cpu_ratio``, goal >= 1.6).
 * ``daft_native`` / ``daft_ray`` - ``embedding-job run`` in a subprocess on the image folder;
   ``images_per_s`` is the steady state from the embedder's per-call trace (see
   ``scenarios.daft_pipeline``); ``end_to_end_images_per_s`` is N / T(N).
+* ``peer_daft_docs`` / ``peer_ray_data`` / ``peer_torch_loop`` - the peers' scripts on the same
+  folder and model (``scenarios.peers``); the job's ratios to them in ``peer_ratios``.
+* ``ceiling_*`` - the pipeline ceiling (``scenarios.ceiling``); ``startup`` - the demo-sized
+  job's start-up (``scenarios.startup``).
 
 Per-core figures divide images/s by the CPU threads the variant uses; ``images_per_cpu_s`` is
 images per CPU-second the process consumed (robust on a shared machine). ``--repeats`` rounds

@@ -14,13 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import bench
-from bench.image_set import SIZE_MIX, make_image_set
+from bench.image_set import SIZE_MIX
 from bench.in_process import BATCH, worker_main
 from bench.machine import cpu_model, device_name, git_commit
-from bench.model_configs import CPU_CONFIGS, KNOWN_GFLOPS, REAL_CONFIGS, flops_per_image, make_model
-from bench.report import acceptance, add_ratios, better, format_table
-from bench.scenario import Context
+from bench.model_configs import CPU_CONFIGS, REAL_CONFIGS
 from bench.scenarios import SCENARIOS
+from bench.suites import (
+    Settings,
+    image_set,
+    run_ceiling_suite,
+    run_model_suite,
+    run_startup_suite,
+)
 from embedding_job.cli import telemetry_off
 from embedding_job.imaging.datapath import available_cpus
 
@@ -31,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=description)
     parser.add_argument(
         "--images", type=int, default=None, help="image set size (CPU 256, GPU 2048)"
+    )
+    parser.add_argument(
+        "--ceiling-images",
+        type=int,
+        default=None,
+        help="image set size of the pipeline ceiling (CPU 512, GPU 2048)",
     )
     parser.add_argument("--variants", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument(
@@ -87,42 +98,7 @@ def _pipeline_call_batch(batch: int) -> int:
     from embedding_job.api import InferenceSpec
     from embedding_job.run.pipeline import udf_batch_size
 
-    return udf_batch_size(InferenceSpec(batch_size=batch))
-
-
-def image_set(workdir: Path, count: int) -> list[Path]:
-    """The workdir's image set, made again unless it has ``count`` images already."""
-    images_dir = workdir / "images"
-    paths = sorted(images_dir.glob("img_*")) if images_dir.is_dir() else []
-    if len(paths) != count:
-        shutil.rmtree(images_dir, ignore_errors=True)
-        shutil.rmtree(workdir / "images-small", ignore_errors=True)
-        paths = make_image_set(images_dir, count, workers=available_cpus())
-    return paths
-
-
-def run_rounds(context: Context, variants: list[str], repeats: int) -> dict[str, dict[str, Any]]:
-    """Rounds, each over every variant: load from whatever else shares the machine then hits
-    all variants alike, and each variant keeps its best round (all rounds' rates are kept)."""
-    results: dict[str, dict[str, Any]] = {}
-    for round_index in range(repeats):
-        for variant in variants:
-            started = time.perf_counter()
-            scenario = SCENARIOS[variant]
-            figures = scenario.run(context)
-            figures["data_only"] = scenario.data_only
-            previous = results.get(variant)
-            rounds = [*(previous or {}).get("rounds_images_per_s", []), figures["images_per_s"]]
-            if previous is None or better(figures, previous):
-                results[variant] = figures
-            results[variant]["rounds_images_per_s"] = rounds
-            took = time.perf_counter() - started
-            print(
-                f"  {context.model_name} {variant} (round {round_index + 1}/{repeats}): "
-                f"{figures['images_per_s']:.1f} img/s ({took:.0f}s)",
-                flush=True,
-            )
-    return results
+    return udf_batch_size(InferenceSpec(batch_size=batch), on_gpu=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,15 +108,6 @@ def main(argv: list[str] | None = None) -> int:
         return worker_main(args.worker)
     telemetry_off()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    device, name_of_device = device_name(args.device)
-    on_gpu = device == "cuda"
-    dtype = args.dtype or ("float16" if on_gpu else "float32")
-    count = args.images or (2048 if on_gpu else 256)
-    call_batch = args.call_batch_size or (
-        _pipeline_call_batch(args.batch_size) if on_gpu else args.batch_size
-    )
-    min_seconds = args.min_seconds if args.min_seconds is not None else (10.0 if on_gpu else 3.0)
-    configs = REAL_CONFIGS if args.real_configs else CPU_CONFIGS
     model_names = (
         args.models.split(",")
         if args.models
@@ -153,70 +120,68 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown variant or model: {', '.join(unknown)}", file=sys.stderr)
         return 2
+    by_suite = {
+        suite: [v for v in SCENARIOS if v in variants and SCENARIOS[v].suite == suite]
+        for suite in ("model", "ceiling", "startup")
+    }
+    device, name_of_device = device_name(args.device)
+    on_gpu = device == "cuda"
+    count = args.images or (2048 if on_gpu else 256)
     temp = args.workdir is None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="embedding-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    draft = args.draft_factor or None
+    settings = Settings(
+        workdir=workdir,
+        device=device,
+        dtype=args.dtype or ("float16" if on_gpu else "float32"),
+        min_seconds=args.min_seconds if args.min_seconds is not None else (10.0 if on_gpu else 3.0),
+        draft_factor=args.draft_factor or None,
+        batch_size=args.batch_size,
+        call_batch_size=args.call_batch_size
+        or (_pipeline_call_batch(args.batch_size) if on_gpu else args.batch_size),
+        repeats=args.repeats,
+    )
+    report: dict[str, Any] = {
+        "device": device,
+        "device_name": name_of_device,
+        "cpu": cpu_model(),
+        "cpu_threads": available_cpus(),
+        "commit": git_commit(),
+        "dtype": settings.dtype,
+        "images": count,
+        "image_mix": [f"{w}x{h} {fmt}" for w, h, fmt in SIZE_MIX],
+        "draft_factor": settings.draft_factor,
+        "batch_size": settings.batch_size,
+        "call_batch_size": settings.call_batch_size,
+        "by_model": {},
+    }
+    clock = time.perf_counter()
+    print(
+        f"bench: device {device} ({name_of_device}), dtype {settings.dtype}, "
+        f"{available_cpus()} CPU threads",
+        flush=True,
+    )
     try:
-        clock = time.perf_counter()
-        paths = image_set(workdir, count)
-        total_mb = sum(p.stat().st_size for p in paths) / 1e6
-        print(
-            f"bench: {count} images ({total_mb:.0f} MB) in {time.perf_counter() - clock:.0f}s; "
-            f"device {device} ({name_of_device}), dtype {dtype}, {available_cpus()} CPU threads",
-            flush=True,
-        )
-        models_root = workdir / "models"
-        report: dict[str, Any] = {
-            "device": device,
-            "device_name": name_of_device,
-            "cpu": cpu_model(),
-            "cpu_threads": available_cpus(),
-            "commit": git_commit(),
-            "dtype": dtype,
-            "images": count,
-            "image_mix": [f"{w}x{h} {fmt}" for w, h, fmt in SIZE_MIX],
-            "draft_factor": draft,
-            "batch_size": args.batch_size,
-            "call_batch_size": call_batch,
-            "by_model": {},
-        }
-        for model_name in model_names:
-            context = Context(
-                workdir=workdir,
-                paths=paths,
-                models_root=models_root,
-                model_name=model_name,
-                device=device,
-                dtype=dtype,
-                min_seconds=min_seconds,
-                draft_factor=draft,
-                batch_size=args.batch_size,
-                call_batch_size=call_batch,
-            )
-            if not (context.model_dir / "config.json").is_file():
-                make_model(
-                    models_root, model_name, configs.get(model_name) or CPU_CONFIGS[model_name]
+        if by_suite["model"]:
+            paths = image_set(workdir, count)
+            total_mb = sum(p.stat().st_size for p in paths) / 1e6
+            print(f"bench: {count} images ({total_mb:.0f} MB)", flush=True)
+            for model_name in model_names:
+                report["by_model"][model_name] = run_model_suite(
+                    settings, by_suite["model"], model_name, paths
                 )
-            flops = KNOWN_GFLOPS.get(model_name, 0.0) * 1e9 or flops_per_image(context.model_dir)
-            results = run_rounds(context, variants, args.repeats)
-            add_ratios(results, flops, on_gpu)
-            criteria = acceptance(results)
-            report["by_model"][model_name] = {
-                "gflops_per_image": flops / 1e9,
-                "variants": results,
-                "acceptance": criteria,
-            }
-            print(
-                f"\n{model_name} ({flops / 1e9:.1f} GFLOP/image), {count} images, "
-                f"{name_of_device}:\n{format_table(results, on_gpu)}"
+            first = report["by_model"][model_names[0]]
+            report["model"] = model_names[0]
+            report["variants"] = first["variants"]
+            report["acceptance"] = first["acceptance"]
+            report["peer_ratios"] = first["peer_ratios"]
+        if by_suite["ceiling"]:
+            ceiling_count = args.ceiling_images or (2048 if on_gpu else 512)
+            report["pipeline_ceiling"] = run_ceiling_suite(
+                settings, by_suite["ceiling"], ceiling_count
             )
-            for key, value in criteria.items():
-                print(f"  {key}: {value:.2f}" if isinstance(value, float) else f"  {key}: {value}")
-        first = report["by_model"][model_names[0]]
-        report["model"] = model_names[0]
-        report["variants"] = first["variants"]
-        report["acceptance"] = first["acceptance"]
+        if by_suite["startup"]:
+            report["startup"] = run_startup_suite(settings)
         report["total_seconds"] = time.perf_counter() - clock
         Path(args.out).write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
         print(f"\nwrote {args.out} in {report['total_seconds']:.0f}s total")

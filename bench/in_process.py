@@ -42,6 +42,8 @@ class WorkerSpec:
     result: str
     batch_size: int = BATCH
     call_batch_size: int = BATCH
+    #: A second model, for the scenarios of several models (two_models).
+    companion_model_dir: str | None = None
 
 
 @dataclass
@@ -65,9 +67,14 @@ class InProcessScenario:
     name: str
     measure: Measure
     data_only: bool = False
+    suite: str = "model"
 
     def run(self, context: Context) -> dict[str, Any]:
-        spec = WorkerSpec(
+        return run_in_subprocess(self.worker_spec(context))
+
+    def worker_spec(self, context: Context) -> WorkerSpec:
+        """What this scenario's worker process is told."""
+        return WorkerSpec(
             variant=self.name,
             model_dir=str(context.model_dir),
             images=[str(p) for p in context.paths],
@@ -79,7 +86,6 @@ class InProcessScenario:
             batch_size=context.batch_size,
             call_batch_size=context.call_batch_size,
         )
-        return run_in_subprocess(spec)
 
 
 def batches(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 #: The compute ceiling for ``tflops`` / ``fraction_of_peak``: about what an H100 sustains on
 #: bf16 dense matrix multiplies (its data sheet's dense BF16 peak is higher: 989 TFLOP/s for the
@@ -27,12 +27,73 @@ REAL_CONFIGS: dict[str, Arch] = {
 CPU_CONFIGS: dict[str, Arch] = {
     "dinov2-small4": ("dinov2", 384, 4, 6, 1536),
     "vit-tiny": ("vit", 32, 2, 2, 128),
+    # The pipeline ceiling's near-zero-cost model: DINOv2's preprocessing, almost no compute.
+    "dinov2-tiny": ("dinov2", 32, 1, 2, 128),
+}
+#: The second model of ``two_models``, (name, arch): CLIP ViT-B/32's vision tower (patch 32)
+#: with the real configs, a small one on a CPU.
+COMPANION: dict[str, tuple[str, Arch]] = {
+    "real": ("clip-vit-b32", ("clip", 768, 12, 12, 3072)),
+    "cpu": ("clip-small4", ("clip", 384, 4, 6, 1536)),
 }
 
 
-def make_model(models_root: Path, name: str, arch: Arch) -> Path:
-    """A random-init model of ``arch`` under ``<models_root>/bench/<name>``."""
+#: The real DINOv2 checkpoints' config.json values (facebook/dinov2-small, -base, -large, -giant
+#: share them), the dimensions aside: 518 px position embeddings, interpolated at 224 px per
+#: forward as in the real models.
+DINOV2_CONFIG: dict[str, Any] = {
+    "architectures": ["Dinov2Model"],
+    "attention_probs_dropout_prob": 0.0,
+    "drop_path_rate": 0.0,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0,
+    "image_size": 518,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-06,
+    "layerscale_value": 1.0,
+    "model_type": "dinov2",
+    "num_channels": 3,
+    "patch_size": 14,
+    "qkv_bias": True,
+    "use_swiglu_ffn": False,
+}
+#: The real checkpoints' preprocessor_config.json files (the tests' copies).
+PREPROCESSORS = Path(__file__).resolve().parent.parent / "tests" / "data" / "preprocessors"
+
+
+def dinov2_config(arch: Arch) -> dict[str, Any]:
+    """A DINOv2 checkpoint's config.json values for ``arch``."""
+    _, hidden, layers, heads, mlp = arch
+    return {
+        **DINOV2_CONFIG,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "mlp_ratio": mlp // hidden,
+    }
+
+
+def make_real_model(directory: Path, name: str, arch: Arch) -> Path:
+    """A random-init DINOv2 of ``arch`` with the real checkpoints' config values and, where the
+    tests hold it, ``facebook/<name>``'s own preprocessor config, byte for byte."""
     from embedding_job.demo import make_random_model
+
+    config = {
+        k: v for k, v in dinov2_config(arch).items() if k not in ("architectures", "model_type")
+    }
+    real = PREPROCESSORS / "facebook" / name / "preprocessor_config.json"
+    return make_random_model(
+        directory, "dinov2", config, preprocessor_config=real if real.is_file() else None
+    )
+
+
+def make_model(models_root: Path, name: str, arch: Arch) -> Path:
+    """A random-init model of ``arch`` under ``<models_root>/bench/<name>``: the real
+    architecture for the real DINOv2 configs, the demo's builder otherwise."""
+    from embedding_job.demo import make_random_model
+
+    if name in REAL_CONFIGS and arch[0] == "dinov2":
+        return make_real_model(models_root / "bench" / name, name, arch)
 
     kind, hidden, layers, heads, mlp = arch
     dims = {
@@ -47,8 +108,12 @@ def make_model(models_root: Path, name: str, arch: Arch) -> Path:
 
 
 def flops_per_image(model_dir: Path) -> float:
-    """Forward FLOPs (2 per multiply-add) of a ViT/DINOv2 encoder at its 224 px input."""
-    config = json.loads((Path(model_dir) / "config.json").read_text())
+    """Forward FLOPs (2 per multiply-add) of a ViT/DINOv2 encoder (or an image-text model's
+    vision tower) at its 224 px input."""
+    from embedding_job.model.families import read_checkpoint
+
+    # Through transformers' config class: a CLIP config.json leaves out default sizes.
+    config = read_checkpoint(Path(model_dir)).vision
     hidden = int(config["hidden_size"])
     layers = int(config["num_hidden_layers"])
     patch = int(config["patch_size"])

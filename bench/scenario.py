@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from bench.inputs import Inputs
+    from bench.traced_run import TracedRun
+
+#: The suites a bench run is made of: the per-model variants; the pipeline ceiling (a
+#: near-zero-cost model, every input mode); the start-up of the demo-sized job.
+SUITES = ("model", "ceiling", "startup")
 
 
 @dataclass
 class Context:
-    """Everything one model's scenarios share in a bench run."""
+    """Everything one suite's scenarios share in a bench run (for the model suite: one model's)."""
 
     workdir: Path
     paths: list[Path]
@@ -21,8 +31,12 @@ class Context:
     draft_factor: float | None
     batch_size: int
     call_batch_size: int
+    #: inference.decodeThreads of the job's runs (None: the job's default).
+    decode_threads: int | None = None
     #: One-batch pipeline runs, by runner: made once per model, reused in later rounds.
-    small_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    small_runs: dict[str, TracedRun] = field(default_factory=dict)
+    #: The images in every input mode (the ceiling suite).
+    inputs: Inputs | None = None
 
     @property
     def model_dir(self) -> Path:
@@ -34,6 +48,11 @@ class Scenario(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def suite(self) -> str:
+        """Which of ``SUITES`` runs it."""
+        ...
 
     @property
     def data_only(self) -> bool:

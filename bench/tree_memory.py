@@ -1,14 +1,23 @@
-"""Peak memory of a process tree, sampled from /proc while it runs."""
+"""Peak memory of a process tree, and the CPU time each of its processes has used, sampled
+from /proc while it runs."""
 
 from __future__ import annotations
 
+import bisect
+import math
 import os
 import sys
-import threading
+import time
+
+from bench.sampling import Sampler
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _children() -> dict[int, list[int]]:
+def _processes() -> tuple[dict[int, list[int]], dict[int, float]]:
+    """Every process's children, and its CPU seconds (user and system) so far."""
     tree: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -17,9 +26,10 @@ def _children() -> dict[int, list[int]]:
                 stat = handle.read()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
+        fields = stat.rsplit(")", 1)[1].split()
+        tree.setdefault(int(fields[1]), []).append(int(entry))
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICK
+    return tree, cpu
 
 
 def _memory_kb(pid: int) -> tuple[int, int]:
@@ -36,37 +46,38 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-class TreeMemory:
-    """Peak summed RSS and PSS of a process and its descendants, sampled in a thread."""
+class TreeMemory(Sampler):
+    """Peak summed RSS and PSS of a process and its descendants, and the CPU time each of them
+    had used by each sample (unix time), sampled in a thread."""
 
     def __init__(self, pid: int, interval: float = 0.25):
+        super().__init__(interval, enabled=sys.platform.startswith("linux"))
         self.pid = pid
-        self.interval = interval
         self.peak_rss_kb = 0
         self.peak_pss_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.cpu: dict[int, list[tuple[float, float]]] = {}
 
-    def __enter__(self) -> TreeMemory:
-        if sys.platform.startswith("linux"):
-            self._thread.start()
-        return self
+    def sample(self) -> bool:
+        now = time.time()
+        tree, cpu = _processes()
+        todo, total_rss, total_pss = [self.pid], 0, 0
+        while todo:
+            pid = todo.pop()
+            rss, pss = _memory_kb(pid)
+            total_rss += rss
+            total_pss += pss
+            if pid in cpu:
+                self.cpu.setdefault(pid, []).append((now, cpu[pid]))
+            todo.extend(tree.get(pid, []))
+        self.peak_rss_kb = max(self.peak_rss_kb, total_rss)
+        self.peak_pss_kb = max(self.peak_pss_kb, total_pss)
+        return True
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            tree = _children()
-            todo, total_rss, total_pss = [self.pid], 0, 0
-            while todo:
-                pid = todo.pop()
-                rss, pss = _memory_kb(pid)
-                total_rss += rss
-                total_pss += pss
-                todo.extend(tree.get(pid, []))
-            self.peak_rss_kb = max(self.peak_rss_kb, total_rss)
-            self.peak_pss_kb = max(self.peak_pss_kb, total_pss)
-            self._stop.wait(self.interval)
+def cpu_by(samples: list[tuple[float, float]], when: float) -> float:
+    """CPU seconds a process had used by ``when`` (its last sample at or before it; 0 before
+    its first; NaN without samples), from ``TreeMemory.cpu``'s samples of that process."""
+    if not samples:
+        return math.nan
+    index = bisect.bisect_right([t for t, _ in samples], when)
+    return samples[index - 1][1] if index else 0.0

@@ -3,11 +3,13 @@ the image folder.
 
 ``images_per_s`` is the steady state: images per second between the end of the embedder's
 second call and the end of its last one in the run on all N images (each call's start and end
-come from the trace that ``bench.embedder_trace`` adds to the run's processes). It leaves out
+come from the trace that ``bench.call_trace`` adds to the run's processes). It leaves out
 start-up, model load, the first batch's warm-up and Daft's pipeline fill, and keeps everything
-Daft does per batch. Also reported: the same from the first call, and (N - n) / (T(N) - T(n))
-from that run and one on the first batch only (n images); ``end_to_end_images_per_s`` is
-N / T(N). Peak memory is summed over the CLI's whole process tree.
+Daft does per batch. Also reported: the same from the first call, (N - n) / (T(N) - T(n)) from
+that run and one on the first batch only (n images), the same steady state counted from the
+model's batch ends (``model_steady_images_per_s``, what the peers are compared on),
+``end_to_end_images_per_s`` (N / T(N)) and where the start-up went (``startup``). Peak memory is
+summed over the CLI's whole process tree.
 """
 
 from __future__ import annotations
@@ -15,17 +17,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.embedder_trace import busy_fraction, hook_env, read_trace, trace_rate
+from bench.call_trace import busy_fraction, calls, trace_rate
 from bench.scenario import Context
-from bench.tree_memory import TreeMemory
-from embedding_job.api import TELEMETRY_OFF
+from bench.traced_run import TracedRun, bench_env, run_traced, startup_figures, steady_figures
 from embedding_job.imaging.datapath import available_cpus
 
 
@@ -38,35 +38,54 @@ class JobSetup:
     device: str
     dtype: str
     batch: int
-    call_batch: int
+    #: inference.callBatchSize (None: the job's default).
+    call_batch: int | None
+    #: inference.decodeThreads (None: the job's default).
+    decode_threads: int | None = None
+    #: Environment the run needs besides the bench's (an object store's endpoint and keys).
+    env: Mapping[str, str] = field(default_factory=dict)
 
-    def config(self, images: Path, out: Path) -> str:
-        """The job's spec (JSON) for the images in ``images``, written to ``out``."""
+    @classmethod
+    def of(cls, context: Context, **changes: Any) -> JobSetup:
+        """The runs of ``context``: its model, device, dtype, batches and decode threads."""
+        setup = cls(
+            context.models_root,
+            f"bench/{context.model_name}",
+            context.device,
+            context.dtype,
+            context.batch_size,
+            context.call_batch_size,
+            decode_threads=context.decode_threads,
+        )
+        return replace(setup, **changes)
+
+    def config(self, source: Mapping[str, Any], out: Path) -> str:
+        """The job's spec (JSON) reading ``source`` (the spec's ``input``), writing ``out``."""
+        inference: dict[str, Any] = {"batchSize": self.batch, "device": self.device}
+        if self.call_batch is not None:
+            inference["callBatchSize"] = self.call_batch
+        if self.decode_threads is not None:
+            inference["decodeThreads"] = self.decode_threads
         return json.dumps(
             {
-                "input": {"uri": str(images), "format": "images-glob"},
+                "input": dict(source),
                 "model": {"name": self.name, "path": str(self.models_root), "dtype": self.dtype},
-                "inference": {
-                    "batchSize": self.batch,
-                    "callBatchSize": self.call_batch,
-                    "device": self.device,
-                },
+                "inference": inference,
                 "output": {"uri": str(out), "mode": "overwrite"},
                 "errors": {"maxFailedFraction": 0.0},
             }
         )
 
 
-def run_cli_once(runner: str, images: Path, out: Path, setup: JobSetup) -> dict[str, Any]:
-    """One ``embedding-job run``; wall time, memory and the embedder's per-call trace."""
-    trace = out.with_name(out.name + ".trace")
-    trace.unlink(missing_ok=True)
-    env = {
-        **os.environ,
-        "DAFT_PROGRESS_BAR": "0",
-        "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
-        **TELEMETRY_OFF,
-    }
+def images_glob(images: Path) -> dict[str, str]:
+    """The job's ``input`` for every image in the folder ``images``."""
+    return {"uri": str(images), "format": "images-glob"}
+
+
+def run_cli_once(
+    runner: str, source: Mapping[str, Any], out: Path, setup: JobSetup
+) -> tuple[TracedRun, dict[str, Any]]:
+    """One traced ``embedding-job run``; the run and the summary line it printed."""
     command = [
         sys.executable,
         "-m",
@@ -75,39 +94,47 @@ def run_cli_once(runner: str, images: Path, out: Path, setup: JobSetup) -> dict[
         "json",
         "run",
         "--config-json",
-        setup.config(images, out),
+        setup.config(source, out),
         "--runner",
         runner,
     ]
-    started = time.time()
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=hook_env(trace, env),
-        text=True,
-    )
-    with TreeMemory(proc.pid) as memory:
-        stdout, stderr = proc.communicate()
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"embedding-job run --runner {runner} failed:\n{stderr[-3000:]}")
-    summary = json.loads(stdout.strip().splitlines()[-1])
-    calls = read_trace(trace, since=started)  # seconds since the CLI started
-    if summary["rowsIn"] and not calls:
+    run = run_traced(command, out, bench_env(setup.env), f"embedding-job run --runner {runner}")
+    summary: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    if summary["rowsIn"] and not calls(run.records):
         raise RuntimeError(
             f"embedding-job run --runner {runner} embedded {summary['rowsIn']} rows but left no "
-            f"embedder trace in {trace}: the trace hook did not reach the embedder's process"
+            f"embedder trace: the trace hook did not reach the embedder's process"
         )
-    return {
-        "seconds": seconds,
-        "rows": summary["rowsIn"],
+    return run, summary
+
+
+def pipeline_figures(
+    run: TracedRun, summary: Mapping[str, Any], small: TracedRun | None = None
+) -> dict[str, Any]:
+    """A job run's figures (``small``: the same job on its first batch, for the difference
+    method)."""
+    embed = calls(run.records)
+    rows = int(summary["rowsIn"])
+    figures: dict[str, Any] = {
+        **steady_figures(run, rows),
+        "images_per_s": trace_rate(embed),
+        "steady_state_method": "embedder batch ends in the full run: 2nd to last",
+        "steady_from_first_batch_images_per_s": trace_rate(embed, skip=1),
+        "first_batch_done_s": embed[0][1] if embed else math.nan,
+        "after_last_batch_s": run.seconds - embed[-1][1] if embed else None,
+        "embedder_busy_fraction": busy_fraction(embed),
         "failed": summary["rowsFailed"],
-        "calls": calls,
-        "peak_rss_mb": memory.peak_rss_kb / 1024,
-        "peak_pss_mb": memory.peak_pss_kb / 1024,
+        "threads": available_cpus(),
+        "startup": startup_figures(run),
     }
+    if small is not None:
+        extra_seconds = run.seconds - small.seconds
+        small_rows = sum(rows for _, _, rows in calls(small.records))
+        figures["one_batch_run_s"] = small.seconds
+        figures["steady_by_difference_images_per_s"] = (
+            (rows - small_rows) / extra_seconds if extra_seconds > 0 else None
+        )
+    return figures
 
 
 def run_pipeline(
@@ -115,7 +142,7 @@ def run_pipeline(
     workdir: Path,
     paths: list[Path],
     setup: JobSetup,
-    small_runs: dict[str, dict[str, Any]] | None = None,
+    small_runs: dict[str, TracedRun] | None = None,
 ) -> dict[str, Any]:
     """The CLI on one batch of images (once per runner), then on all of them."""
     small_dir = workdir / "images-small"
@@ -123,32 +150,13 @@ def run_pipeline(
         small_dir.mkdir()
         for path in paths[: setup.batch]:
             os.link(path, small_dir / path.name)
-    images_dir = paths[0].parent
     small_runs = {} if small_runs is None else small_runs
     if runner not in small_runs:
-        small_runs[runner] = run_cli_once(runner, small_dir, workdir / f"out-{runner}-small", setup)
-    small = small_runs[runner]
-    full = run_cli_once(runner, images_dir, workdir / f"out-{runner}", setup)
-    extra_seconds = full["seconds"] - small["seconds"]
-    by_difference = (full["rows"] - small["rows"]) / extra_seconds if extra_seconds > 0 else None
-    calls = full["calls"]
-    return {
-        "images_per_s": trace_rate(calls),
-        "steady_state_method": "embedder batch ends in the full run: 2nd to last",
-        "steady_from_first_batch_images_per_s": trace_rate(calls, skip=1),
-        "steady_by_difference_images_per_s": by_difference,
-        "end_to_end_images_per_s": full["rows"] / full["seconds"],
-        "end_to_end_s": full["seconds"],
-        "first_batch_done_s": calls[0][1] if calls else math.nan,
-        "after_last_batch_s": full["seconds"] - calls[-1][1] if calls else None,
-        "embedder_busy_fraction": busy_fraction(calls),
-        "one_batch_run_s": small["seconds"],
-        "images": full["rows"],
-        "failed": full["failed"],
-        "threads": available_cpus(),
-        "peak_rss_mb": full["peak_rss_mb"],
-        "peak_pss_mb": full["peak_pss_mb"],
-    }
+        out = workdir / f"out-{runner}-small"
+        small_runs[runner] = run_cli_once(runner, images_glob(small_dir), out, setup)[0]
+    out = workdir / f"out-{runner}"
+    run, summary = run_cli_once(runner, images_glob(paths[0].parent), out, setup)
+    return pipeline_figures(run, summary, small_runs[runner])
 
 
 @dataclass(frozen=True)
@@ -158,16 +166,10 @@ class PipelineScenario:
     name: str
     runner: str
     data_only: bool = False
+    suite: str = "model"
 
     def run(self, context: Context) -> dict[str, Any]:
-        setup = JobSetup(
-            context.models_root,
-            f"bench/{context.model_name}",
-            context.device,
-            context.dtype,
-            context.batch_size,
-            context.call_batch_size,
-        )
+        setup = JobSetup.of(context)
         return run_pipeline(self.runner, context.workdir, context.paths, setup, context.small_runs)
 
 

@@ -1,8 +1,9 @@
-"""Start-up hook of the bench's pipeline runs (see bench/embedder_trace.py): with
-EMBEDDING_BENCH_TRACE_FILE set, trace every Embedder.embed_bytes call of this process.
+"""Start-up hook of the bench's traced runs (see bench/call_trace.py): with
+EMBEDDING_BENCH_TRACE_FILE set, trace this process (its start, its embedder and model calls).
 
-This directory is put first on PYTHONPATH only for ``embedding-job run`` subprocesses of the
-bench. A sitecustomize that was on the path already still runs, after this one.
+This directory is put first on PYTHONPATH only for the bench's traced subprocesses
+(``embedding-job run`` and the peers' scripts). A sitecustomize that was on the path already
+still runs, after this one.
 """
 
 import importlib.util
@@ -31,6 +32,6 @@ def _run_the_shadowed_sitecustomize() -> None:
 
 _trace = os.environ.get("EMBEDDING_BENCH_TRACE_FILE")
 if _trace:
-    _load("_bench_embedder_trace", os.path.join(os.path.dirname(_HERE), "embedder_trace.py"))
-    sys.modules["_bench_embedder_trace"].install(_trace)
+    _load("_bench_call_trace", os.path.join(os.path.dirname(_HERE), "call_trace.py"))
+    sys.modules["_bench_call_trace"].install(_trace)
 _run_the_shadowed_sitecustomize()

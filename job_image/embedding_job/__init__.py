@@ -1,6 +1,6 @@
 """embedding_job: batch image embedding with ViT-family models on Daft + Ray.
 
-``embedding_job.api.job`` (the spec contract) imports nothing heavy. ``ImageViTEmbedding``, the
+``embedding_job.api`` (the spec contract) imports nothing heavy. ``ImageViTEmbedding``, the
 seed-compatible Daft UDF, is loaded on first use so that importing the package stays light.
 """
 

@@ -8,6 +8,7 @@ the benchmarks can run where no real checkpoint can be downloaded; it is only ev
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,14 +33,21 @@ SMALL = {
 }
 
 
+#: The kinds make_random_model builds: one per model family the job tells apart.
+MODEL_KINDS = ("vit", "dinov2", "dinov3", "deit", "clip", "clip-vision", "siglip")
+
+
 def make_random_model(
     directory: Path,
     kind: str = "dinov2",
-    size: Mapping[str, float] | None = None,
+    size: Mapping[str, Any] | None = None,
     seed: int = 0,
     preprocessor_config: Path | None = None,
 ) -> Path:
-    """Save a random-init ViT or DINOv2 model plus its image processor config to ``directory``.
+    """Save a random-init model of ``kind`` (MODEL_KINDS) plus its image processor config to
+    ``directory``: ViT, DINOv2, DINOv3 and DeiT backbones, a CLIP and a SigLIP image-text
+    model (``size`` is their vision tower's; the text tower is the smallest), and a CLIP vision
+    tower with its projection (``clip-vision``).
 
     ``preprocessor_config``: a ``preprocessor_config.json`` to ship instead of the generated one,
     byte for byte (e.g. a real checkpoint's, whose ``size`` may be a plain int).
@@ -48,36 +56,19 @@ def make_random_model(
 
     from embedding_job.logs import quiet_transformers
 
-    with quiet_transformers():
-        from transformers import (
-            BitImageProcessor,
-            Dinov2Config,
-            Dinov2Model,
-            ViTConfig,
-            ViTImageProcessor,
-            ViTModel,
-        )
-
     dims: dict[str, Any] = dict(size or TINY)
     torch.manual_seed(seed)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    if kind == "vit":
-        vit = ViTModel(ViTConfig(image_size=224, patch_size=16, **dims), add_pooling_layer=True)
-        vit.save_pretrained(directory)
-        ViTImageProcessor(size={"height": 224, "width": 224}).save_pretrained(directory)
-    elif kind == "dinov2":
-        Dinov2Model(Dinov2Config(image_size=224, patch_size=14, **dims)).save_pretrained(directory)
-        BitImageProcessor(
-            size={"shortest_edge": 256},
-            crop_size={"height": 224, "width": 224},
-            resample=3,
-            image_mean=[0.485, 0.456, 0.406],
-            image_std=[0.229, 0.224, 0.225],
-            do_convert_rgb=True,
-        ).save_pretrained(directory)
-    else:
-        raise ValueError(f"unknown model kind {kind!r}: vit or dinov2")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}: one of {', '.join(MODEL_KINDS)}")
+    with quiet_transformers():
+        model, processor = _random_model(kind, dims)
+        model.save_pretrained(directory)
+        if isinstance(processor, dict):  # a processor class that needs torchvision: its file
+            (directory / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
+        else:
+            processor.save_pretrained(directory)
     if preprocessor_config is not None:
         (directory / "preprocessor_config.json").write_bytes(Path(preprocessor_config).read_bytes())
     (directory / "RANDOM_INIT_DEMO_MODEL.txt").write_text(
@@ -85,6 +76,53 @@ def make_random_model(
         "For demos and tests only.\n"
     )
     return directory
+
+
+def _random_model(kind: str, dims: dict[str, Any]) -> tuple[Any, Any]:
+    """(model, image processor or its saved settings) of one kind, weights random."""
+    import transformers
+
+    hf: Any = transformers  # each branch builds other classes from the same few names
+
+    imagenet = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    square = {"height": 224, "width": 224}
+    if kind == "vit":
+        vit = hf.ViTModel(hf.ViTConfig(image_size=224, patch_size=16, **dims))
+        return vit, hf.ViTImageProcessor(size=square)
+    if kind == "dinov2":
+        processor = hf.BitImageProcessor(
+            size={"shortest_edge": 256},
+            crop_size=square,
+            resample=3,
+            do_convert_rgb=True,
+            **imagenet,
+        )
+        # ``size`` may set image_size and patch_size too (a real checkpoint's config values).
+        config = hf.Dinov2Config(**{"image_size": 224, "patch_size": 14, **dims})
+        return hf.Dinov2Model(config), processor
+    if kind == "dinov3":
+        config = hf.DINOv3ViTConfig(image_size=224, patch_size=16, num_register_tokens=4, **dims)
+        # Its processor class has only a torchvision backend: the settings it saves.
+        settings: dict[str, Any] = {"image_processor_type": "DINOv3ViTImageProcessorFast"}
+        settings["size"] = square
+        settings.update(do_resize=True, resample=2, do_rescale=True, do_normalize=True, **imagenet)
+        return hf.DINOv3ViTModel(config), settings
+    if kind == "deit":
+        deit = hf.DeiTModel(hf.DeiTConfig(image_size=224, patch_size=16, **dims))
+        processor = hf.DeiTImageProcessor(size={"height": 256, "width": 256}, crop_size=square)
+        return deit, processor
+    text = {**TINY, "vocab_size": 128, "max_position_embeddings": 16}
+    text.update(bos_token_id=0, eos_token_id=2, pad_token_id=1)
+    if kind == "clip":
+        vision = {"image_size": 224, "patch_size": 32, **dims}
+        config = hf.CLIPConfig(vision_config=vision, text_config=text, projection_dim=16)
+        return hf.CLIPModel(config), hf.CLIPImageProcessor()
+    if kind == "clip-vision":
+        vision = hf.CLIPVisionConfig(image_size=224, patch_size=32, projection_dim=16, **dims)
+        return hf.CLIPVisionModelWithProjection(vision), hf.CLIPImageProcessor()
+    vision = {"image_size": 224, "patch_size": 16, **dims}
+    config = hf.SiglipConfig(vision_config=vision, text_config=text)
+    return hf.SiglipModel(config), hf.SiglipImageProcessor()
 
 
 def sample_image(seed: int, size: tuple[int, int], mode: str = "RGB") -> Image.Image:

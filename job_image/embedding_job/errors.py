@@ -15,6 +15,13 @@ class ModelNotFoundError(JobError):
     exit_code = 3
 
 
+class ModelNotUsableError(JobError):
+    """The model is there, but cannot embed images as asked (not a vision model, or a pooling
+    it does not have)."""
+
+    exit_code = 3
+
+
 class InputNotFoundError(JobError):
     """The input location holds nothing to read."""
 

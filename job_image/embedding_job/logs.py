@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -56,3 +57,23 @@ def quiet_transformers() -> Iterator[None]:
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def main_module_name() -> str | None:
+    """The module this process runs as ``__main__`` (``python -m``), if any."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None)
+
+
+def exit_without_teardown(code: int) -> None:
+    """Flush the logs and the standard streams, then end the process with ``code`` at once,
+    without the interpreter's teardown (unloading torch, transformers and Daft takes seconds:
+    1.8-3 s measured here for the CLI, 8 s for a UDF worker on a busy 2-core machine).
+
+    As an ``atexit`` handler it runs after Python has joined the non-daemon threads, and after
+    the handlers registered later than itself (Ray's shutdown, when registered first).
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from dataclasses import dataclass
 from typing import Any
 
 from embedding_job.api import (
-    API_VERSION,
     FROM_EMBEDDINGJOB_FLAG,
-    GROUP,
     JOB_NAME_ENV,
     JOB_NAMESPACE_ENV,
     JOB_UID_ENV,
-    KIND,
     MODELS_VOLUME,
     TELEMETRY_OFF,
     TMP_PATH,
@@ -23,22 +21,17 @@ from embedding_job.api import (
     HeadSpec,
     Toleration,
     VolumeSpec,
-    WorkerSpec,
+    quantity_value,
 )
+from embedding_operator.job_objects import Owner, job_service_account, labels, owner_reference
 
 RAY_VERSION = "2.59.0"
-LABEL_JOB = f"{GROUP}/job"
-LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
+#: Host memory a worker pod gets on top of its default for each model of a job beyond the
+#: first, per embedding worker (model replica) in the pod: a model's weights pass through host
+#: memory as they load (4 Gi holds a billion float32 parameters), and an image-text model
+#: brings its text tower. Decoding is shared by the models, so CPUs and GPUs stay as they are.
+MEMORY_PER_EXTRA_MODEL = 4 * 2**30
 WORKER_GROUP = "gpu-workers"
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The EmbeddingJob a RayJob belongs to."""
-
-    name: str
-    namespace: str
-    uid: str
 
 
 @dataclass(frozen=True)
@@ -72,89 +65,28 @@ class WorkerShape:
     gpu_resource: str
 
     @classmethod
-    def resolve(cls, worker: WorkerSpec, defaults: Defaults) -> WorkerShape:
+    def resolve(cls, spec: EmbeddingJobSpec, defaults: Defaults) -> WorkerShape:
+        worker = spec.cluster.worker
+        gpus = defaults.worker_gpus if worker.gpus is None else worker.gpus
         return cls(
-            gpus=defaults.worker_gpus if worker.gpus is None else worker.gpus,
+            gpus=gpus,
             cpu=worker.cpu or defaults.worker_cpu,
-            memory=worker.memory or defaults.worker_memory,
+            memory=worker.memory or default_memory(spec, gpus, defaults.worker_memory),
             gpu_resource=worker.gpu_resource,
         )
 
 
-def labels(owner: Owner, spec: EmbeddingJobSpec) -> dict[str, str]:
-    """Labels of the RayJob (KubeRay copies them to its cluster)."""
-    result = {
-        "app.kubernetes.io/name": "embedding-job",
-        "app.kubernetes.io/instance": owner.name,
-        "app.kubernetes.io/managed-by": "embedding-operator",
-        LABEL_JOB: owner.name,
-    }
-    if spec.cluster.lifecycle.queue_name:
-        result[LABEL_QUEUE] = spec.cluster.lifecycle.queue_name
-    return result
-
-
-def owner_reference(owner: Owner) -> dict[str, Any]:
-    """Makes the RayJob (and so its cluster and pods) garbage with its EmbeddingJob."""
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": owner.name,
-        "uid": owner.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def job_service_account(owner: Owner, spec: EmbeddingJobSpec) -> str:
-    """The identity of the job's pods: the user's ServiceAccount, or one made for this job."""
-    return spec.cluster.service_account_name or f"{owner.name}-embedding-job"
-
-
-def build_job_identity(owner: Owner, spec: EmbeddingJobSpec) -> list[dict[str, Any]]:
-    """ServiceAccount (unless the spec names one), Role and RoleBinding that let the job
-    get and patch the status of its own EmbeddingJob, and nothing else."""
-    account = job_service_account(owner, spec)
-    name = f"{owner.name}-embedding-job-status"
-    meta = {
-        "namespace": owner.namespace,
-        "labels": labels(owner, spec),
-        "ownerReferences": [owner_reference(owner)],
-    }
-    objects: list[dict[str, Any]] = []
-    if not spec.cluster.service_account_name:
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": {"name": account, **meta},
-            }
-        )
-    objects.append(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": name, **meta},
-            "rules": [
-                {
-                    "apiGroups": [GROUP],
-                    "resources": ["embeddingjobs/status"],
-                    "resourceNames": [owner.name],
-                    "verbs": ["get", "patch"],
-                }
-            ],
-        }
-    )
-    objects.append(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": name, **meta},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": owner.namespace}],
-        }
-    )
-    return objects
+def default_memory(spec: EmbeddingJobSpec, gpus: int, base: str) -> str:
+    """A worker pod's memory when the spec leaves it empty: the operator's default, and
+    MEMORY_PER_EXTRA_MODEL for each further model in each of the pod's embedding workers
+    (one per ``inference.gpusPerWorker`` of its GPUs)."""
+    extra_models = len(spec.embedding_columns()) - 1
+    if extra_models == 0:
+        return base
+    per_worker = spec.inference.gpus_per_worker
+    workers = max(1, math.floor(gpus / per_worker)) if gpus and per_worker > 0 else 1
+    total = quantity_value(base) + extra_models * workers * MEMORY_PER_EXTRA_MODEL
+    return f"{math.ceil(total / 2**20)}Mi"
 
 
 def entrypoint() -> str:
@@ -188,7 +120,7 @@ def _env(owner: Owner, spec: EmbeddingJobSpec, host_network: bool) -> list[dict[
     env = dict(TELEMETRY_OFF)
     env.update(job_identity_env(owner))
     env["XDG_CACHE_HOME"] = CACHE_HOME
-    if not spec.model.download:
+    if not any(model.download for model, _ in spec.embedding_columns()):
         env["HF_HUB_OFFLINE"] = "1"
     items: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(env.items())]
     if host_network:
@@ -233,30 +165,28 @@ def _container(
         {"name": v.name, "mountPath": v.mount_path, "readOnly": v.read_only}
         for v in spec.cluster.volumes
     ]
-    models = _models_source(spec)
+    models, paths = _models_source(spec)
     if models is not None:
         read_only = "persistentVolumeClaim" in models
-        mounts.insert(
-            0, {"name": MODELS_VOLUME, "mountPath": spec.model.path, "readOnly": read_only}
-        )
+        mounts[:0] = [
+            {"name": MODELS_VOLUME, "mountPath": path, "readOnly": read_only} for path in paths
+        ]
     mounts.append({"name": TMP_VOLUME, "mountPath": TMP_PATH})
     container["volumeMounts"] = mounts
     return container
 
 
-def _models_source(spec: EmbeddingJobSpec) -> dict[str, Any] | None:
-    """The models claim, read-only; for model.download without a claim (or a volume of the
-    user's at model.path), an emptyDir to download into, as the root filesystem is read-only."""
+def _models_source(spec: EmbeddingJobSpec) -> tuple[dict[str, Any] | None, list[str]]:
+    """The models volume and where it is mounted: the models claim, read-only, at every
+    model's path; for models to download without a claim (and without a volume of the user's
+    at their path), an emptyDir at their paths, as the root filesystem is read-only."""
     if spec.cluster.models_volume_claim:
-        return {
-            "persistentVolumeClaim": {
-                "claimName": spec.cluster.models_volume_claim,
-                "readOnly": True,
-            }
-        }
-    if spec.model.download and spec.model.path not in (v.mount_path for v in spec.cluster.volumes):
-        return {"emptyDir": {}}
-    return None
+        claim = {"claimName": spec.cluster.models_volume_claim, "readOnly": True}
+        return {"persistentVolumeClaim": claim}, spec.model_paths()
+    mounted = {v.mount_path for v in spec.cluster.volumes}
+    downloads = [model.path for model, _ in spec.embedding_columns() if model.download]
+    scratch = [path for path in dict.fromkeys(downloads) if path not in mounted]
+    return ({"emptyDir": {}}, scratch) if scratch else (None, [])
 
 
 def _volume(volume: VolumeSpec) -> dict[str, Any]:
@@ -300,7 +230,7 @@ def _pod(
         pod["tolerations"] = _tolerations(tolerations)
     pod["serviceAccountName"] = job_service_account(owner, spec)
     volumes = [_volume(v) for v in spec.cluster.volumes]
-    models = _models_source(spec)
+    models, _ = _models_source(spec)
     if models is not None:
         volumes.insert(0, {"name": MODELS_VOLUME, **models})
     volumes.append({"name": TMP_VOLUME, "emptyDir": {}})
@@ -333,7 +263,7 @@ def ray_cluster_spec(
 ) -> dict[str, Any]:
     """One CPU head (``num-gpus: 0``: GPUs are for workers only) and one GPU worker group."""
     head, worker = spec.cluster.head, spec.cluster.worker
-    shape = WorkerShape.resolve(worker, defaults)
+    shape = WorkerShape.resolve(spec, defaults)
     host = defaults.host_network
     head_params = {"num-gpus": "0", "dashboard-host": "0.0.0.0"}
     worker_params = {"num-gpus": str(shape.gpus)}

@@ -24,7 +24,7 @@ from embedding_job.api import (
 )
 
 _DROP = {"title", "additionalProperties", "$defs", "propertyNames"}
-_IMMUTABLE = ["input", "model", "inference", "output", "errors", "cluster"]
+_IMMUTABLE = ["input", "model", "models", "inference", "output", "errors", "cluster"]
 
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:
@@ -153,6 +153,20 @@ def build_crd() -> dict[str, Any]:
                         },
                         {"name": "Output", "type": "string", "jsonPath": ".status.output.uri"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                        {
+                            "name": "Images/s",
+                            "type": "number",
+                            "jsonPath": ".status.progress.imagesPerSecond",
+                            "description": "Rows per second over the last minute.",
+                            "priority": 1,
+                        },
+                        {
+                            "name": "ETA-Seconds",
+                            "type": "integer",
+                            "jsonPath": ".status.progress.remainingSeconds",
+                            "description": "Estimated seconds until every row is done.",
+                            "priority": 1,
+                        },
                         {
                             "name": "RayJob",
                             "type": "string",

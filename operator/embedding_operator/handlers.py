@@ -31,13 +31,9 @@ from embedding_job.api import (
     parse_spec,
     timestamp,
 )
-from embedding_operator import kube
-from embedding_operator.builders import (
-    LABEL_JOB,
-    Owner,
-    build_job_identity,
-    build_rayjob,
-)
+from embedding_operator import kube, metrics
+from embedding_operator.builders import build_rayjob
+from embedding_operator.job_objects import LABEL_JOB, Owner, build_job_identity
 from embedding_operator.pod_status import diagnose, pod_problems
 from embedding_operator.policy import violations
 from embedding_operator.settings import operator_defaults, operator_policy
@@ -86,6 +82,7 @@ def _refuse(body: kopf.Body, patch: kopf.Patch, problems: list[str], reason: Eve
     )
     patch.status.update(status.to_patch())
     kopf.event(body, type="Warning", reason=reason.value, message=message)
+    metrics.entered(Phase.FAILED, reason.value, body.meta.get("creationTimestamp"))
 
 
 def _record(
@@ -112,6 +109,7 @@ def _record(
         kube.patch_embeddingjob_status(meta["namespace"], meta["name"], status)
     event = transition_event(current.get("phase"), observation, current.get("reason"))
     if event is not None:
+        metrics.entered(observation.phase, observation.reason, meta.get("creationTimestamp"))
         kind, reason, message = event
         target = ej if isinstance(ej, kopf.Body) else kopf.Body(cast(kopf.RawBody, dict(ej)))
         kopf.event(target, type=kind, reason=reason, message=message)
@@ -159,6 +157,7 @@ def _previous_or_taken(owner: Owner, kind: str, metadata: Mapping[str, Any]) -> 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
+@metrics.timed("submit")
 def submit(
     body: kopf.Body,
     patch: kopf.Patch,
@@ -258,6 +257,7 @@ def _failed_or_wait(body: kopf.Body, problem: Observation, waited: float) -> Obs
 
 
 @kopf.on.field(GROUP, VERSION, PLURAL, field="spec.suspend")
+@metrics.timed("suspend")
 def suspend(body: kopf.Body, new: Any, **_: Any) -> None:
     """spec.suspend is the one mutable field: pass it to the RayJob (the resync does too)."""
     status = body.get("status") or {}
@@ -277,6 +277,7 @@ def _match_suspend(ej: Mapping[str, Any], rayjob: dict[str, Any] | None) -> None
 
 
 @kopf.on.event("ray.io", "v1", "rayjobs", labels={LABEL_JOB: kopf.PRESENT})
+@metrics.timed("rayjob_changed")
 def rayjob_changed(
     body: kopf.Body,
     type: str | None,  # noqa: A002 - kopf's keyword
@@ -325,6 +326,7 @@ def _first_resync(**_: Any) -> float:
     initial_delay=_first_resync,
     when=_resyncable,
 )
+@metrics.timed("resync")
 def resync(body: kopf.Body, **_: Any) -> None:
     """Every running job, from its RayJob's current state: a lost RayJob event, a failed
     status patch or a RayJob deleted under the job is repaired or reported here."""
@@ -333,3 +335,13 @@ def resync(body: kopf.Body, **_: Any) -> None:
     observation = _reflect(body, rayjob, name, look_at_pods=True)
     if observation.phase not in TERMINAL_PHASES:
         _match_suspend(body, rayjob)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def count_phases(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 - kopf's
+    """Keep the jobs-by-phase gauge in step with every EmbeddingJob, whoever changed it."""
+    uid = str(body.metadata.uid)
+    if type == "DELETED":
+        metrics.JOBS.gone(uid)
+    else:
+        metrics.JOBS.seen(uid, (body.get("status") or {}).get("phase"))

@@ -9,6 +9,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from embedding_job.api import GROUP, PLURAL, VERSION
+from embedding_operator import metrics
 
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayjobs"
 _RETRYABLE = {408, 429, 500, 502, 503, 504}
@@ -49,6 +50,7 @@ def _api() -> client.CustomObjectsApi:
 
 def _retry_or_raise(exc: ApiException, what: str) -> kopf.TemporaryError:
     if exc.status in _RETRYABLE or exc.status is None or exc.status == 0:
+        metrics.api_retry(exc.status)
         return kopf.TemporaryError(f"{what}: API {exc.status} {exc.reason}; retrying", delay=10)
     raise kopf.PermanentError(f"{what}: API {exc.status} {exc.reason}: {exc.body}") from exc
 

@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 
 from embedding_operator import handlers as handlers  # registers the handlers
-from embedding_operator import kube
+from embedding_operator import kube, metrics
 from embedding_operator.settings import HANDLER_THREADS, configure
 
 
@@ -16,6 +16,7 @@ from embedding_operator.settings import HANDLER_THREADS, configure
 def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     configure(settings)
     kube.login(connections=HANDLER_THREADS)
+    metrics.serve()
 
 
 @kopf.on.probe(id="now")

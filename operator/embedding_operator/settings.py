@@ -7,7 +7,8 @@ import os
 import kopf
 
 from embedding_job.api import GROUP, EmbeddingJobSpec
-from embedding_operator.builders import LABEL_JOB, Defaults
+from embedding_operator.builders import Defaults
+from embedding_operator.job_objects import LABEL_JOB
 from embedding_operator.kube import RAY_GROUP, RAY_PLURAL
 from embedding_operator.policy import Policy
 

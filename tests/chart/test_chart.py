@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -214,10 +216,76 @@ def test_host_network_values_reach_the_operator_pod_and_its_settings() -> None:
     assert (pod["hostNetwork"], pod["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
     (container,) = pod["containers"]
     assert container["args"][-1] == "--liveness=http://0.0.0.0:18080/healthz"
-    assert container["ports"] == [{"name": "probe", "containerPort": 18080}]
+    assert {"name": "probe", "containerPort": 18080} in container["ports"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["EMBEDDING_OPERATOR_JOB_HOST_NETWORK"] == "true"
     assert env["EMBEDDING_OPERATOR_IMAGE_PULL_GRACE_SECONDS"] == "30"
     assert env["EMBEDDING_OPERATOR_RESYNC_SECONDS"] == "5"
     (default,) = by_kind(render(), "Deployment")
     assert "hostNetwork" not in default["spec"]["template"]["spec"]
+
+
+def test_metrics_are_served_always_and_monitored_only_when_asked() -> None:
+    docs = render()
+    pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"] == 9090
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["EMBEDDING_OPERATOR_METRICS_PORT"] == "9090"
+    assert not by_kind(docs, "ServiceMonitor") and not by_kind(docs, "Service")
+    monitored = render(
+        extra=[
+            "--set", "metrics.serviceMonitor.enabled=true",
+            "--set", "metrics.serviceMonitor.labels.release=prometheus",
+            "--set", "metrics.port=9100",
+        ]
+    )  # fmt: skip
+    (service,) = by_kind(monitored, "Service")
+    (monitor,) = by_kind(monitored, "ServiceMonitor")
+    pod_labels = by_kind(monitored, "Deployment")[0]["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9100, "targetPort": "metrics"}]
+    selected = monitor["spec"]["selector"]["matchLabels"]
+    assert selected.items() <= service["metadata"]["labels"].items()
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    assert endpoint["interval"] == "30s"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["embedding-system"]}
+
+
+def exported_metric_names() -> set[str]:
+    """Every sample name Prometheus can see from us: the operator's registry, the job's Ray
+    metrics (with Ray's prefix), and the Ray node GPU gauge the dashboard reads."""
+    from embedding_job.run import metrics as job_metrics
+    from embedding_operator import metrics as operator_metrics
+
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    names = {
+        family.name + suffix
+        for family in operator_metrics.REGISTRY.collect()
+        if family.name.startswith("embedding_operator_")
+        for suffix in suffixes[family.type]
+    }
+    for name, kind in [
+        (job_metrics.ROWS, "counter"),
+        (job_metrics.STAGE_SECONDS, "counter"),
+        (job_metrics.BATCH_SECONDS, "histogram"),
+    ]:
+        names |= {f"ray_{name}{suffix}" for suffix in suffixes[kind]}
+    return names | {"ray_node_gpus_utilization"}
+
+
+def test_the_dashboard_only_queries_metrics_that_are_exported() -> None:
+    assert not by_kind(render(), "ConfigMap")
+    docs = render(extra=["--set", "metrics.grafanaDashboard.enabled=true"])
+    (config_map,) = by_kind(docs, "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["embedding-jobs.json"])
+    queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    queries += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    used = set(re.findall(r"\b(ray_[a-z_]+|embedding_operator_[a-z_]+)\b", " ".join(queries)))
+    assert used and used <= exported_metric_names(), used - exported_metric_names()
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for topic in ("images/s", "failed", "queue", "gpu", "latency", "decode"):
+        assert topic in titles

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from embedding_job.api import parse_spec
-from embedding_operator.builders import Defaults, Owner, build_rayjob
+from embedding_operator.builders import Defaults, build_rayjob
+from embedding_operator.job_objects import Owner
 from tests.support.helm import by_kind, render
 from tests.support.providers import KindProvider, LocalProvider, Provider
 

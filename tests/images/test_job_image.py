@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from embedding_job.api import FROM_EMBEDDINGJOB_FLAG, config_of, parse_spec
-from embedding_operator.builders import Defaults, Owner, build_rayjob, entrypoint
+from embedding_operator.builders import Defaults, build_rayjob, entrypoint
+from embedding_operator.job_objects import Owner
 from tests.support import image_build
 from tests.support.containers import PODMAN, image_user, run_args
 from tests.support.images import bad_images, good_images

@@ -42,10 +42,11 @@ def test_defaults_come_from_the_contract(cluster: Cluster, namespace: str) -> No
         "name": "facebook/dinov2-large",
         "path": "/models",
         "dtype": "float16",
-        "pooling": "cls",
+        "pooling": "auto",  # cls for DINOv2, as the original component
         "normalize": True,
         "download": False,
     }
+    assert spec["models"] == []
     assert spec["inference"]["batchSize"] == 32
     assert spec["cluster"]["submissionMode"] == "HTTPMode"
     assert spec["output"]["mode"] == "error"

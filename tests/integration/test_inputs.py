@@ -86,7 +86,7 @@ def test_every_entry_of_a_listing_is_exactly_one_row(tmp_path: Path, models_root
     assert (manifest["rowsIn"], manifest["rowsEmbedded"], manifest["rowsFailed"]) == (7, 4, 3)
 
 
-def test_a_hanging_host_costs_one_diagnosis_not_one_per_row(
+def test_bad_hosts_cost_their_own_rows_a_bounded_number_of_reads(
     tmp_path: Path,
     models_root: Path,
     web_root: tuple[Path, str],
@@ -95,24 +95,28 @@ def test_a_hanging_host_costs_one_diagnosis_not_one_per_row(
 ) -> None:
     www, base = web_root
     (www / "good.jpg").write_bytes(good_images()["jpeg"])
-    urls = {f"hang-{n}": f"{hanging_host.base}/{n}.jpg" for n in "abcd"}
-    urls |= {"reset": f"{resetting_host.base}/x.jpg", "good": f"{base}/good.jpg"}
+    # 60 good images, 20 on a host that never answers, 10 on one that resets: interleaved.
+    urls = {f"good-{n}": f"{base}/good.jpg" for n in range(60)}
+    urls |= {f"hang-{n}": f"{hanging_host.base}/{n}.jpg" for n in range(20)}
+    urls |= {f"reset-{n}": f"{resetting_host.base}/{n}.jpg" for n in range(10)}
+    ids = sorted(urls, key=lambda row: (int(row.rsplit("-", 1)[1]), row))
     table = tmp_path / "in.parquet"
-    pq.write_table(pa.table({"id": list(urls), "image": list(urls.values())}), table)
-    config = job(
-        models_root,
-        table,
-        tmp_path / "out",
-        input={"download": {"timeoutSeconds": 1, "retries": 0}},
-    )
+    pq.write_table(pa.table({"id": ids, "image": [urls[i] for i in ids]}), table)
+    download = {"timeoutSeconds": 1, "retries": 2, "maxConnections": 8}
+    config = job(models_root, table, tmp_path / "out", input={"download": download})
 
     result = run_cli("run", "--config", str(write_config(tmp_path / "job.yaml", config)))
     assert result.returncode == 0, result.stderr[-4000:]
     rows = read_output(tmp_path / "out")
     errors = dict(zip(rows["id"], rows["embedding_error"], strict=True))
-    assert errors["good"] is None
-    assert errors["reset"] and errors["reset"].startswith("download failed:")
-    hung = [errors[f"hang-{n}"] for n in "abcd"]
-    assert all(e and "timed out" in e for e in hung), hung
-    # One worker: the first failed row is read once more to say why, the other three are not.
-    assert sum("failed earlier" in e for e in hung) == 3, hung
+    assert all(errors[f"good-{n}"] is None for n in range(60))
+    hung = [errors[f"hang-{n}"] or "" for n in range(20)]
+    assert all(f"host {hanging_host.base}" in e for e in hung), hung
+    assert all("no answer within 1 s" in e for e in hung), hung
+    reset = [errors[f"reset-{n}"] or "" for n in range(10)]
+    assert all(f"host {resetting_host.base}" in e and "reset" in e for e in reset), reset
+    # Each bad host: at most the reads in flight when it was given up, and the 3 tries that
+    # gave it up; not 3 per row (60 and 30), and not Daft's retries on top.
+    assert hanging_host.connections <= 8 + 3 - 1, hanging_host.connections
+    assert resetting_host.connections <= 8 + 3 - 1, resetting_host.connections
+    assert sum("skipped" in e for e in hung) >= 20 - (8 + 3 - 1)

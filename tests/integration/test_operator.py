@@ -16,9 +16,11 @@ from embedding_job.api import (
     load_config,
     parse_spec,
 )
-from embedding_operator.builders import LABEL_JOB, Defaults, Owner, build_rayjob
+from embedding_operator.builders import Defaults, build_rayjob
+from embedding_operator.job_objects import LABEL_JOB, Owner
 from tests.support.jobs import examples
 from tests.support.kube import Cluster, Operator
+from tests.support.scrape import scrape, value
 from tests.support.specs import largest_spec
 from tests.support.waiting import wait_for
 
@@ -586,3 +588,67 @@ def test_the_largest_spec_the_schema_admits_is_handled(
         message="kopf's record of the handled job",
     )
     assert json.loads(handled) == {"spec": {"suspend": False}}
+
+
+# ---- metrics ----
+
+
+def test_metrics_move_as_a_job_is_created_runs_and_fails(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    families, before = wait_for(lambda: scrape(operator.metrics_url), message="operator /metrics")
+    assert {
+        "embedding_operator_jobs",
+        "embedding_operator_reconcile_seconds",
+        "embedding_operator_reconcile_errors",
+        "embedding_operator_api_retries",
+        "embedding_operator_job_transitions",
+        "embedding_operator_queue_seconds",
+    } <= families
+
+    def moved(name: str, by: float = 1, **labels: str) -> bool:
+        now = scrape(operator.metrics_url)[1]
+        return value(now, name, **labels) >= value(before, name, **labels) + by
+
+    def jobs_in(phase: str) -> float:
+        return value(scrape(operator.metrics_url)[1], "embedding_operator_jobs", phase=phase)
+
+    submitted(cluster, namespace, "counted")
+    wait_for(
+        lambda: moved("embedding_operator_reconcile_seconds_count", handler="submit"),
+        message="the submit handler timed",
+    )
+    wait_for(
+        lambda: moved("embedding_operator_job_transitions_total", phase="Submitted"),
+        message="a transition to Submitted counted",
+    )
+    were_submitted = value(before, "embedding_operator_jobs", phase="Submitted")
+    wait_for(lambda: jobs_in("Submitted") == were_submitted + 1, message="one more Submitted")
+    cluster.drive(
+        namespace,
+        "counted",
+        {
+            "jobDeploymentStatus": "Running",
+            "jobStatus": "RUNNING",
+            "startTime": "2026-11-28T10:00:00Z",
+        },
+    )
+    wait_phase(cluster, namespace, "counted", "Running")
+    wait_for(lambda: moved("embedding_operator_queue_seconds_count"), message="queue time")
+    cluster.drive(
+        namespace,
+        "counted",
+        {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "reason": "AppFailed"},
+    )
+    wait_phase(cluster, namespace, "counted", "Failed")
+    wait_for(
+        lambda: moved(
+            "embedding_operator_job_transitions_total", phase="Failed", reason="AppFailed"
+        ),
+        message="a failure counted by its reason",
+    )
+    failed = value(before, "embedding_operator_jobs", phase="Failed")
+    wait_for(lambda: jobs_in("Failed") == failed + 1, message="one more job Failed")
+    wait_for(lambda: jobs_in("Submitted") == were_submitted, message="no longer Submitted")
+    cluster.kubectl("delete", "ej", "counted", "-n", namespace, "--wait=true")
+    wait_for(lambda: jobs_in("Failed") == failed, message="a deleted job is no longer counted")

@@ -108,7 +108,7 @@ def test_mixed_batch_gives_one_row_per_input_with_exactly_the_bad_ones_null(
     assert manifest["embeddingDim"] == 32
     if src_type == "image_url":
         errors = dict(zip(out["id"], out["embedding_error"], strict=True))
-        assert "does not exist" in errors["bad_404"]
+        assert errors["bad_404"] == "download failed: HTTP 404 File not found"
         assert "refused" in errors["bad_refused"].lower()
         # Local files are read by the embedder itself, with the same one-row failures.
         www = web_root[0]

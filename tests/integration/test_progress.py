@@ -12,10 +12,10 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from embedding_job.api import API_VERSION, FROM_EMBEDDINGJOB_FLAG, KIND, parse_config
-from embedding_job.model.embedder import EmbedderSettings
+from embedding_job.run.model_plan import embedder_settings, plan_models
 from embedding_job.run.pipeline import Workers, embed
 from embedding_job.run.row_counts import NativeTracker, RayTracker, worker_counter
-from embedding_job.run.status_report import StatusReporter
+from embedding_job.run.status_report import ProgressLoop, StatusReporter
 from tests.support.images import good_images
 from tests.support.jobs import job, read_manifest, run_cli, table, write_config
 from tests.support.kube import Cluster, Operator
@@ -115,7 +115,8 @@ def test_a_running_job_reports_progress_and_its_output(
     source = table(tmp_path / "in.parquet", ids)
     cfg = {
         "input": {"uri": str(source), "idColumn": "id", "srcType": "image_binary"},
-        "model": {"name": DINOV2, "path": str(models_root), "dtype": "float32"},
+        # Asked for float16: the CPU computes in float32, and the status says so.
+        "model": {"name": DINOV2, "path": str(models_root), "dtype": "float16"},
         "inference": {"batchSize": 4},
         "output": {"uri": str(tmp_path / "out")},
     }
@@ -139,27 +140,79 @@ def test_a_running_job_reports_progress_and_its_output(
     assert final["output"]["rows"] == 17 and final["output"]["rowsFailed"] == 1
     assert final["output"]["embeddingDim"] == 32 and final["output"]["files"]
     assert final["output"]["uri"] == str(tmp_path / "out")
-    assert (final["progress"]["rowsDone"], final["progress"]["rowsTotal"]) == (17, 17)
+    assert (final["output"]["device"], final["output"]["dtype"]) == ("cpu", "float32")
+    progress = final["progress"]
+    assert (progress["rowsDone"], progress["rowsTotal"], progress["rowsFailed"]) == (17, 17, 1)
+    assert progress["remainingSeconds"] == 0 and progress["imagesPerSecond"] >= 0
     rows_column = cluster.kubectl(
         "get", "ej", "live", "-n", namespace, "--no-headers"
     ).stdout.split()
     assert "17" in rows_column
+    header, row = cluster.kubectl(
+        "get", "ej", "live", "-n", namespace, "-o", "wide"
+    ).stdout.splitlines()
+    columns = dict(zip(header.split(), row.split(), strict=False))
+    assert columns["ETA-SECONDS"] == "0"
+    assert float(columns["IMAGES/S"]) == progress["imagesPerSecond"]
+
+
+def test_a_job_reports_its_rate_and_time_left_while_it_runs(
+    cluster: Cluster, namespace: str, operator: Operator, tmp_path: Path
+) -> None:
+    kubeconfig = job_identity(cluster, namespace, "eta", tmp_path)
+    done, seconds = [0, 200], [0.0, 20.0]
+    loop = ProgressLoop(
+        StatusReporter(namespace, "eta", api_as(kubeconfig)),
+        lambda: (done.pop(0), 0),
+        skipped=100,
+        total=1100,
+        clock=lambda: seconds.pop(0),
+    )
+    loop.report()
+    loop.report()  # 200 rows in 20 s
+    progress = wait_for(
+        lambda: (
+            (p := status(cluster, namespace, "eta").get("progress", {})).get("rowsDone") == 200
+            and p
+        ),
+        message="the second report",
+    )
+    assert progress["imagesPerSecond"] == 10
+    assert progress["remainingSeconds"] == 80  # 1100 - 100 skipped - 200 done, at 10/s
+    header, row = cluster.kubectl(
+        "get", "ej", "eta", "-n", namespace, "-o", "wide"
+    ).stdout.splitlines()
+    columns = dict(zip(header.split(), row.split(), strict=False))
+    assert columns["ETA-SECONDS"] == str(progress["remainingSeconds"])
+    assert float(columns["IMAGES/S"]) == progress["imagesPerSecond"]
 
 
 def test_native_tracker_counts_the_embedding_udf_rows(models_root: Path, tmp_path: Path) -> None:
     cfg = parse_config(
         {
             "input": {"uri": str(tmp_path / "in.parquet"), "srcType": "image_binary"},
+            # Two models (float16 asked of the second: a CPU computes it in float32).
+            "models": [
+                {"name": DINOV2, "path": str(models_root), "alias": "a"},
+                {"name": DINOV2, "path": str(models_root), "alias": "b", "dtype": "float16"},
+            ],
+            "inference": {"batchSize": 2},
             "output": {"uri": str(tmp_path / "o")},
         }
     )
-    settings = EmbedderSettings(model_dir=str(models_root / DINOV2), batch_size=2)
+    models = plan_models(cfg)
+    settings = embedder_settings(cfg, models, cpu_threads=None)
     images = list(good_images().values())
     df = daft.from_pydict({"image": images})
     tracker = NativeTracker()
     try:
-        embed(df, cfg, settings, 32, daft.io.IOConfig(), Workers(gpus=0, concurrency=1)).collect()
-        assert tracker.snapshot() == (len(images), None)
+        embed(df, cfg, settings, models, Workers(gpus=0, concurrency=1)).collect()
+        # Each row once, however many models embed it; each model's precision as it ran.
+        assert tracker.snapshot() == (len(images), 0)
+        assert tracker.rows_by_precision() == {
+            "0/cpu/float32": len(images),
+            "1/cpu/float32": len(images),
+        }
     finally:
         tracker.close()
 
@@ -172,8 +225,10 @@ def test_ray_tracker_counts_what_workers_add() -> None:
         tracker = RayTracker()
         counter = worker_counter(tracker.actor_name)
         assert counter is not None
-        ray.get([counter.add.remote(4, 1), counter.add.remote(3, 0)])
+        two = ["0/cpu/float32", "1/cpu/float32"]
+        ray.get([counter.add.remote(4, 1, two), counter.add.remote(3, 0)])
         assert tracker.snapshot() == (7, 1)
+        assert tracker.rows_by_precision() == dict.fromkeys(two, 4)
         tracker.close()
     finally:
         ray.shutdown()

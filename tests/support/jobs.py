@@ -56,13 +56,18 @@ def table(path: Path, ids: list[str]) -> Path:
     return path
 
 
+def _cli(args: tuple[str, ...], env: dict[str, str] | None) -> tuple[list[str], dict[str, str]]:
+    full_env = {**os.environ, "DAFT_PROGRESS_BAR": "0", **(env or {})}
+    return [sys.executable, "-m", "embedding_job.cli", "--log-format", "json", *args], full_env
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``embedding-job`` in a fresh process (each Daft runner is chosen once per process)."""
-    full_env = {**os.environ, "DAFT_PROGRESS_BAR": "0", **(env or {})}
+    argv, full_env = _cli(args, env)
     return subprocess.run(
-        [sys.executable, "-m", "embedding_job.cli", "--log-format", "json", *args],
+        argv,
         capture_output=True,
         text=True,
         timeout=CLI_TIMEOUT,
@@ -70,6 +75,14 @@ def run_cli(
         cwd=cwd,
         check=False,
     )
+
+
+def start_cli(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``embedding-job`` in the background, its output in ``log``, for a test that
+    watches it run; the caller waits for it (``wait(CLI_TIMEOUT)``)."""
+    argv, full_env = _cli(args, env)
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=full_env)
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:

@@ -147,6 +147,8 @@ class Operator:
             # Reconcile running jobs every 2 s (30 s by default), so tests see repairs soon.
             "EMBEDDING_OPERATOR_RESYNC_SECONDS": "2",
         }
+        self.metrics_port = tools.free_port()
+        self.env["EMBEDDING_OPERATOR_METRICS_PORT"] = str(self.metrics_port)
         # The venv's kopf by default; the image's as a container (tests/images) otherwise.
         self.command = command or [
             sys.executable,
@@ -185,3 +187,8 @@ class Operator:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-20000:]
+
+    @property
+    def metrics_url(self) -> str:
+        """Its Prometheus endpoint (the chart's metrics.port)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"

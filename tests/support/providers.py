@@ -19,19 +19,19 @@ namespace gets as a Secret that the jobs reference (``spec.cluster.storageSecret
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.support.e2e_cluster import E2ECluster
 from tests.support.kube import Cluster, Operator
-from tests.support.s3_server import S3Server, start_s3_server
+from tests.support.s3_server import S3Server, running_s3_server
 from tests.support.tools import ROOT, tool
 
 KUBERAY_CHART_VERSION = os.environ.get("EMBOP_E2E_KUBERAY_CHART_VERSION", "1.6.1")
@@ -67,7 +67,7 @@ class Provider:
         self.workdir.chmod(0o777)
         self.cluster: Cluster
         self.s3: S3Server | None = None
-        self._stop_s3: Callable[[], None] | None = None
+        self._s3_server = contextlib.ExitStack()
 
     def up(self) -> None:
         raise NotImplementedError
@@ -77,13 +77,11 @@ class Provider:
         return []
 
     def start_s3(self) -> S3Server:
-        self.s3, self._stop_s3 = start_s3_server()
+        self.s3 = self._s3_server.enter_context(running_s3_server())
         return self.s3
 
     def stop_s3(self) -> None:
-        if self._stop_s3 is not None:
-            self._stop_s3()
-            self._stop_s3 = None
+        self._s3_server.close()
 
     def prepare_namespace(self, namespace: str) -> None:
         """What every job of a namespace refers to: the S3 server's credentials."""

@@ -1,10 +1,12 @@
-"""An S3-compatible server on loopback (moto's server mode) and a fresh bucket per test."""
+"""An S3-compatible server on loopback (moto's server mode) and a fresh bucket per test; the
+bench's object-store input uses the same server."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -82,8 +84,10 @@ class Bucket:
         )
 
 
-def start_s3_server() -> tuple[S3Server, Callable[[], None]]:
-    """moto's S3 on 127.0.0.1 and a free port, in a thread; returns it and its stop."""
+@contextlib.contextmanager
+def running_s3_server() -> Iterator[S3Server]:
+    """moto's S3 on 127.0.0.1 and a free port until the block ends (the tests' fixture and
+    the bench's object-store input)."""
     import logging
 
     from moto.server import ThreadedMotoServer
@@ -93,22 +97,27 @@ def start_s3_server() -> tuple[S3Server, Callable[[], None]]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    return S3Server(endpoint=f"http://{host}:{port}"), server.stop
+    try:
+        yield S3Server(endpoint=f"http://{host}:{port}")
+    finally:
+        server.stop()
+
+
+def new_bucket(server: S3Server, prefix: str = "test-bucket") -> Bucket:
+    """A new, empty bucket on ``server``."""
+    name = f"{prefix}-{next(_buckets)}"
+    server.client().create_bucket(Bucket=name)
+    return Bucket(server, name)
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """moto's S3 on 127.0.0.1 and a free port, for the whole session."""
-    server, stop = start_s3_server()
-    try:
+    with running_s3_server() as server:
         yield server
-    finally:
-        stop()
 
 
 @pytest.fixture
 def s3_bucket(s3_server: S3Server) -> Bucket:
     """A new, empty bucket on the loopback S3 server."""
-    name = f"test-bucket-{next(_buckets)}"
-    s3_server.client().create_bucket(Bucket=name)
-    return Bucket(s3_server, name)
+    return new_bucket(s3_server)

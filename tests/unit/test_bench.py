@@ -1,26 +1,38 @@
-"""The benchmark harness (bench/): its arithmetic, its registry, its in-process variants and the
-embedder trace it adds to the job's processes from outside the library."""
+"""The benchmark harness (bench/): its arithmetic (ratios, the goals, the job against its
+peers), its registry and its in-process variants. The call trace: tests/unit/test_call_trace.py;
+the GPU run: tests/unit/test_gpu_run.py; the suites' runs on the real pipeline:
+tests/integration/test_bench_runs.py."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from bench import cli, embedder_trace
+from bench import cli
 from bench.image_set import make_image_set
 from bench.in_process import InProcessScenario, WorkerSpec, run_worker
 from bench.model_configs import KNOWN_GFLOPS, flops_per_image
-from bench.report import acceptance, add_ratios, better, format_table
+from bench.report import (
+    acceptance,
+    add_ratios,
+    better,
+    ceiling_goals,
+    format_ceiling,
+    format_peer_ratios,
+    format_table,
+    peer_ratios,
+    startup_goals,
+)
 from bench.scenarios import SCENARIOS
+from bench.scenarios.ceiling import CeilingScenario
 from bench.scenarios.daft_pipeline import PipelineScenario
+from bench.scenarios.peers import PEERS_DIR, PeerScenario
+from tests.support.hub_models import CLIP
 from tests.support.models import DINOV2
 
 
@@ -50,6 +62,13 @@ def test_flops_from_the_config_match_the_published_figures(
     assert flops / 1e9 == pytest.approx(KNOWN_GFLOPS[name], rel=0.005)
 
 
+def test_flops_of_an_image_text_model_are_its_vision_towers(tmp_path: Path) -> None:
+    # CLIP's config.json leaves out the sizes its config class defaults to (ViT-B/32's).
+    config = {"model_type": "clip", "vision_config": {"patch_size": 32}, "text_config": {}}
+    flops = flops_per_image(write_config(tmp_path / "clip", **config))
+    assert flops / 1e9 == pytest.approx(2 * 4.41, rel=0.01)  # timm: ViT-B/32, 4.41 GMACs
+
+
 def test_the_image_set_is_reproducible(tmp_path: Path) -> None:
     first = make_image_set(tmp_path / "a", 3)
     second = make_image_set(tmp_path / "b", 3)
@@ -58,30 +77,54 @@ def test_the_image_set_is_reproducible(tmp_path: Path) -> None:
     assert first[2].name.endswith("375x500.jpg")
 
 
-def test_the_registry_holds_every_variant_in_order() -> None:
-    assert list(SCENARIOS) == [
+def test_the_registry_holds_every_variant_in_order_by_suite() -> None:
+    model = [
         "baseline",
         "datapath_baseline",
         "datapath",
         "datapath_mt",
         "embedder",
         "embedder_stream",
+        "two_models",
         "daft_native",
         "daft_ray",
+        "peer_daft_docs",
+        "peer_ray_data",
+        "peer_torch_loop",
     ]
+    ceiling = [
+        "ceiling_datapath_mt",
+        "ceiling_local",
+        "ceiling_http",
+        "ceiling_s3",
+        "ceiling_binary",
+        "ceiling_base64",
+        "ceiling_peer_daft_docs",
+        "ceiling_peer_ray_data",
+        "ceiling_peer_torch_loop",
+    ]
+    assert list(SCENARIOS) == [*model, *ceiling, "startup"]
     assert all(name == scenario.name for name, scenario in SCENARIOS.items())
+    assert [n for n, s in SCENARIOS.items() if s.suite == "model"] == model
+    assert [n for n, s in SCENARIOS.items() if s.suite == "ceiling"] == ceiling
     assert [n for n, s in SCENARIOS.items() if s.data_only] == [
         "datapath_baseline",
         "datapath",
         "datapath_mt",
+        "ceiling_datapath_mt",
     ]
     pipelines = {n: s for n, s in SCENARIOS.items() if isinstance(s, PipelineScenario)}
     assert {name: s.runner for name, s in pipelines.items()} == {
         "daft_native": "native",
         "daft_ray": "ray",
     }
-    in_process = [s for name, s in SCENARIOS.items() if name not in pipelines]
-    assert all(isinstance(s, InProcessScenario) for s in in_process) and len(in_process) == 6
+    modes = {n: s.mode for n, s in SCENARIOS.items() if isinstance(s, CeilingScenario)}
+    assert modes == {f"ceiling_{m}": m for m in ("local", "http", "s3", "binary", "base64")}
+    peers = {n: s.script for n, s in SCENARIOS.items() if isinstance(s, PeerScenario)}
+    assert set(peers.values()) == {"daft_docs", "ray_data", "torch_loop"} and len(peers) == 6
+    assert all((PEERS_DIR / f"{script}.py").is_file() for script in peers.values())
+    in_process = [s for s in SCENARIOS.values() if isinstance(s, InProcessScenario)]
+    assert len(in_process) == 8  # two_models among them
 
 
 def test_an_unknown_variant_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,6 +164,74 @@ def test_ratios_acceptance_and_table() -> None:
     assert "TFLOP/s" not in format_table(variants, on_gpu=False)
 
 
+def test_the_job_against_its_peers_end_to_end_and_in_steady_state() -> None:
+    variants = {
+        "daft_native": {"end_to_end_images_per_s": 12.0, "model_steady_images_per_s": 30.0},
+        "peer_daft_docs": {"end_to_end_images_per_s": 10.0, "model_steady_images_per_s": 20.0},
+        "peer_torch_loop": {"end_to_end_images_per_s": 15.0, "model_steady_images_per_s": 30.0},
+        "peer_ray_data": {"end_to_end_images_per_s": 6.0, "model_steady_images_per_s": math.nan},
+        "embedder": {"images_per_s": 31.0},
+    }
+    ratios = peer_ratios(variants, "daft_native")
+    assert set(ratios) == {"daft_docs", "torch_loop", "ray_data"}
+    assert ratios["daft_docs"] == {"end_to_end": pytest.approx(1.2), "steady": pytest.approx(1.5)}
+    assert ratios["torch_loop"] == {"end_to_end": pytest.approx(0.8), "steady": pytest.approx(1.0)}
+    assert ratios["ray_data"]["end_to_end"] == pytest.approx(2.0)
+    assert math.isnan(ratios["ray_data"]["steady"])  # no steady state: no ratio, not 0 or inf
+    assert peer_ratios(variants, "ceiling_local") == {}  # that job did not run
+    printed = format_peer_ratios(ratios, "daft_native")
+    assert "daft_native / daft_docs: end to end 1.20x, steady state 1.50x" in printed
+
+
+def _mode(mode: str, per_core: float, busy: float) -> dict[str, object]:
+    return {"input_mode": mode, "images_per_s_per_core": per_core, "embedder_busy_fraction": busy}
+
+
+def test_the_pipeline_ceiling_goals_per_input_mode() -> None:
+    variants = {
+        "ceiling_datapath_mt": {"images_per_s_per_core": 100.0, "data_only": True},
+        "ceiling_local": _mode("local", 95.0, 0.99),
+        "ceiling_http": _mode("http", 91.0, 0.94),  # busy misses
+        "ceiling_base64": _mode("base64", 70.0, 0.97),  # per core misses
+    }
+    goals = ceiling_goals(variants)
+    assert goals["busy_goal"] == 0.95 and goals["per_core_goal"] == 0.9
+    assert goals["datapath_mt_images_per_s_per_core"] == 100.0
+    modes = goals["modes"]
+    assert modes["local"] == {
+        "embedder_busy_fraction": 0.99,
+        "busy_holds": True,
+        "per_core_vs_datapath_mt": pytest.approx(0.95),
+        "per_core_holds": True,
+    }
+    assert (modes["http"]["busy_holds"], modes["http"]["per_core_holds"]) == (False, True)
+    assert (modes["base64"]["busy_holds"], modes["base64"]["per_core_holds"]) == (True, False)
+    assert goals["all_hold"] is False
+    assert ceiling_goals({"ceiling_local": variants["ceiling_local"]})["all_hold"] is False
+    assert ceiling_goals({k: variants[k] for k in list(variants)[:2]})["all_hold"] is True
+    assert ceiling_goals({})["all_hold"] is False  # nothing measured holds nothing
+    printed = format_ceiling(goals, variants)
+    assert (
+        "local" in printed and "95% of datapath_mt" in printed and "busy 94.0%: MISSES" in printed
+    )
+    no_reference = ceiling_goals({"ceiling_local": variants["ceiling_local"]})
+    assert "datapath_mt - img/s/core" in format_ceiling(no_reference, variants)
+
+
+def test_the_start_up_goal() -> None:
+    fast = {"startup": {"first_batch_done_s": 8.5}, "model_loads": 1, "workers": 1}
+    assert startup_goals(fast) == {
+        "first_embedded_row_s": 8.5,
+        "goal_s": 10.0,
+        "holds": True,
+        "one_model_load_per_worker": True,
+    }
+    slow = {"startup": {"first_batch_done_s": 12.0}, "model_loads": 2, "workers": 1}
+    assert startup_goals(slow)["holds"] is False
+    assert startup_goals(slow)["one_model_load_per_worker"] is False
+    assert startup_goals({})["holds"] is False
+
+
 def test_a_round_is_kept_only_when_it_is_faster() -> None:
     assert better({"images_per_s": 2.0}, {"images_per_s": 1.0})
     assert not better({"images_per_s": 1.0}, {"images_per_s": 2.0})
@@ -128,110 +239,25 @@ def test_a_round_is_kept_only_when_it_is_faster() -> None:
     assert better({"images_per_s": 1.0}, {"images_per_s": math.nan})
 
 
-def test_trace_rate_counts_from_the_end_of_the_first_batch() -> None:
-    calls = [(8.0, 10.0, 32), (10.5, 12.0, 32), (12.0, 14.0, 16)]
-    assert embedder_trace.trace_rate(calls, skip=1) == pytest.approx(12.0)
-    assert embedder_trace.busy_fraction(calls, skip=1) == pytest.approx(3.5 / 4)
-    assert embedder_trace.trace_rate(calls) == pytest.approx(8.0)  # from the end of the 2nd call
-    assert embedder_trace.busy_fraction(calls) == pytest.approx(1.0)
-    assert math.isnan(embedder_trace.trace_rate(calls[:1]))
-    assert math.isnan(embedder_trace.busy_fraction([]))
-
-
-def test_the_trace_is_read_relative_to_the_start_and_ordered_by_end(tmp_path: Path) -> None:
-    trace = tmp_path / "trace"
-    assert embedder_trace.read_trace(trace, since=0.0) == []
-    trace.write_text("105.5 108.0 32 11\n100.5 104.0 32 12\n\n")
-    assert embedder_trace.read_trace(trace, since=100.0) == [(0.5, 4.0, 32), (5.5, 8.0, 32)]
-
-
-def test_the_hook_env_puts_the_site_dir_first_and_keeps_the_rest(tmp_path: Path) -> None:
-    env = embedder_trace.hook_env(tmp_path / "t", {"PYTHONPATH": "/a:/b", "HOME": "/h"})
-    assert env["PYTHONPATH"] == os.pathsep.join([str(embedder_trace.SITE_DIR), "/a:/b"])
-    assert env[embedder_trace.TRACE_ENV] == str(tmp_path / "t") and env["HOME"] == "/h"
-    assert (embedder_trace.SITE_DIR / "sitecustomize.py").is_file()
-    assert embedder_trace.hook_env(tmp_path / "t", {})["PYTHONPATH"] == str(embedder_trace.SITE_DIR)
-
-
-def test_the_traced_method_records_start_end_and_rows(tmp_path: Path) -> None:
-    class Fake:
-        def embed_bytes(self, items: list[bytes], errors: object = None) -> tuple[int, object]:
-            return len(items), errors
-
-    trace = tmp_path / "trace"
-    method = embedder_trace.traced(Fake.embed_bytes, str(trace))
-    assert method(Fake(), [b"a", b"b"], errors="e") == (2, "e")
-    assert method(Fake(), []) == (0, None)
-    lines = [line.split() for line in trace.read_text().splitlines()]
-    assert [int(rows) for _, _, rows, _ in lines] == [2, 0]
-    assert all(float(start) <= float(end) for start, end, _, _ in lines)
-    assert {int(pid) for *_, pid in lines} == {os.getpid()}
-
-
-def test_the_trace_reaches_a_fresh_process_that_runs_the_embedder(
-    tmp_path: Path, models_root: Path
-) -> None:
-    """What the pipeline scenarios rely on: a process started with ``hook_env`` (as Daft's UDF
-    workers and Ray's workers are, inheriting it) traces every call, the library untouched."""
-    from tests.support.images import good_images
-
-    image = tmp_path / "image.jpg"
-    image.write_bytes(good_images()["jpeg"])
-    script = textwrap.dedent(
-        f"""
-        import os
-        from pathlib import Path
-        from embedding_job.model.embedder import Embedder, EmbedderSettings
-        embedder = Embedder(EmbedderSettings(model_dir={str(models_root / DINOV2)!r}))
-        data = Path({str(image)!r}).read_bytes()
-        embedder.embed_bytes([data, None])
-        embedder.embed_bytes([b""])
-        print(os.getpid())
-        """
-    )
-    trace = tmp_path / "trace"
-    env = embedder_trace.hook_env(trace, {**os.environ, "HF_HUB_OFFLINE": "1"})
-    run = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    lines = [line.split() for line in trace.read_text().splitlines()]
-    assert [int(rows) for _, _, rows, _ in lines] == [2, 1]
-    assert all(float(start) <= float(end) for start, end, _, _ in lines)
-    assert {int(pid) for *_, pid in lines} == {int(run.stdout.split()[-1])}
-
-
-def test_the_library_writes_no_trace_of_its_own(
-    tmp_path: Path, models_root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from embedding_job.model import embedder as embedder_module
-    from tests.support.images import good_images
-
-    trace = tmp_path / "trace"
-    monkeypatch.setenv(embedder_trace.TRACE_ENV, str(trace))
-    monkeypatch.setenv("EMBEDDING_JOB_TRACE_FILE", str(trace))  # the hook the library had
-    embedder = embedder_module.Embedder(
-        embedder_module.EmbedderSettings(model_dir=str(models_root / DINOV2))
-    )
-    vectors, errors = embedder.embed_bytes([good_images()["jpeg"]])
-    assert vectors[0] is not None and errors == [None]
-    assert not trace.exists()
-    assert not hasattr(embedder_module, "TRACE_ENV")
-
-
-@pytest.mark.parametrize("variant", ["datapath", "datapath_baseline"])
-def test_data_path_variants_run_in_process(tmp_path: Path, models_root: Path, variant: str) -> None:
+def tiny_spec(tmp_path: Path, variant: str, model_dir: Path, **extra: Any) -> WorkerSpec:
+    """A worker spec of one pass over 4 generated images on the CPU."""
     paths = make_image_set(tmp_path / "images", 4)
-    spec = WorkerSpec(
+    return WorkerSpec(
         variant=variant,
-        model_dir=str(models_root / DINOV2),
+        model_dir=str(model_dir),
         images=[str(p) for p in paths],
         device="cpu",
         dtype="float32",
         min_seconds=0.0,
         draft_factor=2.0,
         result=str(tmp_path / "result.json"),
+        **extra,
     )
+
+
+@pytest.mark.parametrize("variant", ["datapath", "datapath_baseline"])
+def test_data_path_variants_run_in_process(tmp_path: Path, models_root: Path, variant: str) -> None:
+    spec = tiny_spec(tmp_path, variant, models_root / DINOV2)
     threads = torch.get_num_threads()
     try:
         figures = run_worker(spec)
@@ -269,3 +295,43 @@ def test_a_short_run_writes_the_report_from_any_directory(
     assert figures["rounds_images_per_s"] == [figures["images_per_s"]]
     assert report["by_model"]["dinov2-small4"]["variants"] == report["variants"]
     assert report["acceptance"] == {}  # datapath alone meets neither criterion's pair
+
+
+def test_the_two_model_variant_counts_one_decode_per_pair_against_two(
+    tmp_path: Path, models_root: Path, family_models: Path
+) -> None:
+    """The plumbing of ``two_models`` on a tiny run: the decode meter sees each image decoded
+    once by the two-model embedder and twice by the two one-model embedders."""
+    spec = tiny_spec(
+        tmp_path,
+        "two_models",
+        models_root / DINOV2,
+        batch_size=2,
+        call_batch_size=2,
+        companion_model_dir=str(family_models / CLIP),
+    )
+    figures = run_worker(spec)
+    assert figures["images"] == 4 and figures["passes"] == 1
+    assert (figures["two_decodes_per_pair"], figures["singles_decodes_per_pair"]) == (1.0, 2.0)
+    assert figures["two_decode_cpu_ms_per_pair"] > 0 and figures["singles_images_per_s"] > 0
+    ratio = figures["singles_decode_cpu_ms_per_pair"] / figures["two_decode_cpu_ms_per_pair"]
+    assert figures["decode_cpu_ratio"] == pytest.approx(ratio)
+    assert figures["flops_per_image"] > flops_per_image(models_root / DINOV2)
+
+
+def test_the_two_model_criterion_and_its_flops() -> None:
+    variants = {
+        "two_models": {
+            "images_per_s": 10.0,
+            "threads": 2,
+            "decode_cpu_ratio": 1.7,
+            "flops_per_image": 80e9,
+        },
+        "embedder": {"images_per_s": 12.0, "threads": 2},
+    }
+    add_ratios(variants, flops=46.3e9, on_gpu=True)
+    assert variants["two_models"]["tflops"] == pytest.approx(10 * 80e9 / 1e12)
+    assert variants["embedder"]["tflops"] == pytest.approx(12 * 46.3e9 / 1e12)
+    result = acceptance(variants)
+    assert result["two_models_decode_cpu_ratio"] == 1.7
+    assert result["two_models_1_6x_less_decode_cpu"] is True

@@ -22,7 +22,8 @@ def test_defaults_match_the_original_component() -> None:
     cfg = parse_config(MINIMAL)
     assert cfg.model.name == "facebook/dinov2-large"
     assert cfg.model.dtype is DType.FLOAT16
-    assert cfg.model.pooling is Pooling.CLS
+    # auto is the CLS token for ViT and DINOv2 (tests/unit/test_families.py), as in the original.
+    assert cfg.model.pooling is Pooling.AUTO
     assert cfg.model.normalize is True
     assert cfg.inference.batch_size == 32
     assert cfg.input.src_type is SrcType.IMAGE_URL
@@ -177,18 +178,20 @@ def test_cpu_workers_get_torch_threads_for_the_cpus_they_may_use(
 
 
 @pytest.mark.parametrize(
-    ("batch", "call", "rows"),
+    ("batch", "call", "on_gpu", "rows"),
     [
-        (32, None, 256),  # default: 8 model batches per call
-        (256, None, 1024),  # ... at most 1024 rows
-        (2048, None, 2048),  # ... never below one model batch
-        (32, 100, 100),  # explicit
-        (32, 8, 32),  # explicit, but a call holds at least one model batch
+        (32, None, True, 256),  # default on a GPU worker: 8 model batches per call
+        (256, None, True, 1024),  # ... at most 1024 rows
+        (2048, None, True, 2048),  # ... never below one model batch
+        (32, None, False, 32),  # default on a CPU worker: one model batch
+        (32, 100, True, 100),  # explicit
+        (32, 100, False, 100),  # explicit, whatever the worker
+        (32, 8, True, 32),  # explicit, but a call holds at least one model batch
     ],
 )
-def test_rows_per_embedding_call(batch: int, call: int | None, rows: int) -> None:
+def test_rows_per_embedding_call(batch: int, call: int | None, on_gpu: bool, rows: int) -> None:
     from embedding_job.api import InferenceSpec
     from embedding_job.run.pipeline import udf_batch_size
 
     spec = InferenceSpec.model_validate({"batchSize": batch, "callBatchSize": call})
-    assert udf_batch_size(spec) == rows
+    assert udf_batch_size(spec, on_gpu=on_gpu) == rows

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from embedding_job.api import parse_spec
-from embedding_operator.builders import Defaults, Owner, build_rayjob
+from embedding_operator.builders import Defaults, build_rayjob
+from embedding_operator.job_objects import Owner
 from tests.support import image_build
 from tests.support.containers import PodSpecError, memory_flag, run_args
 from tests.support.dockerfile import copy_sources, parse

@@ -65,6 +65,10 @@ def test_printer_columns() -> None:
     columns = {c["name"]: c for c in version()["additionalPrinterColumns"]}
     assert list(columns)[:5] == ["Phase", "Model", "Rows", "Output", "Age"]
     assert columns["RayJob"]["priority"] == 1
+    # `kubectl get ej -o wide`: the rate and the time left, as the job reports them.
+    assert columns["Images/s"]["jsonPath"] == ".status.progress.imagesPerSecond"
+    assert columns["ETA-Seconds"]["jsonPath"] == ".status.progress.remainingSeconds"
+    assert columns["Images/s"]["priority"] == columns["ETA-Seconds"]["priority"] == 1
 
 
 def test_committed_file_is_valid_yaml() -> None:

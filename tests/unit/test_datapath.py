@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from embedding_job.api import Device, DType, Pooling
+from embedding_job.api import Device, DType, Pooling, PreprocessingSpec
 from embedding_job.demo import encode, sample_image
 from embedding_job.errors import RowError
 from embedding_job.imaging.datapath import DataPath
@@ -57,9 +57,13 @@ def test_reduced_decode_swaps_the_full_size_with_exif_rotation() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6
     data = encode(image, "JPEG", exif=exif.tobytes())
-    decoded, full = decode_scaled(data, min_size=300)
+    rotate = PreprocessingSpec(exif_orientation=True)
+    decoded, full = decode_scaled(data, min_size=300, options=rotate)
     assert full == (640, 1280) and decoded.size == (320, 640)
-    assert decode_image(data).size == (640, 1280)
+    assert decode_image(data, options=rotate).size == (640, 1280)
+    # As stored (the default): nothing swaps.
+    decoded, full = decode_scaled(data, min_size=300)
+    assert full == (1280, 640) and decoded.size == (640, 320)
 
 
 @pytest.mark.parametrize("name", [VIT, DINOV2])
@@ -206,10 +210,12 @@ def test_gpu_decoder_routes_jpegs_to_the_gpu_and_the_rest_to_the_cpu() -> None:
     decoder = GpuJpegDecoder(datapath, torch.device("cpu"), tv_io)
     good = good_images()
     items = [good["jpeg"], good["png"], good["cmyk"], b"", good["exif"], good["gray"]]
-    batch, failures = decoder.decode(items)
+    batches, failures = decoder.decode(items)
     assert tv_io.calls == [3]  # jpeg, exif and gray; CMYK and PNG stay on the CPU
     assert failures == {3: "empty image data"}
-    assert batch is not None and batch.dtype == torch.uint8
+    assert batches is not None and len(batches) == 1  # one model, one batch
+    batch = batches[0]
+    assert batch.dtype == torch.uint8
     assert batch.shape == (5, 224, 224, 3)
     for row, position in enumerate([0, 1, 2, 4, 5]):
         expected = datapath.pixels(items[position]).astype(int)
@@ -220,10 +226,10 @@ def test_a_batch_the_gpu_rejects_is_decoded_on_the_cpu_row_by_row() -> None:
     tv_io = fake_torchvision_io()  # like nvJPEG here, it fails the whole call on a bad file
     decoder = GpuJpegDecoder(DataPath(DINO_TRANSFORM), torch.device("cpu"), tv_io)
     items = [good_images()["jpeg"], bad_images()["truncated"], good_images()["gray"]]
-    batch, failures = decoder.decode(items)
+    batches, failures = decoder.decode(items)
     assert tv_io.calls == [3]
     assert list(failures) == [1] and failures[1].startswith("corrupt image")
-    assert batch is not None and batch.shape == (2, 224, 224, 3)
+    assert batches is not None and batches[0].shape == (2, 224, 224, 3)
 
 
 def test_gpu_decoder_is_chosen_only_with_cuda_and_torchvision(

@@ -3,12 +3,13 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from embedding_job.api import SrcType
+from embedding_job.api import HighBitDepth, PreprocessingSpec, SrcType, Transparency
 from embedding_job.demo import encode, sample_image
 from embedding_job.errors import RowError
 from embedding_job.imaging.decode import decode_image, to_rgb
-from embedding_job.io.cells import decode_base64, resolve_inline, short_error
-from tests.support.images import bad_images, good_images
+from embedding_job.io.cells import Base64Image, decode_base64, resolve_inline
+from embedding_job.io.fetch import short_error
+from tests.support.images import bad_images, good_images, to_pil
 
 
 @pytest.mark.parametrize("name", sorted(good_images()))
@@ -18,19 +19,45 @@ def test_every_good_mode_decodes_to_rgb(name: str) -> None:
     assert image.size[0] > 0 and image.size[1] > 0
 
 
-def test_exif_orientation_is_applied() -> None:
-    assert decode_image(good_images()["exif"]).size == (32, 64)
+@pytest.mark.parametrize("name", sorted(good_images()))
+def test_by_default_every_mode_is_pillows_own_rgb_conversion(name: str) -> None:
+    # What the original component's image processor does with the image as Pillow opens it.
+    data = good_images()[name]
+    assert decode_image(data).tobytes() == to_pil(data).convert("RGB").tobytes()
 
 
-def test_sixteen_bit_keeps_its_range_instead_of_clipping_to_white() -> None:
-    image = decode_image(good_images()["sixteen"])
-    low, high = image.convert("L").getextrema()
+def test_exif_orientation_is_applied_only_when_asked() -> None:
+    assert decode_image(good_images()["exif"]).size == (64, 32)
+    rotate = PreprocessingSpec(exif_orientation=True)
+    assert decode_image(good_images()["exif"], options=rotate).size == (32, 64)
+
+
+def test_sixteen_bit_is_clipped_unless_scaling_is_asked() -> None:
+    data = good_images()["sixteen"]
+    assert decode_image(data).convert("L").getextrema() == (0, 255)
+    assert sum(decode_image(data).convert("L").histogram()[255:]) > 0.9 * 48 * 40
+    scale = PreprocessingSpec(high_bit_depth=HighBitDepth.SCALE)
+    low, high = decode_image(data, options=scale).convert("L").getextrema()
     assert low < 10 and high > 245
+    assert max(decode_image(data, options=scale).convert("L").histogram()) < 0.1 * 48 * 40
 
 
-def test_transparency_is_composited_over_white() -> None:
+def test_transparency_keeps_the_hidden_colour_unless_white_is_asked() -> None:
+    white = PreprocessingSpec(transparency=Transparency.WHITE)
     clear = Image.new("RGBA", (4, 4), (10, 20, 30, 0))
-    assert to_rgb(clear).getpixel((0, 0)) == (255, 255, 255)
+    assert to_rgb(clear).getpixel((0, 0)) == (10, 20, 30)
+    assert to_rgb(clear, white).getpixel((0, 0)) == (255, 255, 255)
+    half = Image.new("LA", (4, 4), (100, 128))
+    assert to_rgb(half, white).getpixel((0, 0)) == (177, 177, 177)
+    palette = to_pil(good_images()["palette"])
+    transparent = palette.info["transparency"]
+    spot = next(
+        xy
+        for xy in ((x, y) for x in range(40) for y in range(40))
+        if palette.getpixel(xy) == transparent
+    )
+    assert to_rgb(palette, white).getpixel(spot) == (255, 255, 255)
+    assert to_rgb(palette).getpixel(spot) == palette.convert("RGB").getpixel(spot)
 
 
 @pytest.mark.parametrize(
@@ -69,6 +96,11 @@ def test_inline_cells() -> None:
     with pytest.raises(RowError, match="got text"):
         resolve_inline("abc", SrcType.IMAGE_BINARY)
     assert resolve_inline(b"\x01", SrcType.IMAGE_BINARY) == b"\x01"
+    # base64 is decoded later, on a data-path thread; a bad one fails there, as its row's error.
+    deferred = resolve_inline("not base64 at all!!", SrcType.IMAGE_BASE64)
+    assert deferred == Base64Image("not base64 at all!!")
+    with pytest.raises(RowError, match="invalid base64"):
+        deferred.read()
 
 
 def test_short_error_keeps_first_line_and_innermost_cause() -> None:

@@ -1,23 +1,24 @@
-"""Local image files: read by the embedder on its decode threads, never moved through Daft."""
+"""Images the embedder reads itself, on its data path's threads: local files, remote URLs,
+base64 text; their bytes never move through Daft."""
 
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
 from typing import Any
 
-import daft
 import numpy as np
 import pyarrow as pa
 import pytest
 import torch
 
-from embedding_job.api import Device, DownloadSpec, DType
+from embedding_job.api import Device, DownloadSpec, DType, SrcType
 from embedding_job.errors import RowError
 from embedding_job.imaging.gpu_jpeg import GpuJpegDecoder
-from embedding_job.io.cells import LocalFile, local_file
-from embedding_job.io.io_config import io_config
+from embedding_job.io.cells import Base64Image, ImageSource, LocalFile, image_items, local_file
+from embedding_job.io.fetch import Fetcher, FetchSettings, RemoteImage
 from embedding_job.model.embedder import Embedder, EmbedderSettings
-from embedding_job.run.pipeline import fetched, remote_only
 from embedding_job.run.udf import result_array
 from tests.support.embedding import fake_torchvision_io
 from tests.support.images import bad_images, good_images
@@ -33,21 +34,23 @@ def test_only_absolute_paths_and_file_urls_name_local_files() -> None:
     assert local_file(None) is None and local_file(b"/a.jpg") is None
 
 
-def test_remote_only_leaves_just_the_remote_urls_for_the_download() -> None:
-    urls = ["/data/a.jpg", "file:///data/b.jpg", "s3://b/c.jpg", None, "rel/d.jpg"]
-    df = daft.from_pydict({"u": urls}).select(remote_only(daft.col("u")).alias("r"))
-    assert df.to_pydict()["r"] == [None, None, "s3://b/c.jpg", None, "rel/d.jpg"]
-
-
-def test_the_pipeline_downloads_remote_images_and_leaves_local_files_to_the_embedder(
-    web_root: tuple[Path, str],
-) -> None:
+def test_every_cell_becomes_what_the_worker_reads_itself(web_root: tuple[Path, str]) -> None:
     www, base = web_root
     (www / "a.jpg").write_bytes(good_images()["jpeg"])
-    urls = [str(www / "a.jpg"), (www / "a.jpg").as_uri(), f"{base}/a.jpg"]
-    df = daft.from_pydict({"u": urls})
-    data = df.select(fetched(daft.col("u"), 4, io_config(DownloadSpec())).alias("d"))
-    assert data.to_pydict()["d"] == [None, None, good_images()["jpeg"]]
+    fetcher = Fetcher(FetchSettings(DownloadSpec()))
+    cells = [str(www / "a.jpg"), (www / "a.jpg").as_uri(), f"{base}/a.jpg", None, "", "rel.jpg"]
+    items, errors = image_items(cells, SrcType.IMAGE_URL, fetcher)
+    assert items[:2] == [LocalFile(str(www / "a.jpg"))] * 2
+    assert items[2] == RemoteImage(f"{base}/a.jpg", fetcher)
+    assert items[5] == LocalFile("rel.jpg")  # relative to the worker's working directory
+    assert errors == [None, None, None, "missing image (null)", "missing image (empty URL)", None]
+    assert all(item.read() == good_images()["jpeg"] for item in items[:3] if item is not None)
+    # A local listing's exact name wins over the displayed path.
+    listed, _ = image_items(["file:///shown"], SrcType.IMAGE_URL, fetcher, [b"/raw/caf\xe9"])
+    assert listed == [LocalFile(os.fsdecode(b"/raw/caf\xe9"))]
+    encoded = base64.b64encode(good_images()["png"]).decode()
+    inline, errors = image_items([encoded, None], SrcType.IMAGE_BASE64, fetcher)
+    assert inline[0] == Base64Image(encoded) and errors == [None, "missing image (null)"]
 
 
 def test_a_local_file_that_cannot_be_read_is_one_clear_row_error(tmp_path: Path) -> None:
@@ -67,27 +70,40 @@ def test_a_local_file_that_cannot_be_read_is_one_clear_row_error(tmp_path: Path)
         assert str(caught.value) == message + path
 
 
-Items = list[bytes | LocalFile | None]
+Items = list[bytes | ImageSource | None]
 
 
 @pytest.fixture
-def files(tmp_path: Path) -> tuple[Items, int]:
-    """Good and bad images, some as bytes, some as local files; and where a missing file is."""
+def files(tmp_path: Path, web_root: tuple[Path, str]) -> tuple[Items, int]:
+    """Good and bad images as bytes, local files, URLs and base64 text; and where a missing
+    file is."""
+    www, base = web_root
+    fetcher = Fetcher(FetchSettings(DownloadSpec()))
     items: Items = []
     for index, (name, data) in enumerate({**good_images(), **bad_images()}.items()):
-        path = tmp_path / name
-        path.write_bytes(data)
-        items.append(LocalFile(str(path)) if index % 2 == 0 else data)
+        (tmp_path / name).write_bytes(data)
+        (www / name).write_bytes(data)
+        sources: list[bytes | ImageSource] = [
+            LocalFile(str(tmp_path / name)),
+            data,
+            RemoteImage(f"{base}/{name}", fetcher),
+            Base64Image(base64.b64encode(data).decode()),
+        ]
+        items.append(sources[index % 4])
     items.insert(3, LocalFile(str(tmp_path / "missing.jpg")))
     return items, 3
 
 
-def read_all(items: Items, missing: int) -> Items:
-    """The same images as bytes (the missing file as empty bytes)."""
-    return [
-        b"" if index == missing else item.read() if isinstance(item, LocalFile) else item
-        for index, item in enumerate(items)
-    ]
+def read_all(items: Items) -> Items:
+    """The same images as bytes (empty bytes where a source cannot be read)."""
+    return [item if item is None or isinstance(item, bytes) else read(item) for item in items]
+
+
+def read(source: ImageSource) -> bytes:
+    try:
+        return source.read()
+    except RowError:
+        return b""
 
 
 def cpu_embedder(models_root: Path, **settings: Any) -> Embedder:
@@ -99,13 +115,13 @@ def cpu_embedder(models_root: Path, **settings: Any) -> Embedder:
 
 
 @pytest.mark.parametrize("threads", [0, 2])
-def test_the_embedder_reads_local_files_exactly_like_bytes(
+def test_the_embedder_reads_every_kind_of_source_exactly_like_bytes(
     models_root: Path, files: tuple[Items, int], threads: int
 ) -> None:
     items, missing = files
     embedder = cpu_embedder(models_root, decode_threads=threads, batch_size=3)
     vectors, errors = embedder.embed_bytes(items)
-    expected_vectors, expected_errors = embedder.embed_bytes(read_all(items, missing))
+    expected_vectors, expected_errors = embedder.embed_bytes(read_all(items))
     missing_file = items[missing]
     assert isinstance(missing_file, LocalFile)
     assert errors[missing] == f"read failed: No such file or directory: {missing_file.path}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from embedding_job import cli
 from embedding_job.api import ConfigError, ModelSpec, parse_config, parse_spec
 from embedding_job.errors import ModelNotFoundError
 from embedding_job.model.files import locate_model
+from tests.support.models import DINOV2, VIT
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = {"input": {"uri": "/data/images"}, "output": {"uri": "/data/out"}}
@@ -66,3 +68,29 @@ def test_make_help_lists_every_target_without_make_escapes() -> None:
     assert documented and documented <= listed, documented - listed
     assert {"e2e-local", "bench-operator"} <= listed
     assert "$$" not in out
+
+
+def test_loading_a_model_prints_no_third_party_warning(models_root: Path) -> None:
+    # A fresh process: transformers prints its notes once per process (the PIL processor note
+    # without torchvision, the load report of a ViT without its pooler).
+    load = (
+        "import sys; from embedding_job.logs import setup_logging; setup_logging('INFO', True); "
+        "from embedding_job.api import Device, DType; "
+        "from embedding_job.model.embedder import Embedder, EmbedderSettings; "
+        "Embedder(EmbedderSettings(sys.argv[1], dtype=DType.FLOAT32, device=Device.CPU))"
+    )
+    for model in (DINOV2, VIT):
+        result = subprocess.run(
+            [sys.executable, "-c", load, str(models_root / model)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert [line for line in lines if not line.startswith("{")] == []  # printed, not logged
+        records = [json.loads(line) for line in lines]
+        assert [r["message"] for r in records if r["level"] != "info"] == []
+        assert all(r["logger"].startswith("embedding_job") for r in records), records
+        assert any(r["message"].startswith("loaded ") for r in records)

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from embedding_job.api import ConfigError, check_name, parse_spec
-from embedding_operator.builders import Defaults, Owner, build_rayjob, entrypoint
+from embedding_operator.builders import Defaults, build_rayjob, entrypoint
+from embedding_operator.job_objects import Owner
 
 OWNER = Owner(name="photos", namespace="team-a", uid="1234-uid")
 SPEC: dict[str, Any] = {
@@ -181,7 +182,7 @@ def test_names_longer_than_kuberay_allows_are_refused() -> None:
 
 
 def test_each_job_gets_an_identity_that_can_only_patch_its_own_status() -> None:
-    from embedding_operator.builders import build_job_identity
+    from embedding_operator.job_objects import build_job_identity
 
     spec = parse_spec({k: v for k, v in SPEC.items() if k != "cluster"})
     account, role, binding = build_job_identity(OWNER, spec)
@@ -364,3 +365,58 @@ def test_pod_network_mode_is_the_default() -> None:
         pod = group["template"]["spec"]
         assert "hostNetwork" not in pod and "dnsPolicy" not in pod
         assert "node-ip-address" not in group["rayStartParams"]
+
+
+# ---- several models in one job ----
+
+CLIP_AND_DINO: list[dict[str, Any]] = [
+    {"name": "openai/clip-vit-large-patch14", "path": "/models", "pooling": "projected"},
+    {"name": "facebook/dinov2-large", "path": "/models", "dtype": "bfloat16", "batchSize": 64},
+]
+
+
+def test_a_two_model_job_gets_memory_for_each_models_replicas_and_nothing_more() -> None:
+    spec = {k: v for k, v in SPEC.items() if k != "model"}
+    spec["models"] = CLIP_AND_DINO
+    spec["inference"] = {"gpusPerWorker": 1}
+    defaults = Defaults(job_image="d/job:1", worker_gpus=8, worker_cpu="64", worker_memory="512Gi")
+    cluster = {**SPEC["cluster"], "worker": {"replicas": 1, "gpus": 2}}
+
+    def limits(spec: dict[str, Any]) -> dict[str, Any]:
+        built = build_rayjob(OWNER, parse_spec(spec), defaults)
+        worker = built["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+        return dict(worker["template"]["spec"]["containers"][0]["resources"]["limits"])
+
+    # 2 GPUs, one embedding worker each, one further model each: 512 Gi + 2 x 4 Gi.
+    two = limits({**spec, "cluster": cluster})
+    assert two == {"cpu": "64", "memory": f"{520 * 1024}Mi", "nvidia.com/gpu": 2}
+    one_worker = limits({**spec, "cluster": cluster, "inference": {"gpusPerWorker": 2}})
+    assert one_worker["memory"] == f"{516 * 1024}Mi"
+    # One model: the default as before; a memory the spec gives: that, whatever the models.
+    assert limits({**SPEC, "cluster": cluster})["memory"] == "512Gi"
+    given = {**cluster, "worker": {"gpus": 2, "memory": "100Gi"}}
+    assert limits({**spec, "cluster": given})["memory"] == "100Gi"
+
+
+def test_the_models_claim_is_mounted_at_each_models_root_of_a_two_model_job() -> None:
+    spec = {k: v for k, v in SPEC.items() if k != "model"}
+    spec["models"] = [CLIP_AND_DINO[0], {**CLIP_AND_DINO[1], "path": "/weights"}]
+    assert parse_spec(spec).model_paths() == ["/models", "/weights"]
+    for pod in ray_pods(spec):
+        mounts = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "models"]
+        assert [(m["mountPath"], m["readOnly"]) for m in mounts] == [
+            ("/models", True),
+            ("/weights", True),
+        ]
+        assert [v["name"] for v in pod["volumes"]].count("models") == 1
+
+
+def test_one_model_to_download_lifts_offline_mode_and_gets_a_writable_dir() -> None:
+    cluster = {k: v for k, v in SPEC["cluster"].items() if k != "modelsVolumeClaim"}
+    spec = {k: v for k, v in SPEC.items() if k != "model"}
+    spec["models"] = [CLIP_AND_DINO[0], {**CLIP_AND_DINO[1], "download": True, "path": "/hub"}]
+    for pod in ray_pods({**spec, "cluster": cluster}):
+        container = pod["containers"][0]
+        assert "HF_HUB_OFFLINE" not in {e["name"] for e in container["env"]}
+        models = [m for m in container["volumeMounts"] if m["name"] == "models"]
+        assert models == [{"name": "models", "mountPath": "/hub", "readOnly": False}]

@@ -22,7 +22,8 @@ from embedding_job.api import (
     parse_spec,
     quantity_value,
 )
-from embedding_operator.builders import Defaults, Owner, build_rayjob, entrypoint
+from embedding_operator.builders import Defaults, build_rayjob, entrypoint
+from embedding_operator.job_objects import Owner
 from embedding_operator.settings import configure
 from tests.support.specs import largest_spec
 
@@ -218,3 +219,78 @@ def test_a_no_execute_toleration_may_have_seconds() -> None:
     toleration = {"key": "k", "effect": "NoExecute", "tolerationSeconds": 30}
     spec = parse_spec({**BASE, "cluster": {"worker": {"tolerations": [toleration]}}})
     assert spec.cluster.worker.tolerations[0].toleration_seconds == 30
+
+
+# ---- several models: the spec, its refusals, the job config the operator hands on ----
+
+OUT = {"uri": "s3://b/o/"}
+TABLE = {"uri": "s3://b/in.parquet"}
+TWO_MODELS = [
+    {"name": "openai/clip-vit-base-patch32", "pooling": "projected", "alias": "clip"},
+    {"name": "facebook/dinov2-base", "dtype": "bfloat16", "batchSize": 64},
+]
+
+
+def job_config_of(spec: dict[str, Any]) -> Any:
+    """The job config of an EmbeddingJob spec as the apiserver stores it, read the way the
+    job reads its own EmbeddingJob."""
+    from embedding_job.api import config_of
+
+    stored = parse_spec(spec).model_dump(mode="json", by_alias=True)
+    return config_of({"kind": "EmbeddingJob", "spec": stored})
+
+
+def test_a_spec_field_the_job_does_not_know_is_refused_not_dropped() -> None:
+    """A spec written for a newer job image (say, models) must not run as something else
+    on an older one."""
+    from embedding_job.api import ConfigError, config_of
+
+    stored = parse_spec(BASE).model_dump(mode="json", by_alias=True)
+    with pytest.raises(ConfigError, match="fromTheFuture"):
+        config_of({"kind": "EmbeddingJob", "spec": {**stored, "fromTheFuture": [1]}})
+
+
+def test_a_spec_with_a_clip_and_a_dinov2_model_parses_and_its_job_config_round_trips() -> None:
+    from embedding_job.api import Pooling, load_config
+
+    config = job_config_of({**BASE, "models": TWO_MODELS})
+    assert load_config(config.to_json()) == config
+    assert [(m.name, m.path, column) for m, column in config.embedding_columns()] == [
+        ("openai/clip-vit-base-patch32", "/models", "embedding_clip"),
+        ("facebook/dinov2-base", "/models", "embedding_dinov2_base"),
+    ]
+    assert config.models[0].pooling is Pooling.PROJECTED and config.models[1].batch_size == 64
+    # The single-model wire form stays what it was: one column, named by output.
+    single = job_config_of({**BASE, "model": {"name": "facebook/dinov2-base"}})
+    assert [column for _, column in single.embedding_columns()] == ["embedding"]
+    assert load_config(single.to_json()) == single
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"model": {"dtype": "float32"}, "models": TWO_MODELS}, "give either model or models"),
+        ({"models": [TWO_MODELS[1], {**TWO_MODELS[1], "dtype": "float32"}]}, "aliases"),
+        ({"models": [TWO_MODELS[0], {**TWO_MODELS[1], "alias": "clip"}]}, "aliases"),
+        ({"models": [{"name": "a/b", "alias": "no-dash"}]}, "models.0.alias"),
+        ({"models": [{"name": f"a/m{i}"} for i in range(5)]}, "spec.models"),
+        ({"model": {"alias": "x"}}, "model.alias"),
+        ({"models": TWO_MODELS, "output": {**OUT, "errorColumn": "embedding_clip"}},
+         "repeat a name"),
+        ({"models": TWO_MODELS, "input": {**TABLE, "idColumn": "embedding_clip"}},
+         "clash with output columns"),
+    ],
+)  # fmt: skip
+def test_bad_model_lists_are_refused_naming_why(spec: dict[str, Any], message: str) -> None:
+    assert message in problems(**spec)
+
+
+def test_the_crd_refuses_model_and_models_together_as_the_contract_does() -> None:
+    from embedding_operator.crd import spec_schema
+
+    rules = [r["rule"] for r in spec_schema()["x-kubernetes-validations"]]
+    (both,) = [r for r in rules if "self.models.size() == 0" in r]
+    # Every field of model is pinned to its default: the rule follows the contract's defaults.
+    for field in ("name", "path", "download", "dtype", "pooling", "normalize"):
+        assert f"self.model.{field} ==" in both
+    assert "!has(self.model.alias)" in both and "!has(self.model.batchSize)" in both

@@ -44,7 +44,10 @@ def test_a_local_listing_keeps_every_entry_and_every_byte_of_its_names(tmp_path:
     (tmp_path / "notes.txt").write_text("skipped: not an image name")
     os.symlink(tmp_path / "gone.png", tmp_path / "dangling.png")
     os.symlink(tmp_path, tmp_path / "sub" / "back")
-    os.symlink(tmp_path / "sub", tmp_path / "again")  # not a loop: followed
+    # Not loops: followed. A directory reached by two names is listed under each of them,
+    # as a symlinked file is its own row (every entry of the listing is one row).
+    os.symlink(tmp_path / "sub", tmp_path / "again")
+    os.symlink(tmp_path / "sub", tmp_path / "also")
     (tmp_path / "sub" / "b.png").write_bytes(b"x")
     raw = os.fsencode(tmp_path) + b"/\xff.jpg"
     open(raw, "wb").close()
@@ -55,6 +58,8 @@ def test_a_local_listing_keeps_every_entry_and_every_byte_of_its_names(tmp_path:
         root + b"/a.JPG": None,
         root + b"/again/b.png": None,
         root + b"/again/back": "symlink loop: leads back to a parent",
+        root + b"/also/b.png": None,
+        root + b"/also/back": "symlink loop: leads back to a parent",
         root + b"/dangling.png": None,
         root + b"/sub/b.png": None,
         root + b"/sub/back": "symlink loop: leads back to a parent",

@@ -1,6 +1,9 @@
 """The contract between the operator and the job: the one home of every name the API exposes.
 
 - ``job``: the job config (what to embed, with which model, where to write), read by the CLI;
+- ``model``: its model section (``model``, and each entry of ``models``);
+- ``images``: how images are fetched (``input.download``) and turned into RGB
+  (``preprocessing``);
 - ``cluster`` and ``resource``: the EmbeddingJob's spec (the job config plus where it runs) and
   the API names (group, version, kind);
 - ``status``: phases, conditions, event reasons and the status fields;
@@ -45,22 +48,23 @@ from embedding_job.api.env import (
     JOB_UID_ENV,
     TELEMETRY_OFF,
 )
+from embedding_job.api.images import (
+    RETRY_PAUSE_SECONDS,
+    DownloadSpec,
+    HighBitDepth,
+    PreprocessingSpec,
+    Transparency,
+)
 from embedding_job.api.job import (
-    DEFAULT_MODEL,
-    DEFAULT_MODELS_ROOT,
     MAX_COLUMNS,
     Device,
-    DownloadSpec,
-    DType,
     EmbeddingJobConfig,
     ErrorPolicy,
     InferenceSpec,
     InputFormat,
     InputSpec,
-    ModelSpec,
     OutputFormat,
     OutputSpec,
-    Pooling,
     SrcType,
     WriteMode,
     infer_input_format,
@@ -87,11 +91,20 @@ from embedding_job.api.kube_names import (
     quantity_value,
 )
 from embedding_job.api.loading import (
+    OPERATOR_FIELDS,
     apply_overrides,
     config_of,
     json_schema,
     load_config,
     parse_config,
+)
+from embedding_job.api.model import (
+    DEFAULT_MODEL,
+    DEFAULT_MODELS_ROOT,
+    MAX_MODELS,
+    DType,
+    ModelSpec,
+    Pooling,
 )
 from embedding_job.api.resource import (
     API_VERSION,
@@ -113,6 +126,7 @@ from embedding_job.api.status import (
     ConditionStatus,
     ConditionType,
     EmbeddingJobStatus,
+    EmbeddingOutput,
     EventReason,
     JobErrorReport,
     OutputStatus,
@@ -139,6 +153,7 @@ __all__ = [
     "LABEL_VALUE",
     "MAX_COLUMNS",
     "MAX_LABELS",
+    "MAX_MODELS",
     "MAX_NAME_LENGTH",
     "MAX_PATH",
     "MAX_QUALIFIED_NAME",
@@ -146,10 +161,12 @@ __all__ = [
     "MAX_URI",
     "MAX_VOLUMES",
     "MODELS_VOLUME",
+    "OPERATOR_FIELDS",
     "PHASE_EVENTS",
     "PLURAL",
     "QUALIFIED_NAME",
     "QUANTITY",
+    "RETRY_PAUSE_SECONDS",
     "SHORT_NAME",
     "TELEMETRY_OFF",
     "TERMINAL_PHASES",
@@ -170,10 +187,12 @@ __all__ = [
     "EmbeddingJobConfig",
     "EmbeddingJobSpec",
     "EmbeddingJobStatus",
+    "EmbeddingOutput",
     "ErrorPolicy",
     "EventReason",
     "ExtendedResource",
     "HeadSpec",
+    "HighBitDepth",
     "InferenceSpec",
     "InputFormat",
     "InputSpec",
@@ -189,6 +208,7 @@ __all__ = [
     "PodModelSpec",
     "Pooling",
     "PositiveQuantity",
+    "PreprocessingSpec",
     "Progress",
     "PullPolicy",
     "QualifiedName",
@@ -200,6 +220,7 @@ __all__ = [
     "TaintEffect",
     "Toleration",
     "TolerationOperator",
+    "Transparency",
     "VolumeSpec",
     "WorkerSpec",
     "WriteMode",

@@ -1,5 +1,6 @@
 """The job config: one typed model of an embedding job (input, model, inference, output,
-errors), what the CLI reads and what the operator hands to the job.
+errors), what the CLI reads and what the operator hands to the job. The model section is in
+``api.model``, how images are fetched and turned into RGB in ``api.images``.
 
 Imports nothing heavy (pydantic and the standard library only), so that the operator image can
 validate it and embed it in the CRD without torch or daft. Field names on the wire are camelCase
@@ -9,19 +10,19 @@ validate it and embed it in the CRD without torch or daft. Field names on the wi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
 from embedding_job.api.base import ColumnName, Spec, check_column
-from embedding_job.api.kube_names import MAX_PATH, MAX_URI
+from embedding_job.api.images import DownloadSpec, PreprocessingSpec
+from embedding_job.api.kube_names import MAX_URI
+from embedding_job.api.model import MAX_MODELS, ModelSpec
 
 #: Pass-through columns: a wide table's worth, small enough for a pod's command line.
 MAX_COLUMNS = 256
-
-DEFAULT_MODEL = "facebook/dinov2-large"
-DEFAULT_MODELS_ROOT = "/models"
 
 
 class InputFormat(StrEnum):
@@ -38,17 +39,6 @@ class SrcType(StrEnum):
     IMAGE_BINARY = "image_binary"
 
 
-class DType(StrEnum):
-    FLOAT16 = "float16"
-    BFLOAT16 = "bfloat16"
-    FLOAT32 = "float32"
-
-
-class Pooling(StrEnum):
-    CLS = "cls"
-    MEAN = "mean"
-
-
 class Device(StrEnum):
     AUTO = "auto"
     CUDA = "cuda"
@@ -63,21 +53,6 @@ class OutputFormat(StrEnum):
 class WriteMode(StrEnum):
     ERROR = "error"
     OVERWRITE = "overwrite"
-
-
-class DownloadSpec(Spec):
-    """How remote image URLs are fetched (Daft IO: http(s), s3, gcs). Absolute paths and
-    file:/// URLs are read by the embedding workers themselves."""
-
-    max_connections: int = Field(
-        32, ge=1, le=1024, description="Concurrent connections per download call."
-    )
-    timeout_seconds: float = Field(
-        30.0, gt=0, le=3600, description="Connect and read timeout for one image, in seconds."
-    )
-    retries: int = Field(
-        2, ge=0, le=10, description="Retries of a failed download before the row is an error."
-    )
 
 
 class InputSpec(Spec):
@@ -120,7 +95,7 @@ class InputSpec(Spec):
     )
     download: DownloadSpec = Field(
         default_factory=DownloadSpec,
-        description="Download settings for remote URL inputs.",
+        description="How remote images are read, and what a slow or dead host may cost.",
     )
 
     @field_validator("image_column", "id_column")
@@ -152,57 +127,6 @@ class InputSpec(Spec):
         return infer_input_format(self.uri)
 
 
-class ModelSpec(Spec):
-    """Which ViT-family model embeds the images, and how its output becomes a vector."""
-
-    name: str = Field(
-        DEFAULT_MODEL,
-        min_length=1,
-        max_length=256,
-        description=(
-            "Hugging Face model id, e.g. facebook/dinov2-large, facebook/dinov2-base, "
-            "google/vit-base-patch16-224-in21k, google/vit-large-patch16-224-in21k, or any other "
-            "ViT/DINOv2 checkpoint."
-        ),
-    )
-    path: str = Field(
-        DEFAULT_MODELS_ROOT,
-        min_length=1,
-        max_length=MAX_PATH,
-        description="Models root directory: the model is loaded from <path>/<name>.",
-    )
-    download: bool = Field(
-        False,
-        description=(
-            "When the model is not under path, download it from the Hugging Face hub into "
-            "<path>/<name> (uses HF_TOKEN if set). Off by default: a job never fetches weights "
-            "unless asked."
-        ),
-    )
-    dtype: DType = Field(
-        DType.FLOAT16,
-        description=(
-            "Inference precision on GPU: float16 | bfloat16 | float32. On CPU, low precision "
-            "falls back to float32."
-        ),
-    )
-    pooling: Pooling = Field(
-        Pooling.CLS,
-        description="cls: the CLS token of the last hidden state; mean: the mean over all tokens.",
-    )
-    normalize: bool = Field(True, description="L2-normalise each embedding.")
-
-    @field_validator("name")
-    @classmethod
-    def _model_name(cls, value: str) -> str:
-        if value.startswith("/") or ".." in value.split("/") or "\\" in value:
-            raise ValueError(
-                "name must be a relative model id like 'facebook/dinov2-large'; "
-                "put the directory in model.path"
-            )
-        return value
-
-
 class InferenceSpec(Spec):
     """How inference is spread over devices."""
 
@@ -213,9 +137,10 @@ class InferenceSpec(Spec):
         le=65536,
         description=(
             "Rows handed to each call of an embedding worker; empty: 8 x batchSize, at most "
-            "1024. A value below batchSize is raised to batchSize. Decoding overlaps the "
-            "model within a call, so several model batches per call keep the GPU busy across "
-            "batch boundaries."
+            "1024, on a GPU worker, and batchSize on a CPU worker (it decodes between its "
+            "model batches). A value below batchSize is raised to batchSize. Decoding overlaps "
+            "the model within a call, so several model batches per call keep the GPU busy "
+            "across batch boundaries."
         ),
     )
     gpus_per_worker: float = Field(
@@ -264,6 +189,17 @@ class InferenceSpec(Spec):
         description=(
             "Decode JPEGs at reduced size, down to this multiple of the model's input size "
             "(2 keeps embeddings within 1e-4 cosine of a full decode); empty: full-size decode."
+        ),
+    )
+    decode_megapixels: float | None = Field(
+        64.0,
+        gt=0,
+        le=100000,
+        description=(
+            "Most pixels (megapixels, at the size they decode to) a worker holds decoded at "
+            "once across its decode threads, which bounds its decoding memory (about 14 bytes "
+            "a pixel, measured on PNGs); a larger image decodes alone. Empty: no bound (each "
+            "thread holds one image, whatever its size)."
         ),
     )
     compile: bool = Field(False, description="torch.compile the model (slow first batches).")
@@ -333,10 +269,26 @@ class ErrorPolicy(Spec):
 
 
 class EmbeddingJobConfig(Spec):
-    """An embedding job: read images, embed them with a ViT-family model, write vectors."""
+    """An embedding job: read images, embed them with one or more models, write vectors."""
 
     input: InputSpec = Field(..., description="Where the images come from.")
     model: ModelSpec = Field(default_factory=ModelSpec, description="The model and pooling.")
+    models: Sequence[ModelSpec] = Field(
+        default_factory=list,
+        max_length=MAX_MODELS,
+        description=(
+            "Several models in one pass, instead of model: each image is read and decoded "
+            "once and embedded by every one of them, into one column per model, "
+            "<output.embeddingColumn>_<alias>. Each entry is a model section with its own "
+            "dtype, pooling and batchSize."
+        ),
+        # Present in every stored EmbeddingJob, so that CEL rules can compare it.
+        json_schema_extra={"default": []},
+    )
+    preprocessing: PreprocessingSpec = Field(
+        default_factory=PreprocessingSpec,
+        description="Decoded image → RGB: EXIF rotation, transparency, 16-bit images.",
+    )
     inference: InferenceSpec = Field(
         default_factory=InferenceSpec, description="Devices and batching."
     )
@@ -344,10 +296,33 @@ class EmbeddingJobConfig(Spec):
     errors: ErrorPolicy = Field(default_factory=ErrorPolicy, description="Bad-row policy.")
 
     @model_validator(mode="after")
+    def _one_way_to_name_the_models(self) -> EmbeddingJobConfig:
+        if not self.models:
+            if self.model.alias is not None:
+                raise ValueError("model.alias: an alias names a column only in models")
+            return self
+        # An EmbeddingJob's model is defaulted by the apiserver: "left out" is "all defaults".
+        if self.model != type(self.model)():
+            raise ValueError(
+                "model, models: give either model or models; with models, leave model out "
+                "(each entry of models has its own name, path, dtype and pooling)"
+            )
+        aliases = [spec.resolved_alias for spec in self.models]
+        repeated = sorted({a for a in aliases if aliases.count(a) > 1})
+        if repeated:
+            raise ValueError(
+                f"models: aliases {repeated} repeat; give each model its own alias "
+                "(its column is <output.embeddingColumn>_<alias>)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _no_column_clash(self) -> EmbeddingJobConfig:
-        produced = {self.output.embedding_column, self.output.error_column}
+        produced = [column for _, column in self.embedding_columns()] + [self.output.error_column]
+        if len(set(produced)) != len(produced):
+            raise ValueError(f"output columns {produced} repeat a name; rename output.errorColumn")
         kept = set(self.input.columns) | {c for c in [self.input.id_column] if c}
-        clash = produced & kept
+        clash = set(produced) & kept
         if clash:
             raise ValueError(
                 f"input columns {sorted(clash)} clash with output columns; rename "
@@ -360,6 +335,14 @@ class EmbeddingJobConfig(Spec):
             if not glob and self.input.id_column is None:
                 raise ValueError("output.resume needs input.idColumn: rows are skipped by id")
         return self
+
+    def embedding_columns(self) -> list[tuple[ModelSpec, str]]:
+        """Each model with the column its vectors go to: ``model`` into
+        ``output.embeddingColumn``; each of ``models`` into ``<embeddingColumn>_<alias>``."""
+        if not self.models:
+            return [(self.model, self.output.embedding_column)]
+        prefix = self.output.embedding_column
+        return [(spec, f"{prefix}_{spec.resolved_alias}") for spec in self.models]
 
     def to_wire(self) -> dict[str, Any]:
         """The camelCase JSON form (what the CRD stores and the job receives)."""

@@ -61,12 +61,18 @@ def load_config(text: str, overrides: Iterable[str] = ()) -> EmbeddingJobConfig:
     return config_of(data, overrides)
 
 
+#: The spec's fields that are the operator's, not the job's.
+OPERATOR_FIELDS = frozenset({"cluster", "suspend"})
+
+
 def config_of(data: Mapping[str, Any], overrides: Iterable[str] = ()) -> EmbeddingJobConfig:
     """The job config in a mapping: a config itself, or a whole EmbeddingJob (its spec's job
     fields; ``cluster`` and ``suspend`` are the operator's). Overrides applied, validated."""
     spec = data.get("spec")
     if data.get("kind") == "EmbeddingJob" and isinstance(spec, Mapping):
-        data = {k: v for k, v in spec.items() if k in EmbeddingJobConfig.model_fields}
+        # Everything but the operator's part: a field this job does not know (a spec written
+        # for a newer job image) is refused by name, never silently dropped.
+        data = {k: v for k, v in spec.items() if k not in OPERATOR_FIELDS}
     return parse_config(apply_overrides(data, overrides))
 
 

@@ -6,15 +6,17 @@ user specs with this model and generates the CRD from it, so the two can never d
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from embedding_job.api.base import ConfigError, format_errors
 from embedding_job.api.cluster import ClusterSpec
-from embedding_job.api.job import DEFAULT_MODELS_ROOT, EmbeddingJobConfig, ModelSpec
+from embedding_job.api.job import EmbeddingJobConfig
 from embedding_job.api.kube_names import DNS_LABEL, AbsolutePath
+from embedding_job.api.model import DEFAULT_MODELS_ROOT, MAX_MODELS, ModelSpec
 
 GROUP = "embedding.dev"
 VERSION = "v1alpha1"
@@ -42,10 +44,38 @@ class PodModelSpec(ModelSpec):
     )
 
 
+def _model_left_out_rule() -> str:
+    """CEL: with ``models``, ``model`` is what the apiserver's defaulting made of nothing."""
+    defaults = PodModelSpec().model_dump(mode="json", by_alias=True)
+    unchanged = " && ".join(
+        f"!has(self.model.{key})" if value is None else f"self.model.{key} == {json.dumps(value)}"
+        for key, value in defaults.items()
+    )
+    return f"!has(self.models) || self.models.size() == 0 || !has(self.model) || ({unchanged})"
+
+
 class EmbeddingJobSpec(EmbeddingJobConfig):
     """spec of an EmbeddingJob: what to embed (the job config) and where to run it."""
 
+    model_config = ConfigDict(
+        **EmbeddingJobConfig.model_config,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": _model_left_out_rule(),
+                    "message": "give either model or models: with models, leave model out",
+                }
+            ]
+        },
+    )
+
     model: PodModelSpec = Field(default_factory=PodModelSpec, description="The model and pooling.")
+    models: list[PodModelSpec] = Field(
+        default_factory=list,
+        max_length=MAX_MODELS,
+        description=EmbeddingJobConfig.model_fields["models"].description,
+        json_schema_extra=EmbeddingJobConfig.model_fields["models"].json_schema_extra,
+    )
     cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="The Ray cluster.")
     suspend: bool = Field(
         False, description="Suspend the job (Kueue admission or by hand); the only mutable field."
@@ -66,13 +96,19 @@ class EmbeddingJobSpec(EmbeddingJobConfig):
     @model_validator(mode="after")
     def _volumes_leave_model_path_to_the_models_claim(self) -> EmbeddingJobSpec:
         if self.cluster.models_volume_claim:
-            clash = [v.name for v in self.cluster.volumes if v.mount_path == self.model.path]
-            if clash:
-                raise ValueError(
-                    f"cluster.volumes {clash} mount at model.path ({self.model.path}), where "
-                    "cluster.modelsVolumeClaim is mounted: use another mountPath"
-                )
+            for path in self.model_paths():
+                clash = [v.name for v in self.cluster.volumes if v.mount_path == path]
+                if clash:
+                    raise ValueError(
+                        f"cluster.volumes {clash} mount at model.path ({path}), where "
+                        "cluster.modelsVolumeClaim is mounted: use another mountPath"
+                    )
         return self
+
+    def model_paths(self) -> list[str]:
+        """Every models root the job reads (model.path, or each of models' paths), once each."""
+        paths = [spec.path for spec, _ in self.embedding_columns()]
+        return list(dict.fromkeys(paths))
 
 
 def parse_spec(data: dict[str, Any]) -> EmbeddingJobSpec:

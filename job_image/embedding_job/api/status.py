@@ -121,7 +121,14 @@ class Progress(StatusPart):
     rows_skipped: int | None = Field(
         None, description="Rows skipped because an earlier run did them."
     )
-    images_per_second: float | None = Field(None, description="Average throughput of this run.")
+    images_per_second: float | None = Field(
+        None, description="Rows per second over the last minute (0 while the model loads)."
+    )
+    remaining_seconds: int | None = Field(
+        None,
+        description="Estimated seconds until every row is done, at imagesPerSecond, as of "
+        "updatedAt; absent until there is a rate.",
+    )
     updated_at: str | None = Field(
         None, description="When the job last reported.", json_schema_extra=_TIME
     )
@@ -138,6 +145,24 @@ class JobErrorReport(StatusPart):
     time: str | None = Field(None, description="When the job reported it.", json_schema_extra=_TIME)
 
 
+#: A model's device and dtype as the workers used them (the request is in the config).
+_DEVICE = "Where the model ran: cuda or cpu."
+_DTYPE = "Precision the model computed in (float32 on a CPU, whatever was asked)."
+
+
+class EmbeddingOutput(StatusPart):
+    """One model's vectors in the output."""
+
+    column: str | None = Field(None, description="The output column holding them.")
+    model: str | None = Field(None, description="The model that produced them.")
+    embedding_dim: int | None = Field(None, description="Length of each vector.")
+    device: str | None = Field(None, description=_DEVICE)
+    dtype: str | None = Field(None, description=_DTYPE)
+    pooling: str | None = Field(
+        None, description="How the model's output became a vector: cls, mean, pooler, projected."
+    )
+
+
 class OutputStatus(StatusPart):
     """Where the embeddings are, and what was written."""
 
@@ -149,8 +174,12 @@ class OutputStatus(StatusPart):
     rows_skipped: int | None = Field(None, description="Rows kept from an earlier run (resume).")
     embedding_dim: int | None = Field(None, description="Length of each embedding.")
     model: str | None = Field(None, description="Model that produced the embeddings.")
-    dtype: str | None = Field(None, description="Inference precision.")
-    pooling: str | None = Field(None, description="cls or mean.")
+    device: str | None = Field(None, description=_DEVICE)
+    dtype: str | None = Field(None, description=_DTYPE)
+    pooling: str | None = Field(None, description="cls, mean, pooler or projected.")
+    embeddings: list[EmbeddingOutput] | None = Field(
+        None, description="Each model's column, width, device, precision and pooling."
+    )
 
 
 class EmbeddingJobStatus(StatusPart):

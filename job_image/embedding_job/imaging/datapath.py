@@ -1,29 +1,36 @@
-"""Bytes → model-ready pixels: decode, resize and crop on CPU threads, ahead of the model.
+"""Images → model-ready pixels: read, decode, resize and crop on threads, ahead of the model.
 
-The work per image (Pillow's JPEG/PNG decoders, PyTorch's resize kernels) releases the GIL, so a
-small thread pool scales across cores and runs while the calling thread runs the model.
+The work per image (reading a file or a URL, Pillow's JPEG/PNG decoders, PyTorch's resize
+kernels) releases the GIL, so a thread pool scales across cores and connections and runs while
+the calling thread runs the model.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
+from embedding_job.api import DownloadSpec, InferenceSpec, PreprocessingSpec
 from embedding_job.errors import RowError
-from embedding_job.imaging.decode import DEFAULT_MAX_PIXELS, decode_scaled
+from embedding_job.imaging.budget import PixelBudget, megapixels, return_freed_memory
+from embedding_job.imaging.decode import DEFAULT_MAX_PIXELS, ORIGINAL, load_rgb, open_image
 from embedding_job.imaging.transform import ImageTransform
-from embedding_job.io.cells import LocalFile
+from embedding_job.io.cells import ImageSource
 
-_T = TypeVar("_T")
+#: An image as the data path takes it: its bytes, or a source it reads on its own threads.
+ImageData = bytes | ImageSource
 
-#: An image as the data path takes it: its bytes, or a local file to read on a decode thread.
-ImageData = bytes | LocalFile
+#: Sources read at once, and pixels decoded at once, unless the config says otherwise.
+DEFAULT_IO_THREADS: int = DownloadSpec.model_fields["max_connections"].default
+DEFAULT_DECODE_MEGAPIXELS: float | None = InferenceSpec.model_fields["decode_megapixels"].default
+DEFAULT_BUDGET_PIXELS = megapixels(DEFAULT_DECODE_MEGAPIXELS)
 
 #: JPEGs decode at reduced size (1/2, 1/4, 1/8) while both sides stay >= this x the model's
 #: resize target; measured within the 1e-4 cosine parity bound (BENCHMARKS.md).
@@ -48,18 +55,38 @@ def default_decode_threads(device: torch.device) -> int:
     return max(1, min(16, available_cpus() - 1))
 
 
-def _bytes_or_error(data: ImageData) -> bytes | RowError:
+def _read(data: ImageData) -> bytes:
+    """The image's bytes; RowError for whatever stops a source from being read."""
+    if isinstance(data, bytes):
+        return data
     try:
-        return data.read() if isinstance(data, LocalFile) else data
+        return data.read()
+    except RowError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one source's failure is its row's error
+        raise RowError(f"read failed: {type(exc).__name__}: {exc}") from None
+
+
+def _bytes_or_error(data: ImageData | RowError) -> bytes | RowError:
+    if isinstance(data, RowError):
+        return data
+    try:
+        return _read(data)
     except RowError as exc:
         return exc
 
 
 class DataPath:
-    """Turns image bytes into (H, W, 3) uint8 model inputs, one RowError per unusable image.
+    """Turns images into (H, W, 3) uint8 model inputs, one RowError per unusable image.
 
-    ``threads`` 0 decodes inline on the calling thread; ``threads`` >= 1 uses a pool of that
-    many threads and decodes up to ``window`` images ahead of the consumer.
+    An image is its bytes, or a source read on the data path's threads (a local file, a remote
+    URL, base64 text): ``io_threads`` of them are read at once, ahead of the consumer.
+    ``threads`` 0 decodes inline on the calling thread; ``threads`` >= 1 decodes on that many
+    threads at once, up to ``window`` images ahead. ``budget_pixels`` bounds the pixels held
+    decoded at once across those threads (imaging.budget). With ``more`` transforms (several
+    models' preprocessing), each image is read and decoded once, at the size the most
+    demanding of them needs, converted to RGB once (``options``) and resized for each
+    (``views``).
     """
 
     def __init__(
@@ -69,70 +96,124 @@ class DataPath:
         draft_factor: float | None = DEFAULT_DRAFT_FACTOR,
         threads: int = 0,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        more: Sequence[ImageTransform] = (),
+        options: PreprocessingSpec = ORIGINAL,
+        io_threads: int = DEFAULT_IO_THREADS,
+        budget_pixels: int | None = DEFAULT_BUDGET_PIXELS,
     ):
-        if threads < 0:
-            raise ValueError("threads must be >= 0")
+        if threads < 0 or io_threads < 0:
+            raise ValueError("threads and io_threads must be >= 0")
         self.transform = transform
-        self.min_size = transform.draft_size(draft_factor) if draft_factor else None
+        self.transforms = (transform, *more)
+        sizes = [t.draft_size(draft_factor) if draft_factor else None for t in self.transforms]
+        # A transform that does not resize needs the full image: no reduced decode at all.
+        self.min_size = None if None in sizes else max(s for s in sizes if s is not None)
         self.threads = threads
+        self.io_threads = io_threads
         self.max_pixels = max_pixels
+        self.options = options
+        self.budget = PixelBudget(budget_pixels)
+        if threads and budget_pixels is not None:
+            # Each decode thread has its own malloc arena, which would keep its largest image.
+            return_freed_memory()
+        # One pool: a task reads its image (I/O, up to the pool's size at once), then takes a
+        # decode slot (CPU, ``threads`` at once).
+        workers = max(threads, io_threads)
         self._pool = (
-            ThreadPoolExecutor(threads, thread_name_prefix="embedding-decode") if threads else None
+            ThreadPoolExecutor(workers, thread_name_prefix="embedding-decode") if workers else None
         )
+        self._slots = threading.BoundedSemaphore(threads) if threads else None
 
-    def pixels(self, data: ImageData) -> np.ndarray:
-        """One image (bytes or a local file) → resized, cropped (H, W, 3) uint8 pixels;
-        RowError if unusable."""
-        if isinstance(data, LocalFile):
-            data = data.read()
+    def views(self, data: ImageData) -> list[np.ndarray]:
+        """One image, read and decoded once → resized, cropped (H, W, 3) uint8 pixels for each
+        transform; RowError if unusable."""
+        data = _read(data)
         try:
-            image, full_size = decode_scaled(
-                data, min_size=self.min_size, max_pixels=self.max_pixels
-            )
-            return self.transform.to_uint8(image, full_size)
+            image, full_size = open_image(data, min_size=self.min_size, max_pixels=self.max_pixels)
+            # The header said what the image decodes to: wait for room before decoding it.
+            with self.budget.hold(image.width * image.height):
+                rgb, full_size = load_rgb(image, full_size, self.options)
+                del image  # the decoded original, where the RGB conversion made a copy
+                return [transform.to_uint8(rgb, full_size) for transform in self.transforms]
         except RowError:
             raise
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not sink the batch
             raise RowError(f"decode failed: {type(exc).__name__}: {exc}") from None
 
-    def _pixels_or_error(self, data: ImageData) -> np.ndarray | RowError:
+    def pixels(self, data: ImageData) -> np.ndarray:
+        """One image → the first transform's pixels (see ``views``); RowError if unusable."""
+        return self.views(data)[0]
+
+    def _views_or_error(self, data: ImageData | RowError) -> list[np.ndarray] | RowError:
+        if isinstance(data, RowError):
+            return data
         try:
-            return self.pixels(data)
+            return self.views(data)
         except RowError as exc:
             return exc
 
+    def _read_and_decode(self, data: ImageData) -> list[np.ndarray] | RowError:
+        loaded = _bytes_or_error(data)
+        assert self._slots is not None
+        with self._slots:
+            return self._views_or_error(loaded)
+
     def map(self, items: Iterable[ImageData], window: int = 64) -> Iterator[np.ndarray | RowError]:
-        """Pixels, or the RowError, for each item in order, decoding up to ``window`` ahead."""
-        return self._ahead(self._pixels_or_error, items, window)
+        """The first transform's pixels, or the RowError, for each item in order, working up
+        to ``window`` ahead."""
+        for result in self.map_views(items, window):
+            yield result if isinstance(result, RowError) else result[0]
+
+    def map_views(
+        self, items: Iterable[ImageData], window: int = 64
+    ) -> Iterator[list[np.ndarray] | RowError]:
+        """Each item's views (one per transform), or the RowError, in order, working up to
+        ``window`` ahead."""
+        return self._ahead(items, window, decode=True)
 
     def load(self, items: Iterable[ImageData], window: int = 64) -> Iterator[bytes | RowError]:
-        """Each item's bytes, or the RowError, in order; local files are read up to ``window``
-        ahead on the decode threads (for the GPU decoder, which takes bytes)."""
-        return self._ahead(_bytes_or_error, items, window)
+        """Each item's bytes, or the RowError, in order; sources are read up to ``window``
+        ahead on the data path's threads (for the GPU decoder, which takes bytes)."""
+        return self._ahead(items, window, decode=False)
 
-    def _ahead(
-        self, work: Callable[[ImageData], _T], items: Iterable[ImageData], window: int
-    ) -> Iterator[_T]:
-        if self._pool is None:
-            for data in items:
-                yield work(data)
-            return
-        pending: deque[Future[_T]] = deque()
+    def _ahead(self, items: Iterable[ImageData], window: int, *, decode: bool) -> Iterator[Any]:
+        # Far enough ahead to keep every read thread busy.
+        limit = max(1, window, self.io_threads)
+        pending: deque[Future[Any] | ImageData] = deque()
         try:
             for data in items:
-                pending.append(self._pool.submit(work, data))
-                if len(pending) >= max(1, window):
-                    yield pending.popleft().result()
+                pending.append(self._start(data, decode))
+                if len(pending) >= limit:
+                    yield self._finish(pending.popleft(), decode)
             while pending:
-                yield pending.popleft().result()
+                yield self._finish(pending.popleft(), decode)
         finally:
-            for future in pending:
-                future.cancel()
+            for started in pending:
+                if isinstance(started, Future):
+                    started.cancel()
+
+    def _start(self, data: ImageData, decode: bool) -> Future[Any] | ImageData:
+        if decode and self._slots is not None and self._pool is not None:
+            return self._pool.submit(self._read_and_decode, data)
+        if isinstance(data, bytes) or self._pool is None:
+            return data  # nothing to do ahead: finished inline
+        return self._pool.submit(_bytes_or_error, data)
+
+    def _finish(self, started: Future[Any] | ImageData, decode: bool) -> Any:
+        value = started.result() if isinstance(started, Future) else started
+        if decode and self._slots is None:
+            return self._views_or_error(value)
+        return value if decode else _bytes_or_error(value)
 
     def to_device(
-        self, images: Sequence[np.ndarray], device: torch.device, dtype: torch.dtype
+        self,
+        images: Sequence[np.ndarray],
+        device: torch.device,
+        dtype: torch.dtype,
+        transform: ImageTransform | None = None,
     ) -> torch.Tensor:
-        """Same-sized uint8 images → (N, 3, H, W) normalised ``dtype`` pixels on ``device``.
+        """Same-sized uint8 images → (N, 3, H, W) normalised ``dtype`` pixels on ``device``,
+        by ``transform`` (default: the first).
 
         Pixels cross to a GPU as uint8 from pinned memory (an asynchronous copy); rescale and
         normalise then run there.
@@ -144,7 +225,7 @@ class DataPath:
             batch = batch.to(device, non_blocking=True)
         else:
             batch = torch.from_numpy(np.stack(images))
-        return self.transform.normalize(batch, dtype)
+        return (transform or self.transform).normalize(batch, dtype)
 
     def close(self) -> None:
         if self._pool is not None:

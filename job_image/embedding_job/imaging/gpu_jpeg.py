@@ -24,7 +24,7 @@ from PIL import Image
 
 from embedding_job.errors import RowError
 from embedding_job.imaging.datapath import DataPath
-from embedding_job.imaging.transform import TORCH_MODES, center_crop
+from embedding_job.imaging.transform import TORCH_MODES, ImageTransform, center_crop
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,11 @@ _GPU_MODES = ("RGB", "L")  # YCbCr and greyscale JPEGs; CMYK/YCCK go to the CPU
 
 
 class GpuJpegDecoder:
-    """Decodes a batch of image bytes to (N, H, W, 3) uint8 model inputs on ``device``."""
+    """Decodes a batch of image bytes to (N, H, W, 3) uint8 model inputs on ``device``, one
+    batch per transform of the data path (each model's preprocessing, one decode)."""
 
     def __init__(self, datapath: DataPath, device: torch.device, tv_io: Any):
         self.datapath = datapath
-        self.transform = datapath.transform
         self.device = device
         self.tv_io = tv_io
 
@@ -46,7 +46,7 @@ class GpuJpegDecoder:
         if device.type != "cuda":
             log.warning("gpu_decode requested but the model runs on %s: decoding on CPU", device)
             return None
-        if datapath.transform.resample not in TORCH_MODES:
+        if any(t.resample not in TORCH_MODES for t in datapath.transforms):
             log.warning("gpu_decode: resample filter not supported on the GPU: decoding on CPU")
             return None
         try:
@@ -68,10 +68,11 @@ class GpuJpegDecoder:
         width, height = header.size
         return header.mode in _GPU_MODES and width * height <= self.datapath.max_pixels
 
-    def decode(self, items: list[bytes]) -> tuple[torch.Tensor | None, dict[int, str]]:
-        """(pixels of the good rows in order, or None if none; {position: error})."""
+    def decode(self, items: list[bytes]) -> tuple[list[torch.Tensor] | None, dict[int, str]]:
+        """(pixels of the good rows in order, one batch per transform, or None if none;
+        {position: error})."""
         failures: dict[int, str] = {}
-        out: dict[int, torch.Tensor] = {}
+        out: dict[int, list[torch.Tensor]] = {}
         gpu = [p for p, data in enumerate(items) if self._gpu_candidate(data)]
         if gpu:
             try:
@@ -82,41 +83,54 @@ class GpuJpegDecoder:
             if position in out:
                 continue
             try:
-                pixels = self.datapath.pixels(data)
+                views = self.datapath.views(data)
             except RowError as exc:
                 failures[position] = str(exc)
                 continue
-            out[position] = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+            out[position] = [
+                torch.from_numpy(np.ascontiguousarray(view)).to(self.device) for view in views
+            ]
         if not out:
             return None, failures
-        return torch.stack([out[p] for p in sorted(out)]), failures
+        good = sorted(out)
+        batches = [
+            torch.stack([out[p][index] for p in good])
+            for index in range(len(self.datapath.transforms))
+        ]
+        return batches, failures
 
-    def _decode_on_gpu(self, datas: list[bytes], positions: list[int]) -> dict[int, torch.Tensor]:
+    def _decode_on_gpu(
+        self, datas: list[bytes], positions: list[int]
+    ) -> dict[int, list[torch.Tensor]]:
         tv_io: ModuleType = self.tv_io
         encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in datas]
         images = tv_io.decode_jpeg(
             encoded,
             mode=tv_io.ImageReadMode.RGB,
             device=self.device,
-            apply_exif_orientation=True,
+            apply_exif_orientation=self.datapath.options.exif_orientation,
         )
-        return {p: self._resize_crop(image) for p, image in zip(positions, images, strict=True)}
+        return {
+            p: [_resize_crop(image, transform) for transform in self.datapath.transforms]
+            for p, image in zip(positions, images, strict=True)
+        }
 
-    def _resize_crop(self, image: torch.Tensor) -> torch.Tensor:
-        """(3, H, W) uint8 on the device → (h, w, 3) uint8, resized and cropped as on the CPU."""
-        height, width = int(image.shape[1]), int(image.shape[2])
-        target = self.transform.target_size(height, width)
-        mode = TORCH_MODES[self.transform.resample]
-        pixels = image.unsqueeze(0)
-        # Like Pillow: horizontal pass, rounded to uint8, then vertical pass (one pass at once
-        # would skip that intermediate clipping and differ by several grey levels near edges).
-        for size in ((height, target[1]), target):
-            if size != tuple(pixels.shape[2:]):
-                resized = torch.nn.functional.interpolate(
-                    pixels.float(), size=size, mode=mode, antialias=True, align_corners=False
-                )
-                pixels = resized.round_().clamp_(0, 255).to(torch.uint8)
-        hwc = pixels[0].permute(1, 2, 0)
-        if self.transform.crop is not None:
-            hwc = center_crop(hwc, self.transform.crop)
-        return hwc.contiguous()
+
+def _resize_crop(image: torch.Tensor, transform: ImageTransform) -> torch.Tensor:
+    """(3, H, W) uint8 on the device → (h, w, 3) uint8, resized and cropped as on the CPU."""
+    height, width = int(image.shape[1]), int(image.shape[2])
+    target = transform.target_size(height, width)
+    mode = TORCH_MODES[transform.resample]
+    pixels = image.unsqueeze(0)
+    # Like Pillow: horizontal pass, rounded to uint8, then vertical pass (one pass at once
+    # would skip that intermediate clipping and differ by several grey levels near edges).
+    for size in ((height, target[1]), target):
+        if size != tuple(pixels.shape[2:]):
+            resized = torch.nn.functional.interpolate(
+                pixels.float(), size=size, mode=mode, antialias=True, align_corners=False
+            )
+            pixels = resized.round_().clamp_(0, 255).to(torch.uint8)
+    hwc = pixels[0].permute(1, 2, 0)
+    if transform.crop is not None:
+        hwc = center_crop(hwc, transform.crop)
+    return hwc.contiguous()

@@ -8,6 +8,7 @@ tensor ops on the model's device, so images travel to the device as uint8.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,11 +87,19 @@ class ImageTransform:
     @classmethod
     def from_pretrained(cls, model_dir: Path) -> ImageTransform:
         """The model's preprocessing as transformers' own image processor class reads it from
-        ``preprocessor_config.json`` (the class normalises ``size``, fills in its defaults)."""
+        ``preprocessor_config.json`` (the class normalises ``size``, fills in its defaults).
+
+        A processor class that exists only for torchvision (DINOv3's), where torchvision is not
+        installed, is read from the file as saved (its ``size`` must then be a dict).
+        """
         with quiet_transformers():
             from transformers import AutoImageProcessor
 
-            processor = AutoImageProcessor.from_pretrained(str(model_dir))
+            try:
+                processor = AutoImageProcessor.from_pretrained(str(model_dir))
+            except ImportError:
+                saved = json.loads((Path(model_dir) / "preprocessor_config.json").read_text())
+                return cls.from_config(saved)
         settings = {name: getattr(processor, name, None) for name in _PROCESSOR_SETTINGS}
         for name in ("size", "crop_size"):
             settings[name] = _size_dict(settings[name])

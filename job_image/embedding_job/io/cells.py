@@ -1,4 +1,5 @@
-"""Turn one input cell (URL/path, base64 text, raw bytes) into image bytes, or a row error."""
+"""Turn one input cell (URL/path, base64 text, raw bytes) into what the embedding worker reads:
+image bytes, or a source its data path reads on its own threads; or a row error."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import binascii
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Protocol
 
 from embedding_job.api import SrcType
 from embedding_job.errors import RowError
+from embedding_job.io.fetch import Fetcher, RemoteImage
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
@@ -35,18 +36,36 @@ def decode_base64(text: Any) -> bytes:
         raise RowError(f"invalid base64: {exc}") from None
 
 
-def resolve_inline(value: Any, src_type: SrcType) -> bytes:
-    """Bytes of an inline (base64 or binary) cell."""
+def resolve_inline(value: Any, src_type: SrcType) -> bytes | ImageSource:
+    """An inline cell's bytes (binary), or the base64 text to decode on a data-path thread."""
     if value is None:
         raise RowError("missing image (null)")
     if src_type is SrcType.IMAGE_BASE64:
-        return decode_base64(value)
+        return Base64Image(value)
     if isinstance(value, str):
         raise RowError("expected raw bytes for image_binary, got text (is srcType right?)")
     data = bytes(value)
     if not data:
         raise RowError("empty image data")
     return data
+
+
+class ImageSource(Protocol):
+    """An image the embedding worker reads itself, on its data path's threads."""
+
+    def read(self) -> bytes:
+        """The image's bytes; RowError with a short reason when they cannot be had."""
+        ...
+
+
+@dataclass(frozen=True)
+class Base64Image:
+    """A base64 cell, decoded on the data path's threads rather than in the worker's call."""
+
+    text: Any
+
+    def read(self) -> bytes:
+        return decode_base64(self.text)
 
 
 @dataclass(frozen=True)
@@ -89,71 +108,44 @@ def local_file(url: Any) -> LocalFile | None:
     return LocalFile(url.removeprefix("file://"))
 
 
-#: Reasons that say a host did not answer at all (as opposed to answering "not found").
-_UNREACHABLE = re.compile(r"timed out|timeout|connect|reset|refused|dns|resolve", re.IGNORECASE)
+def image_item(
+    cell: Any, src_type: SrcType, fetcher: Fetcher, raw_path: bytes | None = None
+) -> bytes | ImageSource:
+    """What the embedding worker reads for one input cell: bytes at hand, or a source its data
+    path reads on its threads (a local file, a remote URL, base64 text). ``raw_path`` is a local
+    listing's exact file name. RowError for a cell that names no image."""
+    if src_type is not SrcType.IMAGE_URL:
+        return resolve_inline(cell, src_type)
+    if raw_path:
+        return LocalFile(os.fsdecode(raw_path))
+    if cell is None:
+        raise RowError("missing image (null)")
+    if not isinstance(cell, str) or not cell.strip():
+        raise RowError("missing image (empty URL)")
+    local = local_file(cell)
+    if local is not None:
+        return local
+    if "://" not in cell:
+        # A relative path, read from the worker's working directory.
+        return LocalFile(cell)
+    return RemoteImage(cell, fetcher)
 
 
-class DeadHosts:
-    """Hosts (``scheme://netloc``) that did not answer a worker's diagnosis read, with why.
-
-    A dead or hanging host costs one diagnosis timeout per worker, not one per row: its other
-    failed rows get the first reason without another read.
-    """
-
-    def __init__(self) -> None:
-        self._reasons: dict[str, str] = {}
-
-    @staticmethod
-    def host(url: str) -> str | None:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
-
-    def reason(self, url: str) -> str | None:
-        host = self.host(url)
-        return self._reasons.get(host) if host else None
-
-    def record(self, url: str, reason: str) -> None:
-        host = self.host(url)
-        if host and _UNREACHABLE.search(reason):
-            self._reasons.setdefault(host, reason)
-
-
-def fetch_error(url: Any, io_config: Any, dead_hosts: DeadHosts | None = None) -> str:
-    """Why fetching ``url`` fails: one more read through Daft's IO, reduced to a short reason.
-
-    Called only for rows whose batched download came back empty, so its cost is per bad row,
-    except on a host already in ``dead_hosts``, which is not read again.
-    """
-    if url is None:
-        return "missing image (null)"
-    if not isinstance(url, str) or not url.strip():
-        return "missing image (empty URL)"
-    earlier = dead_hosts.reason(url) if dead_hosts is not None else None
-    if earlier is not None:
-        return f"download failed: {earlier} (host {DeadHosts.host(url)} failed earlier)"
-    import daft
-
-    try:
-        with daft.open_file(url, "rb", io_config=io_config) as handle:
-            data = handle.read()
-    except Exception as exc:  # noqa: BLE001 - any IO failure is this row's error
-        reason = short_error(exc)
-        if dead_hosts is not None:
-            dead_hosts.record(url, reason)
-        return "download failed: " + reason
-    return "download failed: empty response" if not data else "download failed (transient)"
-
-
-def short_error(exc: BaseException, limit: int = 300) -> str:
-    """First line and innermost cause of an exception message, bounded in length."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    if not lines:
-        return type(exc).__name__
-    first = lines[0]
-    causes = [ln for ln in lines[1:] if re.match(r"^\d+:", ln)]
-    text = first
-    if causes:
-        last = re.sub(r"^\d+:\s*", "", causes[-1])
-        if last not in first:
-            text = f"{first} ({last})"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def image_items(
+    cells: list[Any],
+    src_type: SrcType,
+    fetcher: Fetcher,
+    raw_paths: list[bytes | None] | None = None,
+) -> tuple[list[bytes | ImageSource | None], list[str | None]]:
+    """:func:`image_item` for each cell: (items, errors), None where the other has the row."""
+    items: list[bytes | ImageSource | None] = []
+    errors: list[str | None] = []
+    raws = raw_paths if raw_paths is not None else [None] * len(cells)
+    for cell, raw in zip(cells, raws, strict=True):
+        try:
+            items.append(image_item(cell, src_type, fetcher, raw))
+            errors.append(None)
+        except Exception as exc:  # noqa: BLE001 - RowError or anything else: this row only
+            items.append(None)
+            errors.append(str(exc))
+    return items, errors

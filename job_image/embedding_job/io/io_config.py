@@ -13,6 +13,9 @@ from daft.io import GCSConfig, HTTPConfig, IOConfig, S3Config
 
 from embedding_job.api import DownloadSpec
 
+#: Set to send ``Authorization: Bearer <token>`` with every http(s) request of the job.
+HTTP_BEARER_TOKEN_ENV = "EMBEDDING_JOB_HTTP_BEARER_TOKEN"
+
 
 def io_config(download: DownloadSpec, env: dict[str, str] | None = None) -> IOConfig:
     """IOConfig for http(s), s3 and gcs reads under the given download policy."""
@@ -43,5 +46,5 @@ def io_config(download: DownloadSpec, env: dict[str, str] | None = None) -> IOCo
         max_connections=download.max_connections,
         **common,
     )
-    http = HTTPConfig(bearer_token=env.get("EMBEDDING_JOB_HTTP_BEARER_TOKEN"), **common)
+    http = HTTPConfig(bearer_token=env.get(HTTP_BEARER_TOKEN_ENV), **common)
     return IOConfig(s3=s3, gcs=gcs, http=http)

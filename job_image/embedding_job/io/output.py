@@ -137,8 +137,8 @@ def write(
         # A variable-length list on disk: every Parquet reader opens it, null rows included
         # (pyarrow < 26, which daft pins, cannot read a null entry of a fixed-size list).
         # Lance keeps the fixed-size vector its indexes want.
-        vectors = col(out.embedding_column).cast(DataType.list(DataType.float32()))
-        df = df.with_column(out.embedding_column, vectors)
+        as_list = DataType.list(DataType.float32())
+        df = df.with_columns({c: col(c).cast(as_list) for _, c in cfg.embedding_columns()})
         written = df.write_parquet(out.uri, write_mode=plan.write_mode, io_config=io)
         # Daft reports object-store paths without their scheme (bucket/key).
         files = [storage.as_uri(out.uri, str(p)) for p in written.to_pydict()["path"]]
@@ -180,7 +180,7 @@ def build_manifest(
     *,
     status: str,
     rows_in: int,
-    dim: int,
+    models: list[dict[str, Any]],
     files: list[str],
     counts: dict[str, Any],
     skipped: int,
@@ -192,8 +192,14 @@ def build_manifest(
     """The JSON manifest written next to the data.
 
     ``rowsEmbedded + rowsFailed + rowsSkipped == rowsIn`` for this run; ``rowsOut`` counts every
-    row in the output, those kept from earlier runs included.
+    row in the output, those kept from earlier runs included. ``models``: each model's entry
+    (column, model, family, embeddingDim, device, dtype, pooling, normalize), kept as
+    ``embeddings``; its device and dtype are what the workers computed with (a CPU computes
+    float16 requests in float32; the request stays in ``config``), None when no model ran. The
+    top-level embeddingDim, embeddingColumn, device, dtype, pooling and normalize are the
+    model's when there is one, null with several (``model`` then names them all).
     """
+    only = models[0] if len(models) == 1 else {}
     return {
         "status": status,
         "message": message,
@@ -205,13 +211,15 @@ def build_manifest(
         "rowsSkipped": skipped,
         "rowsOut": counts["rows"] + kept_rows,
         "firstErrors": counts["errors"],
-        "embeddingDim": dim,
-        "embeddingColumn": cfg.output.embedding_column,
+        "embeddingDim": only.get("embeddingDim"),
+        "embeddingColumn": only.get("column"),
         "errorColumn": cfg.output.error_column,
-        "model": cfg.model.name,
-        "dtype": cfg.model.dtype.value,
-        "pooling": cfg.model.pooling.value,
-        "normalize": cfg.model.normalize,
+        "model": ", ".join(m["model"] for m in models),
+        "device": only.get("device"),
+        "dtype": only.get("dtype"),
+        "pooling": only.get("pooling"),
+        "normalize": only.get("normalize"),
+        "embeddings": models,
         "startedAt": started.isoformat(timespec="seconds"),
         "finishedAt": finished.isoformat(timespec="seconds"),
         "config": cfg.to_wire(),

@@ -149,8 +149,9 @@ def walk_local(root: str, extensions: tuple[str, ...]) -> list[ListedFile]:
     they can be read: a dangling symlink is listed (reading it fails later, as its row's
     error). Symlinked directories are followed, except one that leads back to a directory
     being walked (a loop), and a directory that cannot be listed: each of those is listed as
-    one entry with its problem, wherever its name ends. Names are bytes: nothing is lost to
-    decoding.
+    one entry with its problem, wherever its name ends. A directory reached by several names
+    (symlinks) is listed under each: every entry is a row, as a symlinked file is. Names are
+    bytes: nothing is lost to decoding.
     """
     found: list[ListedFile] = []
     lowered = tuple(ext.encode() for ext in extensions)

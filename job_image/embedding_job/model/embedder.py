@@ -1,4 +1,8 @@
-"""Load a ViT-family model and turn image bytes into embeddings, one bad row at a time."""
+"""Turn image bytes into embeddings with one or more models, one bad row at a time.
+
+Several models share one data path: each image is read and decoded once and resized for each
+model (``DataPath.views``); each model then embeds its own batches on the same device.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +13,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModel
-from transformers.utils import logging as hf_logging
 
-from embedding_job.api import Device, DType, Pooling
+from embedding_job.api import Device, DType, Pooling, PreprocessingSpec
 from embedding_job.errors import RowError
+from embedding_job.imaging.budget import megapixels
 from embedding_job.imaging.datapath import (
+    DEFAULT_DECODE_MEGAPIXELS,
     DEFAULT_DRAFT_FACTOR,
+    DEFAULT_IO_THREADS,
     DataPath,
     ImageData,
     available_cpus,
     default_decode_threads,
 )
+from embedding_job.imaging.decode import ORIGINAL
 from embedding_job.imaging.transform import ImageTransform
-from embedding_job.logs import quiet_transformers
-from embedding_job.model.files import embedding_dim
+from embedding_job.model.backbone import Backbone, load_model
+from embedding_job.model.families import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +42,13 @@ _TORCH_DTYPES = {
 
 @dataclass(frozen=True)
 class EmbedderSettings:
-    """Everything an embedding worker needs; plain values, so it pickles to Ray actors."""
+    """Everything an embedding worker needs for one model; plain values, so it pickles to Ray
+    actors. An embedder of several models takes one per model; they differ only in the model's
+    own fields (model_dir, dtype, pooling, normalize, batch_size)."""
 
     model_dir: str
     dtype: DType = DType.FLOAT16
+    #: cls or mean reproduce the original component; auto: the model family's own.
     pooling: Pooling = Pooling.CLS
     normalize: bool = True
     batch_size: int = 32
@@ -56,6 +65,12 @@ class EmbedderSettings:
     #: torch threads when the model runs on the CPU; 0: every CPU this process may run on;
     #: None: torch's default (see pipeline.cpu_threads for why a Ray worker needs a figure).
     cpu_threads: int | None = None
+    #: Decoded image → RGB (EXIF, transparency, 16-bit); the default is the original's.
+    preprocessing: PreprocessingSpec = ORIGINAL
+    #: Images read at once (local files, URLs, base64) on the data path's threads.
+    read_threads: int = DEFAULT_IO_THREADS
+    #: Megapixels decoded at once across the decode threads; None: no bound.
+    decode_megapixels: float | None = DEFAULT_DECODE_MEGAPIXELS
 
 
 def select_device(device: Device, rank: int) -> torch.device:
@@ -79,108 +94,152 @@ def select_dtype(dtype: DType, device: torch.device) -> torch.dtype:
     return _TORCH_DTYPES[dtype]
 
 
-def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """The model with weights stored in ``dtype`` (not autocast), SDPA attention, eval mode."""
-    config = AutoConfig.from_pretrained(model_dir)
-    kwargs: dict[str, object] = {"dtype": dtype, "attn_implementation": "sdpa"}
-    if config.model_type == "vit":
-        # ViT's pooler is tanh(dense(CLS)), not the CLS token: the embedding needs neither.
-        kwargs["add_pooling_layer"] = False
-    hf_logging.disable_progress_bar()
-    # transformers prints a load report on every load (for ViT: the pooler weights we leave
-    # out). Only weights the checkpoint lacks matter: those would be random.
-    with quiet_transformers():
-        model, info = AutoModel.from_pretrained(model_dir, output_loading_info=True, **kwargs)
-    missing = list(info.get("missing_keys") or [])
-    if missing:
-        log.warning(
-            "%s has no weights for %d parameters (%s): they are randomly initialised",
-            model_dir,
-            len(missing),
-            ", ".join(sorted(missing)[:5]),
-        )
-    if device.type == "cuda" and dtype == torch.float32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    model = model.to(device).eval()
-    return model
+#: What every model of one embedder shares: the device, the data path (reading, decoding,
+#: RGB conversion), the CPU threads.
+SHARED_SETTINGS = (
+    "device",
+    "rank",
+    "decode_threads",
+    "jpeg_draft_factor",
+    "compile",
+    "gpu_decode",
+    "cpu_threads",
+    "preprocessing",
+    "read_threads",
+    "decode_megapixels",
+)
+
+
+@dataclass
+class Model:
+    """One model of an embedder: its preprocessing, precision, batch size and pooled forward."""
+
+    settings: EmbedderSettings
+    transform: ImageTransform
+    dtype: torch.dtype
+    backbone: Backbone
+
+    @property
+    def batch_size(self) -> int:
+        return self.settings.batch_size
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.dim
+
+
+def load(settings: EmbedderSettings, device: torch.device) -> Model:
+    """One model on ``device``, its pooling resolved and checked on a blank image (before any
+    torch.compile)."""
+    model_dir = Path(settings.model_dir)
+    checkpoint = read_checkpoint(model_dir)
+    pooling = checkpoint.resolve_pooling(settings.pooling)
+    dtype = select_dtype(settings.dtype, device)
+    transform = ImageTransform.from_pretrained(model_dir)
+    module = load_model(checkpoint, pooling, device, dtype)
+    backbone = Backbone(module, checkpoint, pooling, settings.normalize)
+    side = int(checkpoint.vision.get("image_size") or 224)
+    height, width = transform.output_size or (side, side)
+    blank = torch.zeros((1, height, width, 3), dtype=torch.uint8, device=device)
+    backbone.check(transform.normalize(blank, dtype))
+    if settings.compile:
+        backbone.module = compile_model(module)
+    return Model(settings, transform, dtype, backbone)
 
 
 class Embedder:
-    """Bytes → L2-normalised embeddings, isolating failures to the rows that cause them."""
+    """Bytes → embeddings by each model, isolating failures to the rows that cause them."""
 
-    def __init__(self, settings: EmbedderSettings):
-        self.settings = settings
-        self.device = select_device(settings.device, settings.rank)
-        self.dtype = select_dtype(settings.dtype, self.device)
-        if self.device.type == "cpu" and settings.cpu_threads is not None:
-            torch.set_num_threads(settings.cpu_threads or available_cpus())
-        model_dir = Path(settings.model_dir)
-        self.transform = ImageTransform.from_pretrained(model_dir)
-        self.model = load_model(model_dir, self.device, self.dtype)
-        if settings.compile:
-            self.model = compile_model(self.model)
-        self.dim = embedding_dim(model_dir)
-        threads = settings.decode_threads
+    def __init__(self, settings: EmbedderSettings | Sequence[EmbedderSettings]):
+        every = [settings] if isinstance(settings, EmbedderSettings) else list(settings)
+        first = every[0]
+        for other in every[1:]:
+            differ = [n for n in SHARED_SETTINGS if getattr(other, n) != getattr(first, n)]
+            if differ:
+                raise ValueError(f"the models of one embedder must share {', '.join(differ)}")
+        self.settings = first
+        self.device = select_device(first.device, first.rank)
+        if self.device.type == "cpu" and first.cpu_threads is not None:
+            torch.set_num_threads(first.cpu_threads or available_cpus())
+        self.models = [load(one, self.device) for one in every]
+        threads = first.decode_threads
         if threads is None:
             threads = default_decode_threads(self.device)
         self.datapath = DataPath(
-            self.transform, draft_factor=settings.jpeg_draft_factor, threads=threads
+            self.models[0].transform,
+            more=[m.transform for m in self.models[1:]],
+            draft_factor=first.jpeg_draft_factor,
+            threads=threads,
+            options=first.preprocessing,
+            io_threads=first.read_threads,
+            budget_pixels=megapixels(first.decode_megapixels),
         )
         self.gpu_decoder = None
-        if settings.gpu_decode:
+        if first.gpu_decode:
             from embedding_job.imaging.gpu_jpeg import GpuJpegDecoder
 
             self.gpu_decoder = GpuJpegDecoder.create(self.datapath, self.device)
-        log.info(
-            "loaded %s on %s as %s (dim %d, pooling %s, %d torch threads, %d decode threads%s)",
-            model_dir,
-            self.device,
-            str(self.dtype).removeprefix("torch."),
-            self.dim,
-            settings.pooling.value,
-            torch.get_num_threads(),
-            threads,
-            ", GPU JPEG decode" if self.gpu_decoder is not None else "",
-        )
+        for model in self.models:
+            log.info(
+                "loaded %s (%s) on %s as %s (dim %d, pooling %s, batch %d, %d torch threads, "
+                "%d decode threads%s)",
+                model.settings.model_dir,
+                model.backbone.checkpoint.family,
+                self.device,
+                str(model.dtype).removeprefix("torch."),
+                model.dim,
+                model.backbone.pooling.value,
+                model.batch_size,
+                torch.get_num_threads(),
+                threads,
+                ", GPU JPEG decode" if self.gpu_decoder is not None else "",
+            )
+
+    # The first (or only) model's, as a one-model embedder has always had them.
+    @property
+    def dim(self) -> int:
+        return self.models[0].dim
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.models[0].dtype
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.models[0].backbone.module
+
+    @property
+    def model_seconds(self) -> tuple[float, ...]:
+        """Each model's seconds in its forward passes so far (metrics: model vs decode time)."""
+        return tuple(model.backbone.seconds for model in self.models)
 
     def close(self) -> None:
         """Stop the decode threads (they also end with the process)."""
         self.datapath.close()
 
-    @torch.inference_mode()
-    def embed_pixels(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Embed same-sized uint8 images; returns (N, dim) float32."""
-        out = np.empty((len(images), self.dim), dtype=np.float32)
-        step = self.settings.batch_size
-        for start in range(0, len(images), step):
-            chunk = images[start : start + step]
-            out[start : start + len(chunk)] = self._forward(
-                self.datapath.to_device(chunk, self.device, self.dtype)
-            )
-        return out
-
-    @torch.inference_mode()
-    def _forward(self, pixel_values: torch.Tensor) -> np.ndarray:
-        hidden = self.model(pixel_values=pixel_values).last_hidden_state
-        pooled = hidden[:, 0] if self.settings.pooling is Pooling.CLS else hidden.mean(dim=1)
-        pooled = pooled.float()
-        if self.settings.normalize:
-            pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
-        result: np.ndarray = pooled.cpu().numpy()
-        return result
-
     def embed_bytes(
         self, items: Sequence[ImageData | None], errors: Sequence[str | None] | None = None
     ) -> tuple[list[np.ndarray | None], list[str | None]]:
-        """Embed each item (image bytes, or a LocalFile, read where it is decoded); a row that
-        fails gets ``None`` and a short error, the rest embed.
+        """``embed_models`` of a one-model embedder: that model's vectors and the errors."""
+        if len(self.models) != 1:
+            raise ValueError(f"this embedder has {len(self.models)} models: use embed_models")
+        vectors, row_errors = self.embed_models(items, errors)
+        return vectors[0], row_errors
 
-        ``errors`` carries failures found upstream (e.g. a download), kept as they are. Images
-        are decoded on the data path's threads while the model runs on earlier batches; model
-        batches are ``batch_size`` images whatever the number of items.
+    def embed_models(
+        self, items: Sequence[ImageData | None], errors: Sequence[str | None] | None = None
+    ) -> tuple[list[list[np.ndarray | None]], list[str | None]]:
+        """Embed each item (image bytes, or a source the data path reads on its threads: a
+        local file, a remote URL, base64 text) with each model: one list of vectors per model
+        and one error per row. A row that fails gets ``None`` from every model and a short
+        error; the rest embed.
+
+        ``errors`` carries failures found upstream (a cell that names no image), kept as they
+        are. Images are read and decoded once, on the data path's threads while the models run
+        on earlier batches; each model's batches are its ``batch_size`` images whatever the
+        number of items.
         """
-        vectors: list[np.ndarray | None] = [None] * len(items)
+        vectors: list[list[np.ndarray | None]] = [[None] * len(items) for _ in self.models]
         row_errors: list[str | None] = list(errors) if errors is not None else [None] * len(items)
         todo: list[int] = []
         for index, data in enumerate(items):
@@ -196,46 +255,59 @@ class Embedder:
             self._embed_on_cpu_path(items, todo, vectors, row_errors)
         return vectors, row_errors
 
+    @property
+    def _largest_batch(self) -> int:
+        return max(model.batch_size for model in self.models)
+
     def _embed_on_cpu_path(
         self,
         items: Sequence[ImageData | None],
         todo: list[int],
-        vectors: list[np.ndarray | None],
+        vectors: list[list[np.ndarray | None]],
         row_errors: list[str | None],
     ) -> None:
-        step = self.settings.batch_size
-        rows: list[int] = []
-        pixels: list[np.ndarray] = []
-        decoded = self.datapath.map((items[i] or b"" for i in todo), window=2 * step)
+        rows: list[list[int]] = [[] for _ in self.models]
+        pixels: list[list[np.ndarray]] = [[] for _ in self.models]
+        window = 2 * self._largest_batch
+        decoded = self.datapath.map_views((items[i] or b"" for i in todo), window=window)
         for index, result in zip(todo, decoded, strict=True):
             if isinstance(result, RowError):
                 row_errors[index] = str(result)
                 continue
-            rows.append(index)
-            pixels.append(result)
-            if len(pixels) == step:
-                self._embed_rows(rows, pixels, vectors)
-                rows, pixels = [], []
-        if pixels:
-            self._embed_rows(rows, pixels, vectors)
+            for number, (model, view) in enumerate(zip(self.models, result, strict=True)):
+                rows[number].append(index)
+                pixels[number].append(view)
+                if len(pixels[number]) == model.batch_size:
+                    self._embed_rows(number, rows[number], pixels[number], vectors)
+                    rows[number], pixels[number] = [], []
+        for number in range(len(self.models)):
+            if pixels[number]:
+                self._embed_rows(number, rows[number], pixels[number], vectors)
 
     def _embed_rows(
-        self, rows: list[int], pixels: list[np.ndarray], vectors: list[np.ndarray | None]
+        self,
+        number: int,
+        rows: list[int],
+        pixels: list[np.ndarray],
+        vectors: list[list[np.ndarray | None]],
     ) -> None:
-        embedded = self.embed_pixels(pixels)
+        model = self.models[number]
+        embedded = model.backbone(
+            self.datapath.to_device(pixels, self.device, model.dtype, model.transform)
+        )
         for row, index in enumerate(rows):
-            vectors[index] = embedded[row]
+            vectors[number][index] = embedded[row]
 
     def _embed_on_gpu(
         self,
         items: Sequence[ImageData | None],
         todo: list[int],
-        vectors: list[np.ndarray | None],
+        vectors: list[list[np.ndarray | None]],
         row_errors: list[str | None],
     ) -> None:
         assert self.gpu_decoder is not None
-        step = self.settings.batch_size
-        # Local files are read on the decode threads up to two groups ahead of the GPU.
+        step = self._largest_batch
+        # Sources are read on the data path's threads up to two groups ahead of the GPU.
         loaded = self.datapath.load((items[i] or b"" for i in todo), window=2 * step)
         rows: list[int] = []
         datas: list[bytes] = []
@@ -255,19 +327,22 @@ class Embedder:
         self,
         rows: list[int],
         datas: list[bytes],
-        vectors: list[np.ndarray | None],
+        vectors: list[list[np.ndarray | None]],
         row_errors: list[str | None],
     ) -> None:
         assert self.gpu_decoder is not None
-        batch, failures = self.gpu_decoder.decode(datas)
+        batches, failures = self.gpu_decoder.decode(datas)
         for position, message in failures.items():
             row_errors[rows[position]] = message
-        if batch is None:
+        if batches is None:
             return
         good = [i for p, i in enumerate(rows) if p not in failures]
-        embedded = self._forward(self.transform.normalize(batch, self.dtype))
-        for row, index in enumerate(good):
-            vectors[index] = embedded[row]
+        for number, (model, batch) in enumerate(zip(self.models, batches, strict=True)):
+            for start in range(0, len(good), model.batch_size):
+                chunk = batch[start : start + model.batch_size]
+                embedded = model.backbone(model.transform.normalize(chunk, model.dtype))
+                for row, index in enumerate(good[start : start + model.batch_size]):
+                    vectors[number][index] = embedded[row]
 
 
 def compile_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -51,17 +50,6 @@ def locate_model(spec: ModelSpec) -> Path:
                 return directory
             hub_error = f"the download lacks {', '.join(missing)}"
     raise ModelNotFoundError(_not_found_message(spec, directory, missing, hub_error))
-
-
-def embedding_dim(directory: Path) -> int:
-    """Width of the model's hidden state, i.e. of each embedding."""
-    config = json.loads((directory / "config.json").read_text())
-    try:
-        return int(config["hidden_size"])
-    except (KeyError, TypeError, ValueError):
-        raise ModelNotFoundError(
-            f"{directory}/config.json has no hidden_size: is this a ViT-family model?"
-        ) from None
 
 
 def _download(name: str, directory: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import math
 import os
@@ -14,38 +13,47 @@ from typing import Any
 
 import daft
 from daft import DataType, col
-from daft.functions import download, when
+from daft.functions import when
 
 from embedding_job.api import EmbeddingJobConfig, InferenceSpec, InputFormat, SrcType
 from embedding_job.errors import InputNotFoundError, JobError, TooManyFailuresError
 from embedding_job.imaging.datapath import available_cpus
 from embedding_job.io import output, storage
-from embedding_job.io.cells import LOCAL_PREFIXES
+from embedding_job.io.fetch import FetchSettings
 from embedding_job.io.input_table import LISTING_ERROR, RAW_PATH, read_input
 from embedding_job.io.io_config import io_config
 from embedding_job.model.embedder import EmbedderSettings
-from embedding_job.model.files import embedding_dim, locate_model
 from embedding_job.run import status_report as report
-from embedding_job.run.row_counts import NativeTracker, RayTracker
-from embedding_job.run.udf import EmbedImages
+from embedding_job.run.metrics import job_labels
+from embedding_job.run.model_plan import PlannedModel, embedder_settings, plan_models
+from embedding_job.run.row_counts import NativeTracker, RayTracker, precision_used
+from embedding_job.run.udf import EmbedImages, result_dtype, result_field
 
 log = logging.getLogger(__name__)
 
 _RESULT = "__embedding_result"
-#: Model batches per call of the embedding UDF unless inference.callBatchSize says otherwise.
-#: Within a call the data path decodes the next batches while the model runs the current one;
-#: with one model batch per call the device idles at the start of every call while the first
-#: batch decodes (on a GPU that batch decodes slower than the model runs it).
+#: Model batches per call of a GPU worker's embedding UDF unless inference.callBatchSize says
+#: otherwise. Within a call the data path decodes the next batches while the model runs the
+#: current one; with one model batch per call the device idles at the start of every call while
+#: the first batch decodes (on a GPU that batch decodes slower than the model runs it).
 MODEL_BATCHES_PER_CALL = 8
 #: ... but no more rows per call than this by default (a call holds its rows' bytes).
 MAX_ROWS_PER_CALL = 1024
 
 
-def udf_batch_size(inference: InferenceSpec) -> int:
-    """Rows per call of the embedding UDF."""
-    model_batch = inference.batch_size
+def udf_batch_size(
+    inference: InferenceSpec, model_batch: int | None = None, on_gpu: bool = True
+) -> int:
+    """Rows per call of the embedding UDF; ``model_batch``: the largest batch of the job's
+    models (default inference.batchSize). A CPU worker decodes inline, between its model
+    batches, so larger calls gain it nothing: by default it gets one model batch per call, and
+    its first rows come out after one batch rather than eight (the demo's first rows: 8 images,
+    not 24)."""
+    model_batch = model_batch or inference.batch_size
     if inference.call_batch_size is not None:
         return max(model_batch, inference.call_batch_size)
+    if not on_gpu:
+        return model_batch
     return max(model_batch, min(model_batch * MODEL_BATCHES_PER_CALL, MAX_ROWS_PER_CALL))
 
 
@@ -82,64 +90,53 @@ def output_columns(cfg: EmbeddingJobConfig) -> list[str]:
     return keep
 
 
-def remote_only(source: daft.Expression) -> daft.Expression:
-    """``source`` where it names a remote image; null for local files, which the embedder
-    reads itself (udf.EmbedImages), so that their bytes skip Daft's download and transfer."""
-    is_local = functools.reduce(
-        lambda either, other: either | other, (source.startswith(p) for p in LOCAL_PREFIXES)
-    )
-    return when(~is_local, source)
-
-
-def fetched(source: daft.Expression, connections: int, io: daft.io.IOConfig) -> daft.Expression:
-    """The bytes of remote images (null where the download fails) and null for local files."""
-    return download(remote_only(source), max_connections=connections, on_error="null", io_config=io)
-
-
 def embed(
     df: daft.DataFrame,
     cfg: EmbeddingJobConfig,
-    settings: EmbedderSettings,
-    dim: int,
-    io: daft.io.IOConfig,
+    settings: list[EmbedderSettings],
+    models: list[PlannedModel],
     workers: Workers,
     progress_actor: str | None = None,
 ) -> daft.DataFrame:
-    """Add the embedding and error columns; one output row per input row."""
+    """Add one embedding column per model and the error column; one output row per input
+    row. One UDF call embeds each row with every model, from one read and one decode."""
     spec = cfg.input
     source = (
         col("path") if spec.resolved_format is InputFormat.IMAGES_GLOB else col(spec.image_column)
     )
-    if spec.src_type is SrcType.IMAGE_URL:
-        data = fetched(source, spec.download.max_connections, io)
-    else:
-        data = source
-    # A row's failed download is read once more to say why; not retried, so a dead host costs
-    # one timeout per worker for that (cells.DeadHosts), on top of the download's own tries.
-    diagnosis = io_config(spec.download.model_copy(update={"retries": 0}))
-    udf: Any = EmbedImages(settings, spec.src_type, diagnosis, progress_actor)
+    # The workers read every image themselves, with the credentials this process has.
+    reads = FetchSettings.from_env(spec.download)
+    labels = job_labels([model.spec.name for model in models])
+    udf: Any = EmbedImages(settings, spec.src_type, reads, progress_actor, labels)
     # Resources are decided per run (GPUs present, concurrency, batch size), not at import time.
     call = dataclasses.replace(
         udf.embed,
         gpus=workers.gpus,
         cpus=cfg.inference.cpus_per_worker,
         max_concurrency=workers.concurrency,
-        batch_size=udf_batch_size(cfg.inference),
+        batch_size=udf_batch_size(
+            cfg.inference, max(s.batch_size for s in settings), on_gpu=workers.gpus > 0
+        ),
+        return_dtype=result_dtype(len(models)),
     )
-    out = cfg.output
-    vector_type = DataType.fixed_size_list(DataType.float32(), dim)
     listed = RAW_PATH in df.column_names
-    result = call(source, data, col(RAW_PATH)) if listed else call(source, data)
-    embedding = col(_RESULT)["embedding"].cast(vector_type)
+    result = call(source, col(RAW_PATH)) if listed else call(source)
+    embeddings = {}
+    for number, model in enumerate(models):
+        vector_type = DataType.fixed_size_list(DataType.float32(), model.dim)
+        embedding = col(_RESULT)[result_field(number)].cast(vector_type)
+        if listed:
+            # What the listing already knew wins over the read's "Is a directory".
+            embedding = when(col(LISTING_ERROR).is_null(), embedding)
+        embeddings[model.column] = embedding
     error = col(_RESULT)["error"]
     if listed:
-        # What the listing already knew wins over the read's "Is a directory".
-        embedding = when(col(LISTING_ERROR).is_null(), embedding)
         error = col(LISTING_ERROR).fill_null(error)
+    out = cfg.output
     return (
         df.with_column(_RESULT, result)
-        .with_columns({out.embedding_column: embedding, out.error_column: error})
-        .select(*output_columns(cfg), out.embedding_column, out.error_column)
+        .with_columns({**embeddings, out.error_column: error})
+        .select(*output_columns(cfg), *embeddings, out.error_column)
     )
 
 
@@ -202,9 +199,9 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     options = options or RunOptions()
     started = datetime.now(UTC)
     clock = time.monotonic()
-    # Cheap checks first: a missing model or an occupied output must fail before any data moves.
-    model_path = locate_model(cfg.model)
-    dim = embedding_dim(model_path)
+    # Cheap checks first: a missing model (or a pooling it lacks) or an occupied output must
+    # fail before any data moves.
+    models = plan_models(cfg)
     configure_runner(options)
     io = io_config(cfg.input.download)
     df = read_input(cfg, io)
@@ -214,27 +211,14 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
         raise InputNotFoundError(f"input {cfg.input.uri!r} has no rows")
     plan = output.prepare(cfg, io=io)
     df, skipped, kept_rows = output.skip_done(df, cfg, plan)
-    settings = EmbedderSettings(
-        model_dir=str(model_path),
-        dtype=cfg.model.dtype,
-        pooling=cfg.model.pooling,
-        normalize=cfg.model.normalize,
-        batch_size=cfg.inference.batch_size,
-        device=cfg.inference.device,
-        rank=cfg.inference.rank,
-        decode_threads=cfg.inference.decode_threads,
-        jpeg_draft_factor=cfg.inference.jpeg_draft_factor,
-        compile=cfg.inference.compile,
-        gpu_decode=cfg.inference.gpu_decode,
-    )
     workers = plan_workers(cfg, options)
     threads = cpu_threads(cfg.inference, workers, options.runner)
-    settings = dataclasses.replace(settings, cpu_threads=threads)
+    settings = embedder_settings(cfg, models, threads)
     log.info(
         "embedding %s (%s) with %s → %s",
         cfg.input.uri,
         cfg.input.resolved_format.value,
-        cfg.model.name,
+        ", ".join(f"{m.spec.name} ({m.family}, {m.pooling.value})" for m in models),
         cfg.output.uri,
     )
     tracker: NativeTracker | RayTracker = (
@@ -246,6 +230,7 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
             reporter,
             tracker.snapshot,
             skipped=skipped,
+            total=rows_in,
             interval=float(os.environ.get("EMBEDDING_JOB_PROGRESS_SECONDS", "5")),
         )
         if reporter is not None
@@ -254,12 +239,13 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     try:
         with reporting:
             if skipped < rows_in:
-                plan_df = embed(df, cfg, settings, dim, io, workers, tracker.actor_name)
+                plan_df = embed(df, cfg, settings, models, workers, tracker.actor_name)
                 written = output.write(plan_df, cfg, plan, io)
             else:
                 # Resuming a complete output: no model to load, and no empty data file to add.
                 log.info("resuming: every input row is already in the output")
                 written = []
+        used = precision_used(tracker.rows_by_precision(), len(models))
     finally:
         tracker.close()
     counts = output.count_results(cfg, written, io)
@@ -279,7 +265,10 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
         cfg,
         status="failed" if too_many or lost else "succeeded",
         rows_in=rows_in,
-        dim=dim,
+        models=[
+            model.describe(with_alias=bool(cfg.models), device=device, dtype=dtype)
+            for model, (device, dtype) in zip(models, used, strict=True)
+        ],
         files=plan.kept_files + written,
         counts=counts,
         skipped=skipped,

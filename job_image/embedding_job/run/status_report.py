@@ -9,9 +9,11 @@ report still embeds, and the operator never waits for a report.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,7 @@ from embedding_job.api import (
     PLURAL,
     VERSION,
     EmbeddingJobStatus,
+    EmbeddingOutput,
     JobErrorReport,
     OutputStatus,
     Progress,
@@ -46,11 +49,26 @@ def output_status(manifest: dict[str, Any]) -> OutputStatus:
         "rows_skipped": manifest.get("rowsSkipped"),
         "embedding_dim": manifest.get("embeddingDim"),
         "model": manifest.get("model"),
+        "device": manifest.get("device"),
         "dtype": manifest.get("dtype"),
         "pooling": manifest.get("pooling"),
+        "embeddings": [_embedding_output(e) for e in manifest.get("embeddings") or []] or None,
     }
     # A key the manifest lacks is left out of the patch, not written as null (which deletes).
     return OutputStatus(**{name: value for name, value in fields.items() if value is not None})
+
+
+def _embedding_output(entry: dict[str, Any]) -> EmbeddingOutput:
+    """One model's entry of the manifest's ``embeddings``, as the status has it."""
+    fields = {
+        "column": entry.get("column"),
+        "model": entry.get("model"),
+        "embedding_dim": entry.get("embeddingDim"),
+        "device": entry.get("device"),
+        "dtype": entry.get("dtype"),
+        "pooling": entry.get("pooling"),
+    }
+    return EmbeddingOutput(**{name: value for name, value in fields.items() if value is not None})
 
 
 class StatusReporter:
@@ -83,7 +101,13 @@ class StatusReporter:
         return True
 
     def progress(
-        self, done: int, failed: int | None, skipped: int, total: int | None, rate: float
+        self,
+        done: int,
+        failed: int | None,
+        skipped: int,
+        total: int | None,
+        rate: float,
+        remaining: int | None = None,
     ) -> bool:
         progress = Progress(
             rows_done=done,
@@ -95,6 +119,8 @@ class StatusReporter:
             progress.rows_failed = failed
         if total is not None:
             progress.rows_total = total
+        if remaining is not None:
+            progress.remaining_seconds = remaining
         return self.patch(EmbeddingJobStatus(progress=progress))
 
     def result(self, manifest: dict[str, Any]) -> bool:
@@ -104,6 +130,7 @@ class StatusReporter:
             rows_failed=manifest["rowsFailed"],
             rows_skipped=manifest["rowsSkipped"],
             rows_total=manifest["rowsIn"],
+            remaining_seconds=0,
             updated_at=timestamp(),
         )
         return self.patch(EmbeddingJobStatus(output=output_status(manifest), progress=progress))
@@ -153,6 +180,34 @@ def from_env(env: dict[str, str] | None = None) -> StatusReporter | None:
     return StatusReporter(namespace, name, api, env.get(JOB_UID_ENV) or None)
 
 
+class Throughput:
+    """Rows per second over the last ``window`` seconds of progress samples: the speed a user
+    watching the job sees now, not an average that still counts the model's loading."""
+
+    def __init__(self, window: float = 60.0):
+        self.window = window
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def add(self, when: float, done: int) -> None:
+        """A sample: ``done`` rows at monotonic time ``when``."""
+        self._samples.append((when, done))
+        # Keep one sample at or before the window's start, so the window is always full.
+        while len(self._samples) > 2 and self._samples[1][0] <= when - self.window:
+            self._samples.popleft()
+
+    def rate(self) -> float:
+        """Rows per second between the window's oldest and newest sample (0 with one)."""
+        (start, first), (end, last) = self._samples[0], self._samples[-1]
+        return (last - first) / (end - start) if end > start else 0.0
+
+
+def remaining_seconds(done: int, skipped: int, total: int | None, rate: float) -> int | None:
+    """Seconds until every input row is done at ``rate``; None without a total or a rate."""
+    if total is None or rate <= 0:
+        return None
+    return math.ceil(max(0, total - skipped - done) / rate)
+
+
 class ProgressLoop:
     """Reports ``snapshot()`` every ``interval`` seconds on a daemon thread."""
 
@@ -163,12 +218,13 @@ class ProgressLoop:
         skipped: int = 0,
         total: int | None = None,
         interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.reporter, self.snapshot = reporter, snapshot
         self.skipped, self.total, self.interval = skipped, total, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
-        self._started = time.monotonic()
+        self._throughput, self._clock = Throughput(), clock
 
     def __enter__(self) -> ProgressLoop:
         self._thread.start()
@@ -180,8 +236,10 @@ class ProgressLoop:
 
     def report(self) -> None:
         done, failed = self.snapshot()
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        self.reporter.progress(done, failed, self.skipped, self.total, done / elapsed)
+        self._throughput.add(self._clock(), done)
+        rate = self._throughput.rate()
+        remaining = remaining_seconds(done, self.skipped, self.total, rate)
+        self.reporter.progress(done, failed, self.skipped, self.total, rate, remaining)
 
     def _run(self) -> None:
         self.report()

@@ -3,45 +3,87 @@
 from __future__ import annotations
 
 import atexit
-import logging
-import os
-import sys
-from typing import Any
+import time
+from collections.abc import Sequence
 
 import daft
 import numpy as np
 import pyarrow as pa
 from daft import DataType, Series
+from daft.udf.metrics import increment_counter
 
 from embedding_job.api import SrcType
-from embedding_job.imaging.datapath import ImageData
-from embedding_job.io.cells import DeadHosts, LocalFile, fetch_error, local_file, resolve_inline
+from embedding_job.io.cells import image_items
+from embedding_job.io.fetch import Fetcher, FetchSettings
+from embedding_job.logs import exit_without_teardown, main_module_name
 from embedding_job.model.embedder import Embedder, EmbedderSettings
-from embedding_job.run.row_counts import worker_counter
-
-#: What the embedding UDF returns per row: a vector, or null and the reason.
-RESULT_DTYPE = DataType.struct(
-    {"embedding": DataType.list(DataType.float32()), "error": DataType.string()}
+from embedding_job.run.metrics import Call, JobLabels, worker_metrics
+from embedding_job.run.row_counts import (
+    FAILED_STAT,
+    PRECISION_STAT,
+    precision,
+    settle,
+    worker_counter,
 )
-_ARROW_RESULT = pa.struct([("embedding", pa.list_(pa.float32())), ("error", pa.string())])
 
 
-def result_array(vectors: list[np.ndarray | None], errors: list[str | None]) -> pa.Array:
-    """Arrow struct array of (embedding, error) rows, built from the vectors' buffers (no
-    Python float per element)."""
+def result_field(number: int) -> str:
+    """The result struct's field of model ``number`` (``embedding`` for the first)."""
+    return "embedding" if number == 0 else f"embedding_{number}"
+
+
+def result_dtype(models: int = 1) -> DataType:
+    """What the embedding UDF returns per row: a vector per model, or nulls and the reason."""
+    fields = {result_field(n): DataType.list(DataType.float32()) for n in range(models)}
+    return DataType.struct({**fields, "error": DataType.string()})
+
+
+def result_array(
+    vectors: list[np.ndarray | None], errors: list[str | None], *more: list[np.ndarray | None]
+) -> pa.Array:
+    """Arrow struct array of (embedding, [embedding_1...], error) rows, ``more`` being further
+    models' vectors; built from their buffers: no Python float per element, and no pandas
+    (``pa.array`` imports pandas to ask whether its argument is a pandas object: 0.3-0.6 s,
+    measured here, before the worker's first result)."""
+    columns = [_vector_array(v) for v in (vectors, *more)]
+    names = [result_field(n) for n in range(len(columns))]
+    return pa.StructArray.from_arrays([*columns, _strings(errors)], names=[*names, "error"])
+
+
+def _vector_array(vectors: list[np.ndarray | None]) -> pa.Array:
+    missing = np.array([v is None for v in vectors], dtype=bool)
     lengths = np.array([0 if v is None else len(v) for v in vectors], dtype=np.int32)
     offsets = np.zeros(len(vectors) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     present = [v for v in vectors if v is not None]
-    values = np.concatenate(present).astype(np.float32, copy=False) if present else np.empty(0)
-    embedding = pa.ListArray.from_arrays(
-        pa.array(offsets),
-        pa.array(values, type=pa.float32()),
+    values = np.concatenate(present) if present else np.empty(0)
+    return pa.ListArray.from_arrays(
+        _numbers(offsets, pa.int32()),
+        _numbers(values.astype(np.float32, copy=False), pa.float32()),
         type=pa.list_(pa.float32()),
-        mask=pa.array(np.array([v is None for v in vectors], dtype=bool)),
+        mask=pa.Array.from_buffers(pa.bool_(), len(missing), [None, _validity(missing)]),
     )
-    error = pa.array(errors, type=pa.string())
-    return pa.StructArray.from_arrays([embedding, error], fields=list(_ARROW_RESULT))
+
+
+def _validity(valid: np.ndarray) -> pa.Buffer:
+    """Arrow's validity bitmap (least significant bit first) of a boolean array."""
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def _numbers(values: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
+    """A numeric array without nulls on ``values``' memory (``values`` of ``arrow_type``)."""
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
+
+
+def _strings(values: list[str | None]) -> pa.Array:
+    """A string array; ``None`` is null."""
+    data = [value.encode() if value is not None else b"" for value in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    np.cumsum([len(item) for item in data], out=offsets[1:])
+    present = np.array([value is not None for value in values], dtype=bool)
+    buffers = [_validity(present), pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    return pa.Array.from_buffers(pa.string(), len(values), buffers)
 
 
 def exit_fast_after_daft_worker() -> None:
@@ -52,17 +94,8 @@ def exit_fast_after_daft_worker() -> None:
     kills the process, on every clean run. By then the worker has sent all its output and
     closed its connection; its shared memory is released by the parent.
     """
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) != _DAFT_UDF_WORKER:
-        return
-
-    def leave() -> None:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-
-    atexit.register(leave)
+    if main_module_name() == _DAFT_UDF_WORKER:
+        atexit.register(exit_without_teardown, 0)
 
 
 _DAFT_UDF_WORKER = "daft.execution.udf_worker"
@@ -70,53 +103,61 @@ _DAFT_UDF_WORKER = "daft.execution.udf_worker"
 
 @daft.cls(name_override="EmbedImages")
 class EmbedImages:
-    """Embeds one column of images; every input row yields one output row.
+    """Embeds one column of images with one or more models; every input row yields one output
+    row (one vector per model, each image decoded once).
 
-    For ``image_url`` sources the caller passes the batched download result as ``data`` and the
-    URL as ``source``. Local files are not downloaded (``data`` is null): the embedder reads
-    them on its decode threads. Rows whose download came back empty are retried once, alone, to
-    capture why they failed. For inline sources ``data`` is the cell itself (base64 text or
-    bytes).
+    ``source`` is the image column as the input has it (URL or path, base64 text, bytes). The
+    worker reads every image itself, on its data path's threads, under ``reads``' bounds: local
+    files, remote URLs and base64 text. ``raw_path`` carries a local listing's exact file names.
     """
 
     def __init__(
         self,
-        settings: EmbedderSettings,
+        settings: EmbedderSettings | Sequence[EmbedderSettings],
         src_type: SrcType,
-        io_config: Any = None,
+        reads: FetchSettings,
         progress_actor: str | None = None,
+        metric_labels: JobLabels | None = None,
     ):
         exit_fast_after_daft_worker()
         self.embedder = Embedder(settings)
+        device = self.embedder.device.type
+        self.precisions = [
+            precision(number, device, str(model.dtype).removeprefix("torch."))
+            for number, model in enumerate(self.embedder.models)
+        ]
         self.src_type = src_type
-        self.io_config = io_config
-        self.dead_hosts = DeadHosts()
+        self.fetcher = Fetcher(reads)
         self.counter = worker_counter(progress_actor)
-        # The first Arrow conversion imports pandas (~0.6 s): pay it here, not after batch 1.
-        result_array([None], ["warm-up"])
+        self.counted = False
+        self.metrics = worker_metrics(metric_labels)
 
-    @daft.method.batch(return_dtype=RESULT_DTYPE)
-    def embed(self, source: Series, data: Series, raw_path: Series | None = None) -> pa.Array:
-        sources = source.to_pylist()
-        cells = data.to_pylist()
-        # A local listing's exact file names (bytes), where ``source`` only displays them.
-        raws = raw_path.to_pylist() if raw_path is not None else [None] * len(sources)
-        items: list[ImageData | None] = []
-        errors: list[str | None] = []
-        for src, cell, raw in zip(sources, cells, raws, strict=True):
-            if self.src_type is SrcType.IMAGE_URL:
-                item = cell or (LocalFile(os.fsdecode(raw)) if raw else local_file(src))
-                items.append(item)
-                errors.append(None if item else fetch_error(src, self.io_config, self.dead_hosts))
-                continue
-            try:
-                items.append(resolve_inline(cell, self.src_type))
-                errors.append(None)
-            except Exception as exc:  # noqa: BLE001 - RowError or anything else: this row only
-                items.append(None)
-                errors.append(str(exc))
-        vectors, row_errors = self.embedder.embed_bytes(items, errors)
+    # The pipeline sets the return type for its number of models (result_dtype).
+    @daft.method.batch(return_dtype=result_dtype())
+    def embed(self, source: Series, raw_path: Series | None = None) -> pa.Array:
+        started, model_before = time.perf_counter(), self.embedder.model_seconds
+        raws = raw_path.to_pylist() if raw_path is not None else None
+        items, errors = image_items(source.to_pylist(), self.src_type, self.fetcher, raws)
+        vectors, row_errors = self.embedder.embed_models(items, errors)
+        failed = sum(e is not None for e in row_errors)
+        self._count(len(row_errors), failed)
+        if self.metrics is not None:
+            seconds = time.perf_counter() - started
+            model = self.embedder.model_seconds
+            spent = tuple(after - before for after, before in zip(model, model_before, strict=True))
+            self.metrics.record(Call(len(row_errors), failed, seconds, spent))
+        return result_array(vectors[0], row_errors, *vectors[1:])
+
+    def _count(self, rows: int, failed: int) -> None:
+        """Progress for the driver, each row once: the Ray actor, or else Daft's UDF counters
+        (row_counts); and the rows each model computed at its precision."""
         if self.counter is not None:
-            failed = sum(e is not None for e in row_errors)
-            self.counter.add.remote(len(row_errors), failed)
-        return result_array(vectors, row_errors)
+            sent = self.counter.add.remote(rows, failed, self.precisions)
+            if not self.counted:
+                # Once: the driver reads the precision when the query ends, so it must be there.
+                settle(sent)
+                self.counted = True
+            return
+        increment_counter(FAILED_STAT, failed)
+        for key in self.precisions:
+            increment_counter(PRECISION_STAT + key, rows)
