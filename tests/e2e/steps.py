@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from embedding_job.demo import make_sample_images
+from tests.support.jobs import read_output
 from tests.support.providers import Provider
 from tests.support.waiting import wait_for
 
@@ -67,6 +68,38 @@ def embedding_job(
         "metadata": {"name": name, "namespace": namespace},
         "spec": body,
     }
+
+
+def store_output(provider: Provider, namespace: str, name: str) -> str:
+    """Where a scenario's job writes: a prefix in a fresh bucket of the provider's S3 server,
+    or, on a provider without one, the shared directory."""
+    if provider.s3 is None:
+        return str(share(provider, namespace, "out", name)) + "/"
+    bucket = f"{namespace}-{name}"[:63].rstrip("-")
+    provider.s3.client().create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/out/"
+
+
+def output_rows(provider: Provider, uri: str) -> dict[str, list[Any]]:
+    """A job's output read back from wherever store_output put it."""
+    io_config = provider.s3.io_config() if uri.startswith("s3://") and provider.s3 else None
+    return read_output(uri, io_config=io_config)
+
+
+def output_files(provider: Provider, uri: str) -> list[str]:
+    """The names of the files at a job's output location (none if it is not there)."""
+    if uri.startswith("s3://"):
+        assert provider.s3 is not None
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        pages = provider.s3.client().get_paginator("list_objects_v2")
+        keys = [
+            item["Key"]
+            for page in pages.paginate(Bucket=bucket, Prefix=prefix)
+            for item in page.get("Contents", [])
+        ]
+        return sorted(k.removeprefix(prefix) for k in keys if k != prefix)
+    path = Path(uri)
+    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
 
 
 def job_status(provider: Provider, namespace: str, name: str) -> dict[str, Any]:

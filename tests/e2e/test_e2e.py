@@ -34,8 +34,10 @@ from tests.e2e.steps import (
     gone,
     hidden_size,
     job_status,
+    output_files,
     share,
     stage_images,
+    store_output,
     wait_terminal,
 )
 from tests.support.images import random_bytes, truncated_jpeg
@@ -143,9 +145,9 @@ def test_delete_mid_run_collects_everything(
     provider: Provider, namespace: str, models: Path, held_input: Path
 ) -> None:
     spec = {"input": {"uri": str(held_input), "imageColumn": "image", "idColumn": "id"}}
-    provider.cluster.apply(
-        embedding_job(provider, namespace, "doomed", str(held_input), models, spec=spec)
-    )
+    manifest = embedding_job(provider, namespace, "doomed", str(held_input), models, spec=spec)
+    out = manifest["spec"]["output"]["uri"] = store_output(provider, namespace, "doomed")
+    provider.cluster.apply(manifest)
 
     def running() -> dict[str, Any] | None:
         rayjob = provider.cluster.get("rayjob", "doomed", namespace)
@@ -176,6 +178,9 @@ def test_delete_mid_run_collects_everything(
         message="RayJob, RayCluster and pods to be collected",
     )
     note(f"RayJob doomed, RayCluster {cluster_name} and their pods were garbage-collected")
+    written = output_files(provider, out)
+    assert "_SUCCESS" not in written and "_manifest.json" not in written, written
+    note(f"doomed: nothing claims success at {out}: {written}")
     if provider.sees_ray_head:
         # KubeRay's finalizer asked Ray to stop the job: STOPPED, not FAILED.
         wait_for(

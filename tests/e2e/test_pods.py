@@ -20,8 +20,11 @@ from tests.e2e.steps import (
     embedding_job,
     hidden_size,
     job_status,
+    output_files,
+    output_rows,
     ray_pods,
     share,
+    store_output,
     wait_terminal,
 )
 from tests.support.jobs import read_output
@@ -113,6 +116,7 @@ def test_bad_image_reference_fails_the_job_saying_why(
     folder = share(provider, namespace, "in")
     make_sample_images(folder, count=2, seed=3)
     manifest = embedding_job(provider, namespace, "bad-image", str(folder) + "/", models)
+    out = manifest["spec"]["output"]["uri"] = store_output(provider, namespace, "bad-image")
     missing = provider.job_image.rsplit(":", 1)[0] + ":does-not-exist"
     manifest["spec"]["cluster"]["image"] = missing
     provider.cluster.apply(manifest)
@@ -143,6 +147,7 @@ def test_bad_image_reference_fails_the_job_saying_why(
     ).stdout  # fmt: skip
     reasons = {(e["type"], e["reason"]) for e in json.loads(events)["items"]}
     assert ("Warning", "PodsNotStarting") in reasons and ("Warning", "JobFailed") in reasons
+    assert output_files(provider, out) == [], "a job that never ran wrote nothing"
 
 
 @pytest.fixture
@@ -196,6 +201,7 @@ def test_worker_killed_mid_run_retries_without_duplicates(
     table, release = held_table
     spec = {"input": {"uri": str(table), "imageColumn": "image", "idColumn": "id"}}
     manifest = embedding_job(provider, namespace, "killed", str(table), models, spec=spec)
+    out = manifest["spec"]["output"]["uri"] = store_output(provider, namespace, "killed")
     # A lost worker may fail the attempt: KubeRay then retries it on a new cluster.
     manifest["spec"]["cluster"]["lifecycle"]["backoffLimit"] = 2
     provider.cluster.apply(manifest)
@@ -215,7 +221,9 @@ def test_worker_killed_mid_run_retries_without_duplicates(
 
     status = wait_terminal(provider, namespace, "killed")["status"]
     assert status["phase"] == "Succeeded", status
-    rows = read_output(status["output"]["uri"])
+    assert status["output"]["uri"].rstrip("/") == out.rstrip("/")
+    rows = output_rows(provider, out)
+    assert {"_SUCCESS", "_manifest.json"} <= set(output_files(provider, out))
     ids = [json.loads(line)["id"] for line in table.read_text().splitlines()]
     assert sorted(rows["id"]) == sorted(ids), "one row per input row, none twice"
     assert all(e is None for e in rows["embedding_error"]), rows["embedding_error"]
