@@ -252,6 +252,9 @@ def _worker_resources(shape: WorkerShape) -> dict[str, Any]:
 
 def _host_network_params(worker: bool) -> dict[str, str]:
     params = {"node-ip-address": f"${POD_IP_ENV}"}
+    if not worker:
+        # The node's address only, not every interface of the node (0.0.0.0 in a pod).
+        params["dashboard-host"] = f"${POD_IP_ENV}"
     if worker:
         params["metrics-export-port"] = str(WORKER_METRICS_PORT)
         params["dashboard-agent-listen-port"] = str(WORKER_AGENT_PORT)

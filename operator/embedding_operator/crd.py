@@ -24,7 +24,14 @@ from embedding_job.api import (
 )
 
 _DROP = {"title", "additionalProperties", "$defs", "propertyNames"}
-_IMMUTABLE = ["input", "model", "models", "inference", "output", "errors", "cluster"]
+#: Every spec field but suspend is fixed once the job exists: each attempt of the job (a retry,
+#: a resume after suspend) reads its spec again, and must read what the first one read.
+_MUTABLE = {"suspend"}
+_IMMUTABLE = [
+    field.alias or name
+    for name, field in EmbeddingJobSpec.model_fields.items()
+    if name not in _MUTABLE
+]
 
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:

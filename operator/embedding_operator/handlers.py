@@ -34,7 +34,7 @@ from embedding_job.api import (
 from embedding_operator import kube, metrics
 from embedding_operator.builders import build_rayjob
 from embedding_operator.job_objects import LABEL_JOB, Owner, build_job_identity
-from embedding_operator.pod_status import diagnose, pod_problems
+from embedding_operator.pod_status import TORN_DOWN, diagnose, pod_problems, torn_down
 from embedding_operator.policy import violations
 from embedding_operator.settings import operator_defaults, operator_policy
 from embedding_operator.status import (
@@ -132,17 +132,34 @@ def _reflect(
         _record(ej, missing, patch=patch)
         return missing
     rayjob_status = dict(rayjob.get("status") or {})
-    observation = with_job_error(observe(rayjob_status), current)
-    cluster = rayjob_status.get("rayClusterName")
-    if look_at_pods and cluster and observation.phase is Phase.SUBMITTED:
-        pods = kube.list_cluster_pods(rayjob["metadata"]["namespace"], str(cluster))
-        now = datetime.datetime.now(datetime.UTC)
-        observation, tear_down = diagnose(observation, pod_problems(pods), now, IMAGE_PULL_GRACE)
-        if tear_down:  # suspended, KubeRay deletes the cluster; the RayJob goes with the job
-            kube.patch_rayjob_suspend(rayjob["metadata"]["namespace"], rayjob_name, True)
+    observation = torn_down(rayjob["metadata"]) or with_job_error(observe(rayjob_status), current)
+    if look_at_pods and observation.phase is Phase.SUBMITTED:
+        observation = _diagnose_pods(rayjob, rayjob_status, observation)
     extra = EmbeddingJobStatus(ray_job_name=rayjob_name)
     _record(ej, observation, rayjob_status, extra, patch=patch)
     return observation
+
+
+def _diagnose_pods(
+    rayjob: Mapping[str, Any], rayjob_status: Mapping[str, Any], observation: Observation
+) -> Observation:
+    """Why a waiting job's pods do not start; an image that stays unpullable tears its cluster
+    down (the RayJob suspended and marked in one patch, so no later pass resumes it). Best
+    effort: pods that cannot be listed leave the RayJob's own account as it is."""
+    cluster, namespace = rayjob_status.get("rayClusterName"), rayjob["metadata"]["namespace"]
+    if not cluster:
+        return observation
+    try:
+        pods = kube.list_cluster_pods(namespace, str(cluster))
+    except (kopf.PermanentError, kopf.TemporaryError) as exc:
+        logging.getLogger(__name__).warning("pods of %s not diagnosed: %s", cluster, exc)
+        return observation
+    now = datetime.datetime.now(datetime.UTC)
+    diagnosed, tear_down = diagnose(observation, pod_problems(pods), now, IMAGE_PULL_GRACE)
+    if tear_down:
+        name = rayjob["metadata"]["name"]
+        kube.patch_rayjob_suspend(namespace, name, True, {TORN_DOWN: diagnosed.message})
+    return diagnosed
 
 
 def _previous_or_taken(owner: Owner, kind: str, metadata: Mapping[str, Any]) -> Observation | None:
@@ -270,6 +287,8 @@ def _match_suspend(ej: Mapping[str, Any], rayjob: dict[str, Any] | None) -> None
     """Make the job's own RayJob as suspended as the EmbeddingJob says."""
     if rayjob is None or ownership(rayjob["metadata"], ej["metadata"]["uid"]) != Ownership.OURS:
         return
+    if torn_down(rayjob["metadata"]) is not None:
+        return  # its cluster was torn down for good
     wanted = bool((ej.get("spec") or {}).get("suspend"))
     if bool(rayjob.get("spec", {}).get("suspend")) != wanted:
         meta = rayjob["metadata"]

@@ -164,11 +164,17 @@ def list_cluster_pods(namespace: str, cluster: str) -> list[dict[str, Any]]:
     return cast(list[dict[str, Any]], shared.sanitize_for_serialization(pods)["items"])
 
 
-def patch_rayjob_suspend(namespace: str, name: str, suspend: bool) -> None:
-    """Suspend or resume the RayJob (KubeRay deletes or recreates its cluster)."""
+def patch_rayjob_suspend(
+    namespace: str, name: str, suspend: bool, annotations: dict[str, str] | None = None
+) -> None:
+    """Suspend or resume the RayJob (KubeRay deletes or recreates its cluster), with
+    annotations in the same patch when given."""
+    body: dict[str, Any] = {"spec": {"suspend": suspend}}
+    if annotations:
+        body["metadata"] = {"annotations": annotations}
     try:
         _api().patch_namespaced_custom_object(
-            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, {"spec": {"suspend": suspend}}
+            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, body
         )
     except ApiException as exc:
         raise _retry_or_raise(exc, f"suspending RayJob {name}") from exc

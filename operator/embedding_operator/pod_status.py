@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from embedding_job.api import EventReason, Phase
+from embedding_job.api import GROUP, EventReason, Phase
 from embedding_operator.status import Observation
 
 #: The kubelet's waiting reasons for an image it cannot get.
@@ -25,6 +25,12 @@ IMAGE_REASONS = frozenset(
 CREATE_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 UNSCHEDULABLE = "Unschedulable"
 IMAGE_PULL_FAILED = "ImagePullFailed"
+#: The kubelet alternates ErrImagePull and ImagePullBackOff for the same failing pull: the
+#: job's reason stays one, so its status and Events do not flap with every back-off.
+IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+#: On a RayJob whose cluster the operator tore down (set in the same patch as its suspend):
+#: why. The job is Failed for good, whatever state the RayJob shows, and never resumed.
+TORN_DOWN = f"{GROUP}/torn-down"
 
 
 @dataclass(frozen=True)
@@ -111,10 +117,16 @@ def diagnose(
     return (
         Observation(
             Phase.SUBMITTED,
-            first.reason,
+            IMAGE_PULL_BACK_OFF if first.image else first.reason,
             first.describe() + more,
             event=EventReason.PODS_NOT_STARTING,
             warning=first.image or first.reason in CREATE_REASONS,
         ),
         False,
     )
+
+
+def torn_down(metadata: Mapping[str, Any]) -> Observation | None:
+    """The failure recorded on a RayJob whose cluster the operator tore down, if it is one."""
+    message = (metadata.get("annotations") or {}).get(TORN_DOWN)
+    return None if message is None else Observation(Phase.FAILED, IMAGE_PULL_FAILED, message)

@@ -20,7 +20,7 @@ OPERATOR_RULES = {
     ("embedding.dev", "embeddingjobs/finalizers"): {"update"},
     ("ray.io", "rayjobs"): {"get", "list", "watch", "create", "patch"},
     ("", "serviceaccounts"): {"get", "create"},
-    ("", "pods"): {"get", "list"},
+    ("", "pods"): {"list"},
     ("rbac.authorization.k8s.io", "roles"): {"get", "create"},
     ("rbac.authorization.k8s.io", "rolebindings"): {"get", "create"},
     ("", "events"): {"create", "patch"},

@@ -59,6 +59,24 @@ def status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     return (cluster.get("ej", name, namespace) or {}).get("status") or {}
 
 
+def test_a_run_never_writes_to_a_namesake_with_another_uid(
+    cluster: Cluster, namespace: str, operator: Operator, tmp_path: Path
+) -> None:
+    """The uid travels with every status patch as a precondition: the apiserver refuses a
+    write meant for an earlier EmbeddingJob of the same name (409), and the run stops
+    reporting."""
+    kubeconfig = job_identity(cluster, namespace, "twice", tmp_path)
+    job = cluster.get("ej", "twice", namespace)
+    assert job is not None
+    api = api_as(kubeconfig)
+    mine = StatusReporter(namespace, "twice", api, job["metadata"]["uid"])
+    assert mine.progress(1, 0, 0, 4, 1.0) is True
+    stale = StatusReporter(namespace, "twice", api, "0000-not-this-job")
+    assert stale.progress(3, 0, 0, 4, 1.0) is False
+    assert stale.progress(4, 0, 0, 4, 1.0) is False  # detached: not even tried again
+    assert status(cluster, namespace, "twice")["progress"]["rowsDone"] == 1
+
+
 def test_the_job_identity_patches_only_its_own_status(
     cluster: Cluster, namespace: str, operator: Operator, tmp_path: Path
 ) -> None:

@@ -4,7 +4,7 @@ kube-controller-manager and kube-scheduler) plus, on this machine and on loopbac
 * containerd 2.x and its runc shim (built from Go modules), with Debian's runc and a
   loopback-only CNI network (node_config.py says why each setting is what it is);
 * the kubelet (built from the same Kubernetes modules as the apiserver), registered as node
-  ``embop-node`` at 127.0.0.1 with its own client certificate (Node authorizer,
+  ``embop-node`` at 127.0.0.2 with its own client certificate (Node authorizer,
   NodeRestriction), and advertising ``nvidia.com/gpu`` through a node status patch;
 * CoreDNS (kubernetes plugin) on the ``kube-dns`` Service's ClusterIP, answering
   ``cluster.local`` only; pods on the host network use it (ClusterFirstWithHostNet);
@@ -62,6 +62,7 @@ from tests.support.node_config import (
 )
 from tests.support.node_host import (
     kill_shims,
+    leftovers,
     make_cgroups,
     remove_cgroups,
     unmount_below,
@@ -123,6 +124,8 @@ class NodeCluster:
             cni_conf_dir=self.node / "cni",
         )
         self.dns_ip = service_ip(settings.service_cidr, 10)
+        #: what the last down could not remove (see node_host.leftovers)
+        self.left: list[str] = []
 
     @property
     def env(self) -> dict[str, str]:
@@ -183,6 +186,9 @@ class NodeCluster:
         kill_shims(self.paths.socket)
         unmount_below(self.node)
         remove_cgroups(CGROUP_ROOT)
+        self.left = leftovers(self.paths.socket, self.node, CGROUP_ROOT)
+        if self.left:
+            log(f"left behind: {', '.join(self.left)}")
         shutil.rmtree(self.node, ignore_errors=True)
         (self.dir / "node.env").unlink(missing_ok=True)
         if self._other_owner() is None:
@@ -391,7 +397,7 @@ class NodeCluster:
 
 def make_node_pki(pki: Path) -> None:
     """The kubelet's client certificate (system:node:<name> in system:nodes, what the Node
-    authorizer knows) and its serving certificate for 127.0.0.1, from the cluster's CA."""
+    authorizer knows) and its serving certificate for the node address, from the cluster's CA."""
     if not (pki / "kubelet-client.crt").exists():
         issue_cert(pki, "kubelet-client", "ca", f"system:node:{NODE_NAME}",
                    "extendedKeyUsage=clientAuth\n", org="system:nodes")  # fmt: skip

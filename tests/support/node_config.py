@@ -121,7 +121,7 @@ def cni_conflist() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class KubeletPorts:
-    port: int  # the kubelet API (logs, exec), on 127.0.0.1 only
+    port: int  # the kubelet API (logs, exec), on the node address only
     healthz: int
 
 

@@ -12,16 +12,9 @@ from pathlib import Path
 
 def kill_shims(socket: Path) -> None:
     """runc shims daemonize out of containerd's process family: find ours by the socket."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(socket).encode() in argv:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(proc.name), 9)
+    for pid in _shims(socket):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, 9)
 
 
 def mounts_below(mountinfo: str, root: Path) -> list[str]:
@@ -57,8 +50,47 @@ def make_cgroups(name: str) -> None:
                 (top / knob).write_text((hierarchy / knob).read_text())
 
 
+def _shims(socket: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(socket).encode() in argv:
+            found.append(int(proc.name))
+    return found
+
+
+def _cgroup_procs(name: str) -> list[int]:
+    pids: set[int] = set()
+    for hierarchy in v1_hierarchies():
+        for procs in (hierarchy / name).rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids |= {int(p) for p in procs.read_text().split()}
+    return sorted(pids)
+
+
+def leftovers(socket: Path, root: Path, cgroup: str) -> list[str]:
+    """What the node left behind: shims, processes in its cgroups, mounts, cgroups."""
+    mounts = mounts_below(Path("/proc/self/mountinfo").read_text(), root)
+    cgroups = [str(h / cgroup) for h in v1_hierarchies() if (h / cgroup).exists()]
+    return [
+        *(f"shim pid {pid}" for pid in _shims(socket)),
+        *(f"pid {pid} in cgroup {cgroup}" for pid in _cgroup_procs(cgroup)),
+        *(f"mount {point}" for point in mounts),
+        *(f"cgroup {path}" for path in cgroups),
+    ]
+
+
 def remove_cgroups(name: str) -> None:
-    """The kubelet's cgroup tree (cgroupRoot /embop) in every v1 hierarchy, deepest first."""
+    """The kubelet's cgroup tree (cgroupRoot /embop) in every v1 hierarchy, deepest first,
+    after killing what still runs in it (a container whose shim is gone)."""
+    for pid in _cgroup_procs(name):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, 9)
     for hierarchy in v1_hierarchies():
         top = hierarchy / name
         if top.is_dir():

@@ -121,6 +121,8 @@ class NodeProvider(Provider):
         self.node.down()
         self.stop_s3()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        # A leak (a container, a mount, a cgroup) fails the run rather than the next one.
+        assert not self.node.left, f"the node left behind: {self.node.left}"
 
     def cluster_overrides(self) -> dict[str, Any]:
         # One 2-core node: a head and one worker asking for one (advertised) GPU, a core each

@@ -130,7 +130,11 @@ class Containerd:
                     pass  # ctr gave up; its exit status and stderr say why
                 finally:
                     ctr.stdin.close()
-                ctr.wait(timeout=timeout)
+                try:
+                    ctr.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    ctr.kill()  # else leaving the with block would wait for it without end
+                    raise
             if ctr.returncode != 0:
                 errors.seek(0)
                 text = errors.read().decode(errors="replace")

@@ -84,3 +84,17 @@ def test_every_example_is_a_valid_spec() -> None:
         manifest = yaml.safe_load(path.read_text())
         assert check_name(manifest["metadata"]["name"]) == []
         parse_spec(manifest["spec"])
+
+
+def test_every_spec_field_but_suspend_is_immutable_and_always_there_to_compare() -> None:
+    """A field left out of the rule could change under a running job, whose every attempt
+    reads its spec again; a field the rule compares must always be set (required or
+    defaulted), or the comparison fails on an object without it."""
+    schema = version()["schema"]["openAPIV3Schema"]
+    spec = schema["properties"]["spec"]
+    (rule,) = [r["rule"] for r in spec["x-kubernetes-validations"] if "oldSelf" in r["rule"]]
+    for field, prop in spec["properties"].items():
+        compared = f"self.{field} == oldSelf.{field}" in rule
+        assert compared == (field != "suspend"), field
+        if compared:
+            assert field in spec["required"] or "default" in prop, field

@@ -34,7 +34,7 @@ def test_a_holder_waits_until_the_pixels_held_leave_room_for_it() -> None:
             order.append("first in")
             inside.set()
             release.wait(10)
-        order.append("first out")
+            order.append("first out")  # inside the hold: before the second can get in
 
     def second() -> None:
         with budget.hold(60):

@@ -215,3 +215,13 @@ def test_a_malformed_url_is_its_rows_error_at_once() -> None:
         message, took = failure(fetcher, url)
         assert message.startswith("download failed: bad URL: "), message
         assert took < RETRY_PAUSE_SECONDS  # not retried
+
+
+def test_the_bearer_token_never_shows_in_the_settings_repr() -> None:
+    from embedding_job.api import DownloadSpec
+    from embedding_job.io.fetch import FetchSettings
+
+    settings = FetchSettings.from_env(
+        DownloadSpec(), {"EMBEDDING_JOB_HTTP_BEARER_TOKEN": "SECRET123"}
+    )
+    assert settings.bearer_token == "SECRET123" and "SECRET123" not in repr(settings)

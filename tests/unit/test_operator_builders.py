@@ -355,6 +355,7 @@ def test_host_network_mode_gives_workers_their_own_ports_and_the_pods_address() 
         != head["rayStartParams"].get("metrics-export-port", "8080")
     )
     assert params["dashboard-agent-listen-port"] == "52366"
+    assert head["rayStartParams"]["dashboard-host"] == "$EMBEDDING_JOB_POD_IP"
     ports = worker["template"]["spec"]["containers"][0]["ports"]
     assert ports == [{"name": "metrics", "containerPort": 8081}]
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from embedding_job.api import EventReason, Phase
-from embedding_operator.pod_status import diagnose, pod_problems
+from embedding_operator.pod_status import TORN_DOWN, diagnose, pod_problems, torn_down
 from embedding_operator.status import Observation, observe, transition_event
 
 CREATED = "2026-12-02T10:00:00Z"
@@ -111,8 +111,26 @@ def test_the_grace_counts_from_the_pods_scheduling_not_its_creation() -> None:
     )
     just_scheduled = T0 + timedelta(minutes=10, seconds=20)
     observation, tear_down = diagnose(INITIALIZING, pod_problems([late]), just_scheduled, GRACE)
-    assert (observation.reason, tear_down) == ("ErrImagePull", False)
+    assert (observation.reason, tear_down) == ("ImagePullBackOff", False)
     observation, tear_down = diagnose(
         INITIALIZING, pod_problems([late]), just_scheduled + GRACE, GRACE
     )
     assert (observation.reason, tear_down) == ("ImagePullFailed", True)
+
+
+def test_the_kubelets_two_names_for_one_failing_pull_are_one_reason() -> None:
+    """ErrImagePull and ImagePullBackOff alternate with every back-off: one status, one Event."""
+    err = pod("job-head-x", containerStatuses=[waiting("ErrImagePull", "not found")])
+    back_off, _ = diagnose(INITIALIZING, pod_problems([PULL]), T0, GRACE)
+    pulling, _ = diagnose(INITIALIZING, pod_problems([err]), T0, GRACE)
+    assert back_off.reason == pulling.reason == "ImagePullBackOff"
+    assert "ErrImagePull: not found" in pulling.message
+    assert transition_event("Submitted", pulling, back_off.reason) is None
+
+
+def test_a_torn_down_rayjob_keeps_its_job_failed_whatever_it_shows() -> None:
+    assert torn_down({"annotations": {"other": "x"}}) is None
+    failed = torn_down({"annotations": {TORN_DOWN: "pod p: ErrImagePull: nope (for 301 s)"}})
+    assert failed == Observation(
+        Phase.FAILED, "ImagePullFailed", "pod p: ErrImagePull: nope (for 301 s)"
+    )

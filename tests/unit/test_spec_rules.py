@@ -294,3 +294,16 @@ def test_the_crd_refuses_model_and_models_together_as_the_contract_does() -> Non
     for field in ("name", "path", "download", "dtype", "pooling", "normalize"):
         assert f"self.model.{field} ==" in both
     assert "!has(self.model.alias)" in both and "!has(self.model.batchSize)" in both
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"model": {"path": "/tmp", "download": True}},
+        {"models": [{"name": "facebook/dinov2-base", "path": "/tmp"}]},
+    ],
+)
+def test_a_model_path_may_not_be_the_pods_scratch_dir(spec: dict[str, Any]) -> None:
+    """Both would be mounted at /tmp: a pod Kubernetes refuses, a job that waits for ever."""
+    with pytest.raises(ConfigError, match="may not be /tmp"):
+        parse_spec({**BASE, **spec})

@@ -56,7 +56,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 # with the GPUs asked for).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list"]
+  verbs: ["list"]
 # Each job's own identity: a ServiceAccount and a Role that can only patch its EmbeddingJob.
 - apiGroups: [""]
   resources: ["serviceaccounts"]

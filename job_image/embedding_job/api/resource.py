@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from embedding_job.api.base import ConfigError, format_errors
-from embedding_job.api.cluster import ClusterSpec
+from embedding_job.api.cluster import TMP_PATH, ClusterSpec
 from embedding_job.api.job import EmbeddingJobConfig
 from embedding_job.api.kube_names import DNS_LABEL, AbsolutePath
 from embedding_job.api.model import DEFAULT_MODELS_ROOT, MAX_MODELS, ModelSpec
@@ -95,6 +95,13 @@ class EmbeddingJobSpec(EmbeddingJobConfig):
 
     @model_validator(mode="after")
     def _volumes_leave_model_path_to_the_models_claim(self) -> EmbeddingJobSpec:
+        if TMP_PATH in self.model_paths():
+            # The pods' scratch dir is mounted there: a models volume on top of it would
+            # give two mounts at one path, a pod Kubernetes refuses to create.
+            raise ValueError(
+                f"a model path may not be {TMP_PATH}, the pods' scratch dir: use a directory "
+                f"of its own (e.g. {TMP_PATH}/models or /models)"
+            )
         if self.cluster.models_volume_claim:
             for path in self.model_paths():
                 clash = [v.name for v in self.cluster.volumes if v.mount_path == path]

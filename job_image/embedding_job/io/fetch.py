@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -139,7 +139,8 @@ class FetchSettings:
     download: DownloadSpec
     #: Daft's, for object stores, with one try per read (the Fetcher retries).
     io_config: Any = None
-    bearer_token: str | None = None
+    #: never in a repr (the settings travel in the UDF's arguments, which logs may show)
+    bearer_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, download: DownloadSpec, env: dict[str, str] | None = None) -> FetchSettings:

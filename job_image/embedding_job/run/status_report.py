@@ -89,11 +89,23 @@ class StatusReporter:
         on failure."""
         if self._detached:
             return False
+        body: dict[str, Any] = {"status": status.to_patch()}
+        if self.uid:
+            # A precondition: a namesake re-created since this run started (another uid) is
+            # refused by the apiserver (409), never written to.
+            body["metadata"] = {"uid": self.uid}
         try:
             self.api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, PLURAL, self.name, {"status": status.to_patch()}
+                GROUP, VERSION, self.namespace, PLURAL, self.name, body
             )
         except Exception as exc:  # noqa: BLE001 - reporting must never fail the job
+            if getattr(exc, "status", None) == 409 and self.uid:
+                log.warning(
+                    "%s/%s is another EmbeddingJob now (not uid %s): no more reports",
+                    self.namespace, self.name, self.uid,
+                )  # fmt: skip
+                self._detached = True
+                return False
             if not self._warned:
                 log.warning("cannot report progress to %s/%s: %s", self.namespace, self.name, exc)
                 self._warned = True
@@ -155,6 +167,13 @@ def error_reason(exc: BaseException) -> str:
     return name.removesuffix("Error") if name.endswith("Error") else name
 
 
+def api_retries(retry: Any) -> Any:
+    """A busy or restarting apiserver (429, 5xx, a refused connection) is waited out, with
+    backoff, rather than costing the job its config or a report. Every method: urllib3 retries
+    only idempotent ones by default, and a status merge patch is idempotent."""
+    return retry(total=4, backoff_factor=1, status_forcelist=_RETRY_STATUSES, allowed_methods=None)
+
+
 def from_env(env: dict[str, str] | None = None) -> StatusReporter | None:
     """The reporter for the EmbeddingJob named in the environment (set by the operator)."""
     env = dict(os.environ) if env is None else env
@@ -173,9 +192,7 @@ def from_env(env: dict[str, str] | None = None) -> StatusReporter | None:
         log.warning("no Kubernetes credentials, progress is not reported: %s", exc)
         return None
     settings = client.Configuration.get_default_copy()
-    # A busy or restarting apiserver (429, 5xx, a refused connection) is waited out, with
-    # backoff, rather than costing the job its config or a report.
-    settings.retries = Retry(total=4, backoff_factor=1, status_forcelist=_RETRY_STATUSES)
+    settings.retries = api_retries(Retry)
     api = client.CustomObjectsApi(client.ApiClient(settings))
     return StatusReporter(namespace, name, api, env.get(JOB_UID_ENV) or None)
 
