@@ -62,9 +62,8 @@ def status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
 def test_a_run_never_writes_to_a_namesake_with_another_uid(
     cluster: Cluster, namespace: str, operator: Operator, tmp_path: Path
 ) -> None:
-    """The uid travels with every status patch as a precondition: the apiserver refuses a
-    write meant for an earlier EmbeddingJob of the same name (409), and the run stops
-    reporting."""
+    """A run checks the EmbeddingJob's uid before each status write: one meant for an
+    earlier EmbeddingJob of the same name is never written, and the run stops reporting."""
     kubeconfig = job_identity(cluster, namespace, "twice", tmp_path)
     job = cluster.get("ej", "twice", namespace)
     assert job is not None

@@ -392,6 +392,7 @@ class Builder:
                 "--isolation",
                 "chroot",
                 "--layers",
+                "--force-rm",
                 "--quiet",
                 "--file",
                 str(containerfile),

@@ -89,28 +89,35 @@ class StatusReporter:
         on failure."""
         if self._detached:
             return False
-        body: dict[str, Any] = {"status": status.to_patch()}
-        if self.uid:
-            # A precondition: a namesake re-created since this run started (another uid) is
-            # refused by the apiserver (409), never written to.
-            body["metadata"] = {"uid": self.uid}
         try:
-            self.api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, PLURAL, self.name, body
-            )
-        except Exception as exc:  # noqa: BLE001 - reporting must never fail the job
-            if getattr(exc, "status", None) == 409 and self.uid:
+            if self.uid and self._other_job():
                 log.warning(
                     "%s/%s is another EmbeddingJob now (not uid %s): no more reports",
                     self.namespace, self.name, self.uid,
                 )  # fmt: skip
                 self._detached = True
                 return False
+            self.api.patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, PLURAL, self.name, {"status": status.to_patch()}
+            )
+        except Exception as exc:  # noqa: BLE001 - reporting must never fail the job
             if not self._warned:
                 log.warning("cannot report progress to %s/%s: %s", self.namespace, self.name, exc)
                 self._warned = True
             return False
         return True
+
+    def _other_job(self) -> bool:
+        """Whether the EmbeddingJob of this name is not this run's (deleted and re-created):
+        the apiserver ignores a uid in a status patch, so it is read first. A read that fails
+        (an identity that may only patch) says nothing: the write goes ahead, as before."""
+        try:
+            current = self.api.get_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, PLURAL, self.name
+            )
+        except Exception:  # noqa: BLE001 - unknown is not another job
+            return False
+        return bool(current["metadata"]["uid"] != self.uid)
 
     def progress(
         self,
