@@ -53,7 +53,7 @@ helm-lint: ## helm lint --strict with default values and every file in the chart
 	$$(hack/tools.sh ensure helm) lint --strict $(CHART_DIR) --kube-version 1.36.5
 	for f in $(CHART_DIR)/ci/*.yaml; do $$(hack/tools.sh ensure helm) lint --strict $(CHART_DIR) --kube-version 1.36.5 -f $$f || exit 1; done
 
-test: ## Run the whole test suite (what CI runs; ~14 min on 2 cores), slowest tests listed at the end
+test: ## Run the whole test suite (what CI runs; ~30 min on 2 cores), slowest tests listed at the end
 	$(BIN)/pytest --durations=15 $(PYTEST_ARGS)
 
 test-unit: ## Fast tests only (the unit tier): config, decode, embedder parity, builders

@@ -34,7 +34,13 @@ from embedding_job.api import (
 from embedding_operator import kube, metrics
 from embedding_operator.builders import build_rayjob
 from embedding_operator.job_objects import LABEL_JOB, Owner, build_job_identity
-from embedding_operator.pod_status import TORN_DOWN, diagnose, pod_problems, torn_down
+from embedding_operator.pod_status import (
+    TORN_DOWN,
+    diagnose,
+    kept_diagnosis,
+    pod_problems,
+    torn_down,
+)
 from embedding_operator.policy import violations
 from embedding_operator.settings import operator_defaults, operator_policy
 from embedding_operator.status import (
@@ -135,6 +141,8 @@ def _reflect(
     observation = torn_down(rayjob["metadata"]) or with_job_error(observe(rayjob_status), current)
     if look_at_pods and observation.phase is Phase.SUBMITTED:
         observation = _diagnose_pods(rayjob, rayjob_status, observation)
+    elif not look_at_pods:
+        observation = kept_diagnosis(observation, current)
     extra = EmbeddingJobStatus(ray_job_name=rayjob_name)
     _record(ej, observation, rayjob_status, extra, patch=patch)
     return observation

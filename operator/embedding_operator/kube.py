@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import kopf
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -161,6 +162,8 @@ def list_cluster_pods(namespace: str, cluster: str) -> list[dict[str, Any]]:
         )
     except ApiException as exc:
         raise _retry_or_raise(exc, f"listing the pods of Ray cluster {cluster}") from exc
+    except urllib3.exceptions.HTTPError as exc:  # no answer at all: the next pass tries again
+        raise kopf.TemporaryError(f"listing the pods of Ray cluster {cluster}: {exc}") from exc
     return cast(list[dict[str, Any]], shared.sanitize_for_serialization(pods)["items"])
 
 

@@ -10,17 +10,18 @@ torn down), rather than waiting for ever.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from embedding_job.api import GROUP, EventReason, Phase
 from embedding_operator.status import Observation
 
-#: The kubelet's waiting reasons for an image it cannot get.
-IMAGE_REASONS = frozenset(
-    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
-)
+#: The kubelet's waiting reasons for a pull it keeps retrying (it may yet succeed).
+PULL_RETRIED = frozenset({"ErrImagePull", "ImagePullBackOff"})
+#: The kubelet's waiting reasons for an image it will never get: no grace is waited.
+NEVER_PULLED = frozenset({"InvalidImageName", "ErrImageNeverPull"})
+IMAGE_REASONS = PULL_RETRIED | NEVER_PULLED
 #: Waiting reasons for a container the kubelet cannot create (a missing Secret, say).
 CREATE_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 UNSCHEDULABLE = "Unschedulable"
@@ -28,6 +29,8 @@ IMAGE_PULL_FAILED = "ImagePullFailed"
 #: The kubelet alternates ErrImagePull and ImagePullBackOff for the same failing pull: the
 #: job's reason stays one, so its status and Events do not flap with every back-off.
 IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+#: The reasons a look at the pods gives a waiting job.
+DIAGNOSED = frozenset({IMAGE_PULL_BACK_OFF, UNSCHEDULABLE, *NEVER_PULLED, *CREATE_REASONS})
 #: On a RayJob whose cluster the operator tore down (set in the same patch as its suspend):
 #: why. The job is Failed for good, whatever state the RayJob shows, and never resumed.
 TORN_DOWN = f"{GROUP}/torn-down"
@@ -103,21 +106,25 @@ def diagnose(
     """The job's observation given its pods' problems, and whether to tear its cluster down.
 
     Only a job that waits for its cluster (Submitted) is concerned: once Ray runs, the pods
-    started. An image problem older than ``grace`` fails the job.
+    started. An image the kubelet will never get, or a pull failing for longer than
+    ``grace``, fails the job.
     """
     if observation.phase is not Phase.SUBMITTED or not observation.submitted or not problems:
         return observation, False
     first = problems[0]
-    stuck = [p for p in problems if p.image and now - p.since >= grace]
+    stuck = [
+        p for p in problems if p.reason in NEVER_PULLED or (p.image and now - p.since >= grace)
+    ]
     if stuck:
-        waited = int((now - min(p.since for p in stuck)).total_seconds())
-        message = f"{stuck[0].describe()} (for {waited} s); the job's Ray cluster was torn down"
+        oldest = min(stuck, key=lambda p: p.since)
+        waited = int((now - oldest.since).total_seconds())
+        message = f"{oldest.describe()} (for {waited} s); the job's Ray cluster was torn down"
         return Observation(Phase.FAILED, IMAGE_PULL_FAILED, message), True
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return (
         Observation(
             Phase.SUBMITTED,
-            IMAGE_PULL_BACK_OFF if first.image else first.reason,
+            IMAGE_PULL_BACK_OFF if first.reason in PULL_RETRIED else first.reason,
             first.describe() + more,
             event=EventReason.PODS_NOT_STARTING,
             warning=first.image or first.reason in CREATE_REASONS,
@@ -130,3 +137,16 @@ def torn_down(metadata: Mapping[str, Any]) -> Observation | None:
     """The failure recorded on a RayJob whose cluster the operator tore down, if it is one."""
     message = (metadata.get("annotations") or {}).get(TORN_DOWN)
     return None if message is None else Observation(Phase.FAILED, IMAGE_PULL_FAILED, message)
+
+
+def kept_diagnosis(observation: Observation, current: Mapping[str, Any]) -> Observation:
+    """A RayJob event knows nothing of the pods: while the job still waits for them, the
+    reason the last look at its pods found (``current``, the job's status) stands, rather than
+    flapping to the RayJob's "initializing" and back with every event between two looks."""
+    waiting = observation.phase is Phase.SUBMITTED and observation.submitted
+    if not waiting or current.get("phase") != Phase.SUBMITTED:
+        return observation
+    if current.get("reason") not in DIAGNOSED:
+        return observation
+    reason, message = str(current["reason"]), str(current.get("message") or "")
+    return replace(observation, reason=reason, message=message, event=None, warning=False)

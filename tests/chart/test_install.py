@@ -82,7 +82,7 @@ def test_operator_works_with_exactly_the_chart_permissions(
     assert can("delete", "pods", "-n", namespace) == "no"
     assert can("get", "secrets", "-n", namespace) == "no"
     refused = installed.kubectl(
-        "--kubeconfig", str(kubeconfig), "delete", "pods", "--all", "-n", "kube-system", check=False
+        "--kubeconfig", str(kubeconfig), "delete", "pod", "any", "-n", "kube-system", check=False
     )
     assert refused.returncode != 0 and "forbidden" in refused.stderr.lower()
 

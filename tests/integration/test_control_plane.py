@@ -57,7 +57,7 @@ def test_up_is_idempotent_and_down_leaves_nothing_running(tmp_path: Path) -> Non
     assert not plane.running()
     assert all(p is not None and read_proc(p.pid) is None for p in pids.values())
     left = {p.name for p in plane.dir.iterdir()}
-    assert left <= {"pki", "logs", "flexvolume"}, left  # no state, etcd data or kubeconfig
+    assert left <= {"pki", "logs", "flexvolume", "audit-policy.yaml"}, left  # no state, etcd data
 
 
 def test_up_restarts_a_half_dead_control_plane(tmp_path: Path) -> None:

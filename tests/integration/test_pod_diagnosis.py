@@ -104,8 +104,12 @@ def test_an_unpullable_image_is_said_then_fails_the_job_for_good(
     rayjob = cluster.get("rayjob", "pull", namespace)
     assert rayjob is not None and rayjob["spec"]["suspend"] is True
     assert "ErrImagePull" in rayjob["metadata"]["annotations"][TORN_DOWN]
-    reasons = {(e["type"], e["reason"]) for e in cluster.items("events", namespace)}
-    assert {("Warning", "PodsNotStarting"), ("Warning", "JobFailed")} <= reasons
+    wanted = {("Warning", "PodsNotStarting"), ("Warning", "JobFailed")}
+    wait_for(  # kopf posts Events from a queue, after the status patch
+        lambda: wanted <= {(e["type"], e["reason"]) for e in cluster.items("events", namespace)},
+        timeout=30,
+        message=lambda: f"Events {wanted} in {namespace}",
+    )
 
     # As if the Failed status had been lost and KubeRay had suspended the cluster: the next
     # pass says Failed again from the RayJob's mark, and never resumes it.

@@ -9,6 +9,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from tests.support.waiting import wait_for
+
 
 def kill_shims(socket: Path) -> None:
     """runc shims daemonize out of containerd's process family: find ours by the socket."""
@@ -91,6 +93,10 @@ def remove_cgroups(name: str) -> None:
     for pid in _cgroup_procs(name):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, 9)
+    # A killed process leaves its cgroup only once it has exited (freeing its memory takes a
+    # while): until then rmdir fails. What is still there at the deadline is a leftover.
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: not _cgroup_procs(name), timeout=30, message="killed pods to exit")
     for hierarchy in v1_hierarchies():
         top = hierarchy / name
         if top.is_dir():

@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from embedding_job.api import EventReason, Phase
-from embedding_operator.pod_status import TORN_DOWN, diagnose, pod_problems, torn_down
+from embedding_operator.pod_status import (
+    TORN_DOWN,
+    diagnose,
+    kept_diagnosis,
+    pod_problems,
+    torn_down,
+)
 from embedding_operator.status import Observation, observe, transition_event
 
 CREATED = "2026-12-02T10:00:00Z"
@@ -128,9 +134,33 @@ def test_the_kubelets_two_names_for_one_failing_pull_are_one_reason() -> None:
     assert transition_event("Submitted", pulling, back_off.reason) is None
 
 
+def test_an_image_the_kubelet_will_never_get_fails_at_once() -> None:
+    """An invalid reference, or a pull policy of Never with the image absent, never resolves:
+    no grace is waited, and the kubelet's own reason is the one told."""
+    for reason in ("InvalidImageName", "ErrImageNeverPull"):
+        never = pod("job-head-x", containerStatuses=[waiting(reason, "cannot")])
+        observation, tear_down = diagnose(INITIALIZING, pod_problems([never]), T0, GRACE)
+        assert (observation.reason, tear_down) == ("ImagePullFailed", True)
+        assert observation.message.startswith(f"pod job-head-x: {reason}: cannot (for 0 s)")
+
+
 def test_a_torn_down_rayjob_keeps_its_job_failed_whatever_it_shows() -> None:
     assert torn_down({"annotations": {"other": "x"}}) is None
     failed = torn_down({"annotations": {TORN_DOWN: "pod p: ErrImagePull: nope (for 301 s)"}})
     assert failed == Observation(
         Phase.FAILED, "ImagePullFailed", "pod p: ErrImagePull: nope (for 301 s)"
     )
+
+
+def test_a_rayjob_event_between_two_looks_at_the_pods_keeps_their_reason() -> None:
+    """KubeRay rewrites the RayJob with every change of its cluster: the job's status must not
+    flap from the pods' reason to "initializing" and back (and post an Event each time)."""
+    said, _ = diagnose(INITIALIZING, pod_problems([PULL]), T0, GRACE)
+    current = {"phase": "Submitted", "reason": said.reason, "message": said.message}
+    kept = kept_diagnosis(INITIALIZING, current)
+    assert (kept.reason, kept.message) == (said.reason, said.message)
+    assert transition_event(current["phase"], kept, current["reason"]) is None
+    running = observe({"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
+    assert kept_diagnosis(running, current) == running  # the pods started after all
+    plain = {"phase": "Submitted", "reason": "RayJobCreated"}
+    assert kept_diagnosis(INITIALIZING, plain) == INITIALIZING

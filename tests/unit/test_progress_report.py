@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from embedding_job.api import EmbeddingJobStatus
 from embedding_job.run.metrics import Call, job_labels
 from embedding_job.run.row_counts import precision, precision_used
-from embedding_job.run.status_report import Throughput, output_status, remaining_seconds
+from embedding_job.run.status_report import (
+    StatusReporter,
+    Throughput,
+    output_status,
+    remaining_seconds,
+)
 
 
 def test_the_rate_is_over_the_last_minute_not_since_the_model_loaded() -> None:
@@ -76,3 +83,40 @@ def test_metric_labels_name_the_embeddingjob_and_its_models() -> None:
     assert two.common()["model"] == "facebook/dinov2-base, openai/clip-vit-base-patch32"
     assert two.models == ("facebook/dinov2-base", "openai/clip-vit-base-patch32")
     assert job_labels(["m"], {}).common()["embedding_job"] == ""
+
+
+class Recorder:
+    """The two calls a reporter makes, recorded (a unit test of the reporter's own order)."""
+
+    def __init__(self, uid: str) -> None:
+        self.uid = uid
+        self.written: list[dict[str, Any]] = []
+
+    def get_namespaced_custom_object_status(self, *_: Any) -> dict[str, Any]:
+        return {"metadata": {"uid": self.uid}}
+
+    def patch_namespaced_custom_object_status(self, *args: Any) -> None:
+        self.written.append(args[-1]["status"])
+
+
+def test_no_progress_is_written_after_the_result() -> None:
+    api = Recorder("u1")
+    reporter = StatusReporter("ns", "job", api, uid="u1")
+    assert reporter.progress(5, 0, 0, 10, 1.0)
+    manifest = {"rowsEmbedded": 9, "rowsFailed": 1, "rowsSkipped": 0, "rowsIn": 10}
+    assert reporter.result({**manifest, "output": {"uri": "x"}})
+    assert not reporter.progress(7, 0, 0, 10, 1.0)  # a late sample of the progress loop
+    assert [w["progress"]["rowsDone"] for w in api.written] == [5, 10]
+    assert reporter.failed("JobFailed", "after the result, the job's error is still told")
+    assert api.written[-1]["jobError"]["reason"] == "JobFailed"
+
+
+def test_a_namesake_with_another_uid_is_never_written() -> None:
+    api = Recorder("u2")
+    reporter = StatusReporter("ns", "job", api, uid="u1")
+    assert reporter.is_other_job({"metadata": {"uid": "u2"}})
+    assert not reporter.is_other_job({"metadata": {"uid": "u1"}})
+    assert not reporter.progress(1, 0, 0, 10, 1.0)
+    api.uid = "u1"  # detached for good, even were it to read its own uid again
+    assert not reporter.progress(2, 0, 0, 10, 1.0)
+    assert api.written == []

@@ -301,6 +301,9 @@ def test_the_crd_refuses_model_and_models_together_as_the_contract_does() -> Non
     [
         {"model": {"path": "/tmp", "download": True}},
         {"models": [{"name": "facebook/dinov2-base", "path": "/tmp"}]},
+        # Other spellings of the same directory.
+        {"model": {"path": "/tmp/", "download": True}},
+        {"model": {"path": "//tmp/.", "download": True}},
     ],
 )
 def test_a_model_path_may_not_be_the_pods_scratch_dir(spec: dict[str, Any]) -> None:

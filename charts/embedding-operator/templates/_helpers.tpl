@@ -57,7 +57,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
-# Each job's own identity: a ServiceAccount and a Role that can only patch its EmbeddingJob.
+# Each job's own identity: a ServiceAccount and a Role that can only read and patch its
+# EmbeddingJob's status.
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get", "create"]

@@ -11,6 +11,7 @@ Python, in OpenAPI ``pattern`` and inside a CEL string literal.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -143,10 +144,20 @@ LabelValue = Annotated[
     Field(json_schema_extra=_schema(LABEL_VALUE, 63)),
     _matching(LABEL_VALUE, "a label value (up to 63 letters, digits, '-', '_', '.')", 63),
 ]
+
+
+def _normal_path(path: str) -> str:
+    """One spelling per path ('/tmp/', '//tmp' and '/tmp/.' are '/tmp'), so that paths
+    compared (a reserved mountPath, two mounts at one place) are compared as the kernel sees
+    them."""
+    return posixpath.normpath("/" + path.lstrip("/"))
+
+
 AbsolutePath = Annotated[
     str,
     Field(min_length=1, json_schema_extra=_schema(ABSOLUTE_PATH, MAX_PATH)),
     _matching(ABSOLUTE_PATH, f"an absolute path of at most {MAX_PATH} characters", MAX_PATH),
+    AfterValidator(_normal_path),
 ]
 
 

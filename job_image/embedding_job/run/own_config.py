@@ -43,8 +43,8 @@ def read_own_config(
         )
     where = f"EmbeddingJob {reporter.namespace}/{reporter.name}"
     resource = _get(reporter, where)
-    uid = (resource.get("metadata") or {}).get("uid")
-    if reporter.uid and uid != reporter.uid:
+    if reporter.is_other_job(resource):
+        uid = (resource.get("metadata") or {}).get("uid")
         reporter.detach()
         raise ConfigUnavailableError(
             f"{where} is another job now (uid {uid}, this run's is {reporter.uid}): it was "

@@ -78,24 +78,37 @@ class StatusReporter:
         self.namespace, self.name, self.api, self.uid = namespace, name, api, uid
         self._warned = False
         self._detached = False
+        self._finished = False
+        # One write at a time: a progress patch still retrying never lands after the result.
+        self._lock = threading.Lock()
 
     def detach(self) -> None:
         """The EmbeddingJob of that name is another job (deleted and re-created): write to it
         no more."""
         self._detached = True
 
-    def patch(self, status: EmbeddingJobStatus) -> bool:
+    def is_other_job(self, resource: dict[str, Any]) -> bool:
+        """Whether ``resource`` (this EmbeddingJob as read now) is another job of the same
+        name: deleted and re-created since this run started (another uid)."""
+        return bool(self.uid) and (resource.get("metadata") or {}).get("uid") != self.uid
+
+    def patch(self, status: EmbeddingJobStatus, final: bool = False) -> bool:
         """Merge the fields set in ``status`` into the resource's status; False (logged once)
-        on failure."""
-        if self._detached:
-            return False
+        on failure. After a ``final`` write (the result), progress is no longer written."""
+        with self._lock:
+            if self._detached or (self._finished and status.progress and not final):
+                return False
+            self._finished = self._finished or final
+            return self._write(status)
+
+    def _write(self, status: EmbeddingJobStatus) -> bool:
         try:
             if self.uid and self._other_job():
                 log.warning(
                     "%s/%s is another EmbeddingJob now (not uid %s): no more reports",
                     self.namespace, self.name, self.uid,
                 )  # fmt: skip
-                self._detached = True
+                self.detach()
                 return False
             self.api.patch_namespaced_custom_object_status(
                 GROUP, VERSION, self.namespace, PLURAL, self.name, {"status": status.to_patch()}
@@ -108,16 +121,17 @@ class StatusReporter:
         return True
 
     def _other_job(self) -> bool:
-        """Whether the EmbeddingJob of this name is not this run's (deleted and re-created):
-        the apiserver ignores a uid in a status patch, so it is read first. A read that fails
-        (an identity that may only patch) says nothing: the write goes ahead, as before."""
+        """Whether the EmbeddingJob of this name is not this run's, read just before each
+        write: the apiserver ignores a uid in a status patch. (A re-creation between the read
+        and the write, one request's time, is not seen.) A read that fails (an identity that
+        may only patch) says nothing: the write goes ahead."""
         try:
             current = self.api.get_namespaced_custom_object_status(
                 GROUP, VERSION, self.namespace, PLURAL, self.name
             )
         except Exception:  # noqa: BLE001 - unknown is not another job
             return False
-        return bool(current["metadata"]["uid"] != self.uid)
+        return self.is_other_job(current)
 
     def progress(
         self,
@@ -152,7 +166,8 @@ class StatusReporter:
             remaining_seconds=0,
             updated_at=timestamp(),
         )
-        return self.patch(EmbeddingJobStatus(output=output_status(manifest), progress=progress))
+        status = EmbeddingJobStatus(output=output_status(manifest), progress=progress)
+        return self.patch(status, final=True)
 
     def started(self) -> bool:
         """A new attempt: forget the error an earlier attempt reported."""
