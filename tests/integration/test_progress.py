@@ -72,7 +72,7 @@ def test_a_run_never_writes_to_a_namesake_with_another_uid(
     assert mine.progress(1, 0, 0, 4, 1.0) is True
     stale = StatusReporter(namespace, "twice", api, "0000-not-this-job")
     assert stale.progress(3, 0, 0, 4, 1.0) is False
-    assert stale.progress(4, 0, 0, 4, 1.0) is False  # detached: not even tried again
+    assert stale.progress(4, 0, 0, 4, 1.0) is False  # detached for good (a unit test shows why)
     assert status(cluster, namespace, "twice")["progress"]["rowsDone"] == 1
 
 
