@@ -120,7 +120,8 @@ def burst(api: client.CustomObjectsApi, names: list[str], seen: RayJobWatch) -> 
 def run(jobs: int, rss_jobs: int) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="embop-burst-"))
     cluster: Cluster = start_cluster(workdir)
-    operator = Operator(cluster, workdir / "operator.log")
+    # At the chart's default log level (INFO): kopf's --verbose logs every API response.
+    operator = Operator(cluster, workdir / "operator.log", verbose=False)
     operator.env["EMBEDDING_OPERATOR_RESYNC_SECONDS"] = "30"
     try:
         cluster.kubectl("create", "namespace", NAMESPACE)

@@ -249,17 +249,11 @@ def _create(
         problem = _previous_or_taken(owner, item["kind"], kube.ensure_object(item))
         if problem is not None:
             return _failed_or_wait(body, problem, waited)
-    rayjob, created = kube.create_or_get_rayjob(manifest)
+    rayjob = kube.create_or_get_rayjob(manifest)
     problem = _previous_or_taken(owner, "RayJob", rayjob["metadata"])
     if problem is not None:
         return _failed_or_wait(body, problem, waited)
-    if created:
-        kopf.event(
-            body,
-            type="Normal",
-            reason=EventReason.CREATED_RAYJOB.value,
-            message=f"created RayJob {owner.name}",
-        )
+    # Its Event is the phase change's (New → Submitted): one write per job, not two alike.
     _reflect(body, rayjob, owner.name, patch)
     return None
 
@@ -281,7 +275,9 @@ def _failed_or_wait(body: kopf.Body, problem: Observation, waited: float) -> Obs
     raise kopf.TemporaryError(problem.message, delay=WAIT_FOR_PREVIOUS_SECONDS)
 
 
-@kopf.on.field(GROUP, VERSION, PLURAL, field="spec.suspend")
+# On update only: a new job's RayJob is created as suspended as its spec says, and a handler
+# that also ran on creation would cost every new job one more kopf cycle (a patch and a GET).
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec.suspend")
 @metrics.timed("suspend")
 def suspend(body: kopf.Body, new: Any, **_: Any) -> None:
     """spec.suspend is the one mutable field: pass it to the RayJob (the resync does too)."""

@@ -56,17 +56,14 @@ def _retry_or_raise(exc: ApiException, what: str) -> kopf.TemporaryError:
     raise kopf.PermanentError(f"{what}: API {exc.status} {exc.reason}: {exc.body}") from exc
 
 
-def create_or_get_rayjob(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Create the RayJob; if it already exists (a restart, a retry), return the existing one.
-
-    Returns (rayjob, created).
-    """
+def create_or_get_rayjob(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create the RayJob; if it already exists (a restart, a retry), return the existing one."""
     meta = manifest["metadata"]
     try:
         created = _api().create_namespaced_custom_object(
             RAY_GROUP, RAY_VERSION, meta["namespace"], RAY_PLURAL, manifest
         )
-        return cast(dict[str, Any], created), True
+        return cast(dict[str, Any], created)
     except ApiException as exc:
         if exc.status != 409:
             raise _retry_or_raise(exc, f"creating RayJob {meta['name']}") from exc
@@ -76,7 +73,7 @@ def create_or_get_rayjob(manifest: dict[str, Any]) -> tuple[dict[str, Any], bool
         )
     except ApiException as exc:
         raise _retry_or_raise(exc, f"reading RayJob {meta['name']}") from exc
-    return cast(dict[str, Any], existing), False
+    return cast(dict[str, Any], existing)
 
 
 def ensure_object(manifest: dict[str, Any]) -> dict[str, Any]:

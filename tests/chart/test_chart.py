@@ -106,6 +106,16 @@ def test_namespaced_install_has_roles_only_in_watched_namespaces() -> None:
     assert args[:3] == ["--namespace=team-a", "--namespace=team-b", "--debug"]
 
 
+@pytest.mark.parametrize(
+    ("level", "flags"), [("debug", ["--debug"]), ("info", []), ("warning", ["--quiet"])]
+)
+def test_log_level_is_kopfs_own(level: str, flags: list[str]) -> None:
+    """kopf logs at INFO without a flag: its --verbose would log every API response body."""
+    docs = render(extra=["--set", f"logLevel={level}"])
+    args = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a in ("--debug", "--verbose", "--quiet")] == flags
+
+
 def test_custom_images_and_service_account() -> None:
     docs = render(CHART / "ci" / "custom-images-values.yaml")
     pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]

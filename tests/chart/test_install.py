@@ -109,7 +109,7 @@ def test_operator_works_with_exactly_the_chart_permissions(
             message=lambda: f"phase Running; operator log:\n{operator.output()}",
         )
         events = installed.items("events", namespace)
-        assert {"CreatedRayJob", "JobRunning"} <= {e["reason"] for e in events}
+        assert {"RayJobSubmitted", "JobRunning"} <= {e["reason"] for e in events}
         assert "Forbidden" not in operator.output() and "forbidden" not in operator.output()
     finally:
         operator.stop()

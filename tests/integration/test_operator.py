@@ -20,7 +20,7 @@ from embedding_operator.builders import Defaults, build_rayjob
 from embedding_operator.job_objects import LABEL_JOB, Owner
 from tests.support.jobs import examples
 from tests.support.kube import Cluster, Operator
-from tests.support.scrape import scrape, value
+from tests.support.scrape import Samples, scrape, value
 from tests.support.specs import largest_spec
 from tests.support.waiting import wait_for
 
@@ -115,7 +115,12 @@ def test_create_makes_exactly_one_rayjob(
     assert "s3://bucket" not in rayjob["spec"]["entrypoint"]
     status = wait_phase(cluster, namespace, "photos", "Submitted")
     assert status["rayJobName"] == "photos" and status["output"]["uri"] == "s3://bucket/out/photos/"
-    assert ("Normal", "CreatedRayJob", "created RayJob photos") in events(cluster, namespace)
+    submitted_event = (
+        "Normal",
+        "RayJobSubmitted",
+        "New → Submitted (RayJobCreated: waiting for KubeRay to start the cluster)",
+    )
+    assert wait_for(lambda: submitted_event in events(cluster, namespace), message="its Event")
 
 
 def test_status_follows_the_rayjob_to_success(
@@ -249,8 +254,24 @@ def test_deleting_the_job_garbage_collects_the_rayjob(
 def test_suspend_is_passed_to_the_rayjob(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
+    def suspend_passes(samples: Samples | None = None) -> float:
+        samples = scrape(operator.metrics_url)[1] if samples is None else samples
+        return value(samples, "embedding_operator_reconcile_seconds_count", handler="suspend")
+
+    _, first = wait_for(lambda: scrape(operator.metrics_url), message="operator /metrics")
+    before = suspend_passes(first)
     apply_job(cluster, namespace, "paused")
     wait_for(lambda: cluster.get("rayjob", "paused", namespace), message="RayJob paused")
+    wait_for(
+        lambda: (
+            (cluster.get("ej", "paused", namespace) or {})["metadata"]
+            .get("annotations", {})
+            .get(f"{GROUP}/last-handled-configuration")
+        ),
+        message="kopf done with the new job",
+    )
+    # A new RayJob is created as suspended as the spec says: the handler is not run for it.
+    assert suspend_passes() == before
     cluster.kubectl(
         "patch",
         "ej",
@@ -269,6 +290,7 @@ def test_suspend_is_passed_to_the_rayjob(
         ),
         message="RayJob suspended",
     )
+    wait_for(lambda: suspend_passes() == before + 1, message="the suspend handler ran")
     cluster.drive(namespace, "paused", {"jobDeploymentStatus": "Suspended"})
     wait_phase(cluster, namespace, "paused", "Suspended")
 

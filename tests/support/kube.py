@@ -138,7 +138,10 @@ class Operator:
         job_image: str = "example.invalid/embedding-job:test",
         kubeconfig: Path | None = None,
         command: list[str] | None = None,
+        verbose: bool = True,
     ):
+        """``verbose``: kopf's DEBUG log (every API call), for a failing test's diagnosis; the
+        chart's default (``logLevel: info``) runs without it."""
         self.cluster, self.log = cluster, log
         self.env = {
             **os.environ,
@@ -159,7 +162,7 @@ class Operator:
             "embedding_operator.main",
             "--standalone",
             "--all-namespaces",
-            "--verbose",
+            *(["--verbose"] if verbose else []),
         ]
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -50,7 +50,6 @@ class EventReason(StrEnum):
 
     INVALID_SPEC = "InvalidSpec"
     POLICY_DENIED = "PolicyDenied"
-    CREATED_RAYJOB = "CreatedRayJob"
     RAYJOB_SUBMITTED = "RayJobSubmitted"
     JOB_RUNNING = "JobRunning"
     JOB_SUCCEEDED = "JobSucceeded"
