@@ -4,8 +4,10 @@
 (etcd, kube-apiserver, kube-controller-manager, built from Go modules), runs the operator as a
 real ``kopf run`` process against it, creates ``--jobs`` EmbeddingJobs from 16 client threads
 at once, and measures for each job the time from its create call returning to its RayJob
-appearing on a watch. Then it tops up to ``--rss-jobs`` jobs in all and reads the operator
-process's resident memory (current and peak). Prints one JSON object (and writes ``--out``).
+appearing on a watch, and, once the burst's writes have stopped, the writes per job the
+apiserver served (its own request counter, by verb and resource). Then it tops up to
+``--rss-jobs`` jobs in all and reads the operator process's resident memory (current and
+peak). Prints one JSON object (and writes ``--out``).
 
 Goals (issue 13): 200 jobs → every RayJob within 5 s, p99 ≤ 2 s; RSS within the chart's
 memory limit (``resources.limits.memory``) at 1,000 jobs.
@@ -21,6 +23,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from bench.machine import git_commit
 from embedding_job.api import GROUP, PLURAL, VERSION, quantity_value
 from tests.support.helm import CHART
 from tests.support.kube import Cluster, Operator, start_cluster, stop_cluster
+from tests.support.scrape import parse
 from tests.support.waiting import wait_for
 
 NAMESPACE = "burst"
@@ -67,9 +71,14 @@ class RayJobWatch:
                 self.api.list_namespaced_custom_object,
                 "ray.io", "v1", NAMESPACE, "rayjobs", timeout_seconds=5,
             )  # fmt: skip
-            for event in stream:
-                name = event["object"]["metadata"]["name"]
-                self.seen.setdefault(name, time.monotonic())
+            try:
+                for event in stream:
+                    name = event["object"]["metadata"]["name"]
+                    self.seen.setdefault(name, time.monotonic())
+            except Exception:
+                if self._stop.is_set():
+                    return  # the control plane went down under a watch no longer needed
+                raise
 
     def stop(self) -> None:
         self._stop.set()
@@ -87,6 +96,40 @@ def memory_mb(pid: int) -> tuple[float, float]:
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
     )
     return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+#: The request verbs that write (apiserver_request_total's ``verb`` label).
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
+
+
+def api_writes(cluster: Cluster) -> Counter[str]:
+    """Writes the apiserver has served so far, by verb and resource (``PATCH embeddingjobs/
+    status``), from its own request counter."""
+    _, samples = parse(cluster.kubectl("get", "--raw", "/metrics").stdout)
+    writes: Counter[str] = Counter()
+    for (name, pairs), count in samples.items():
+        labels = dict(pairs)
+        if name == "apiserver_request_total" and labels.get("verb") in WRITE_VERBS:
+            resource = "/".join(filter(None, (labels["resource"], labels.get("subresource"))))
+            writes[f"{labels['verb']} {resource}"] += int(count)
+    return writes
+
+
+def settled_writes(cluster: Cluster, since: Counter[str], jobs: int) -> dict[str, Any]:
+    """Writes per job once the burst's writes have stopped (no new one for 2 s), by kind:
+    the benchmark's own create, then the operator's (and the controller manager's lease)."""
+    last: list[Counter[str] | None] = [None]
+
+    def quiet() -> Counter[str] | None:
+        now = api_writes(cluster) - since
+        stopped, last[0] = now == last[0], now
+        return now if stopped else None
+
+    writes = wait_for(quiet, timeout=120, interval=2, message="the burst's writes stop")
+    return {
+        "api_writes_per_job": round(sum(writes.values()) / jobs, 2),
+        "api_writes_by_kind": {k: round(v / jobs, 2) for k, v in sorted(writes.items())},
+    }
 
 
 def burst(api: client.CustomObjectsApi, names: list[str], seen: RayJobWatch) -> dict[str, Any]:
@@ -132,9 +175,11 @@ def run(jobs: int, rss_jobs: int) -> dict[str, Any]:
         burst(api, ["warm-up"], seen)  # the operator is up and watching
         assert operator.process is not None
         cpu_before = cpu_seconds(operator.process.pid)
+        writes_before = api_writes(cluster)
         result: dict[str, Any] = {"burst": burst(api, [f"j{i:04d}" for i in range(jobs)], seen)}
         # How much of the burst the operator itself computed (the rest: apiserver, etcd).
         result["burst"]["operator_cpu_s"] = round(cpu_seconds(operator.process.pid) - cpu_before, 2)
+        result["burst"].update(settled_writes(cluster, writes_before, jobs))
         # urllib3 warns for each connection it closes because its pool is full: each costs a
         # new TLS connection for the next call (0 when every handler thread keeps its own).
         log = operator.log.read_text(errors="replace")

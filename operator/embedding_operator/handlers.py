@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 import random
 from collections.abc import Mapping
 from typing import Any, cast
@@ -42,7 +41,14 @@ from embedding_operator.pod_status import (
     torn_down,
 )
 from embedding_operator.policy import violations
-from embedding_operator.settings import operator_defaults, operator_policy
+from embedding_operator.settings import (
+    IMAGE_PULL_GRACE,
+    RESYNC_SECONDS,
+    WAIT_FOR_PREVIOUS_LIMIT_SECONDS,
+    WAIT_FOR_PREVIOUS_SECONDS,
+    operator_defaults,
+    operator_policy,
+)
 from embedding_operator.status import (
     Observation,
     Ownership,
@@ -57,19 +63,6 @@ from embedding_operator.status import (
     transition_event,
     waiting_for_previous,
     with_job_error,
-)
-
-#: Seconds between two reconciliations of a running job from its RayJob's current state.
-RESYNC_SECONDS = float(os.environ.get("EMBEDDING_OPERATOR_RESYNC_SECONDS", "30"))
-#: Seconds a Ray pod may fail to pull its image before the job fails.
-IMAGE_PULL_GRACE = datetime.timedelta(
-    seconds=float(os.environ.get("EMBEDDING_OPERATOR_IMAGE_PULL_GRACE_SECONDS", "300"))
-)
-#: Seconds before a job waiting for an earlier namesake's objects to go looks again, and the
-#: most it waits before it fails.
-WAIT_FOR_PREVIOUS_SECONDS = 5.0
-WAIT_FOR_PREVIOUS_LIMIT_SECONDS = float(
-    os.environ.get("EMBEDDING_OPERATOR_WAIT_FOR_PREVIOUS_SECONDS", "600")
 )
 
 

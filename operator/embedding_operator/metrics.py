@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from embedding_job.api import Phase
+from embedding_job.api import Phase, parse_time
 
 PORT_ENV = "EMBEDDING_OPERATOR_METRICS_PORT"
 #: The ``phase`` label of a job the operator has not handled yet (as its Events say).
@@ -143,7 +143,7 @@ def queue_seconds(created: str | None, now: datetime) -> float | None:
     if not created:
         return None
     try:
-        start = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        start = parse_time(created)
     except ValueError:
         return None
     return max(0.0, (now - start).total_seconds())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from embedding_job.api import GROUP, EventReason, Phase
+from embedding_job.api import GROUP, EventReason, Phase, parse_time
 from embedding_operator.status import Observation
 
 #: The kubelet's waiting reasons for a pull it keeps retrying (it may yet succeed).
@@ -52,11 +52,6 @@ class PodProblem:
 
     def describe(self) -> str:
         return f"pod {self.pod}: {self.reason}: {self.message}".rstrip(": ")
-
-
-def parse_time(value: str) -> datetime:
-    """An RFC 3339 timestamp as the API writes it."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _waiting(statuses: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import kopf
@@ -29,6 +30,20 @@ def operator_defaults() -> Defaults:
 def operator_policy(defaults: Defaults) -> Policy:
     """What specs may ask for (the chart's tenancy values)."""
     return Policy.from_env(defaults.job_image)
+
+
+#: Seconds between two reconciliations of a running job from its RayJob's current state.
+RESYNC_SECONDS = float(os.environ.get("EMBEDDING_OPERATOR_RESYNC_SECONDS", "30"))
+#: Seconds a Ray pod may fail to pull its image before the job fails.
+IMAGE_PULL_GRACE = datetime.timedelta(
+    seconds=float(os.environ.get("EMBEDDING_OPERATOR_IMAGE_PULL_GRACE_SECONDS", "300"))
+)
+#: Seconds before a job waiting for an earlier namesake's objects to go looks again, and the
+#: most it waits before it fails.
+WAIT_FOR_PREVIOUS_SECONDS = 5.0
+WAIT_FOR_PREVIOUS_LIMIT_SECONDS = float(
+    os.environ.get("EMBEDDING_OPERATOR_WAIT_FOR_PREVIOUS_SECONDS", "600")
+)
 
 
 #: Handlers are synchronous (the official client): enough threads that a burst of new jobs is

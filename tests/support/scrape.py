@@ -13,7 +13,11 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 def scrape(url: str, timeout: float = 5.0) -> tuple[set[str], Samples]:
     """The metric families an endpoint declares and every sample it exposes."""
     with urllib.request.urlopen(url, timeout=timeout) as response:
-        text = response.read().decode()
+        return parse(response.read().decode())
+
+
+def parse(text: str) -> tuple[set[str], Samples]:
+    """The metric families a text exposition declares and every sample in it."""
     families: set[str] = set()
     samples: Samples = {}
     for family in text_string_to_metric_families(text):

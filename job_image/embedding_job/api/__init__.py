@@ -133,6 +133,7 @@ from embedding_job.api.status import (
     Phase,
     Progress,
     StatusPart,
+    parse_time,
     timestamp,
 )
 
@@ -235,6 +236,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_spec",
+    "parse_time",
     "quantity_value",
     "timestamp",
 ]

@@ -77,6 +77,11 @@ def timestamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 timestamp as the API writes it (``Z`` or an offset); ValueError if not one."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 class StatusPart(BaseModel):
     """Base of the status models: camelCase on the wire; unknown keys ignored when read (a
     status written by another version stays readable)."""

@@ -1,0 +1,34 @@
+"""``make bench-operator``'s plumbing at a tiny size, and the write budget of a new job: what
+the operator asks of the apiserver for each EmbeddingJob is what the burst figures rest on."""
+
+from __future__ import annotations
+
+from bench.operator_burst import run
+
+#: Per new job, once its writes have settled: the benchmark's own create, then the operator's
+#: (the job's identity, its RayJob, kopf's record of the handled spec, the finalizer of its
+#: resync timer, the status and the phase change's Event).
+WRITE_BUDGET = {
+    "POST embeddingjobs": 1.0,
+    "POST serviceaccounts": 1.0,
+    "POST roles": 1.0,
+    "POST rolebindings": 1.0,
+    "POST rayjobs": 1.0,
+    "PATCH embeddingjobs": 2.0,
+    "PATCH embeddingjobs/status": 1.0,
+    "POST events": 1.0,
+}
+
+
+def test_a_small_burst_reports_latencies_writes_and_memory() -> None:
+    result = run(jobs=3, rss_jobs=5)
+    burst = result["burst"]
+    assert burst["jobs"] == 3
+    assert 0 < burst["latency_p50_s"] <= burst["latency_p99_s"] <= burst["all_rayjobs_s"]
+    assert burst["operator_cpu_s"] > 0 and burst["connections_discarded"] == 0
+    # The controller manager renews its lease meanwhile: not the jobs' doing.
+    writes = {k: v for k, v in burst["api_writes_by_kind"].items() if not k.endswith("leases")}
+    assert writes == WRITE_BUDGET
+    memory = result["memory"]
+    assert memory["jobs"] == 5 and 0 < memory["rss_mb"] <= memory["chart_limit_mb"]
+    assert result["goals"]["rss_within_chart_limit"] is True
