@@ -231,6 +231,13 @@ def _window(calls: list[Call], skip: int) -> tuple[int, float, float] | None:
     return skip, calls[skip - 1][1], calls[-1][1]
 
 
+def steady_window(calls: list[Call], skip: int = 2) -> tuple[float, float] | None:
+    """The steady-state window (``trace_rate``'s and ``busy_fraction``'s): from the end of
+    call ``skip`` to the end of the last call."""
+    window = _window(calls, skip)
+    return None if window is None else (window[1], window[2])
+
+
 def trace_rate(calls: list[Call], skip: int = 2) -> float:
     """Rows per second from the end of call ``skip`` to the end of the last call.
 

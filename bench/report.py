@@ -201,10 +201,13 @@ def format_ceiling(goals: dict[str, Any], variants: Variants) -> str:
     by_mode = {f.get("input_mode"): f for f in variants.values() if f.get("input_mode")}
     for mode, check in goals["modes"].items():
         verdict = "holds" if check["busy_holds"] and check["per_core_holds"] else "MISSES"
+        cores = by_mode[mode].get("steady_cores") or {}
         lines.append(
             f"  {mode:7} {by_mode[mode].get('images_per_s_per_core', math.nan):7.1f} img/s/core "
             f"({check['per_core_vs_datapath_mt']:.0%} of datapath_mt), "
-            f"busy {check['embedder_busy_fraction']:.1%}: {verdict}"
+            f"busy {check['embedder_busy_fraction']:.1%}: {verdict}; cores used "
+            f"{cores.get('total', math.nan):.2f} (embedder {cores.get('embedder', math.nan):.2f}, "
+            f"driver {cores.get('driver', math.nan):.2f}, other {cores.get('other', math.nan):.2f})"
         )
     return "\n".join(lines)
 

@@ -25,10 +25,11 @@ from bench.call_trace import (
     calls,
     hook_env,
     read_records,
+    steady_window,
     trace_rate,
 )
 from bench.sampling import Sampler
-from bench.tree_memory import TreeMemory, cpu_by
+from bench.tree_memory import TreeMemory, cpu_at, cpu_by
 from embedding_job.api import TELEMETRY_OFF
 
 #: How often the output directory is looked at for its first data file.
@@ -127,6 +128,29 @@ def steady_figures(run: TracedRun, rows: int) -> dict[str, Any]:
         "peak_rss_mb": run.peak_rss_mb,
         "peak_pss_mb": run.peak_pss_mb,
     }
+
+
+def steady_cores(run: TracedRun) -> dict[str, float]:
+    """Where the CPUs went in the steady window: the cores (CPU seconds per second) used by the
+    command's own process (the driver: Daft's runner, the output), by the embedder's
+    processes (decode and model), and by the rest of its tree (Ray's, Daft's other workers)."""
+    window = steady_window(calls(run.records))
+    if window is None:
+        return {}
+    begin, end = window
+    embedders = {r.pid for r in run.records if r.label == "embed"}
+
+    def used(pid: int) -> float:
+        samples = run.cpu.get(pid, [])
+        return cpu_at(samples, end) - cpu_at(samples, begin) if samples else 0.0
+
+    by_role = {"driver": 0.0, "embedder": 0.0, "other": 0.0}
+    for pid in run.cpu:
+        role = "driver" if pid == run.pid else "embedder" if pid in embedders else "other"
+        by_role[role] += used(pid)
+    cores = {role: seconds / (end - begin) for role, seconds in by_role.items()}
+    cores["total"] = sum(cores.values())
+    return cores
 
 
 def _first(values: list[float]) -> float:

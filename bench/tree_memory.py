@@ -81,3 +81,19 @@ def cpu_by(samples: list[tuple[float, float]], when: float) -> float:
         return math.nan
     index = bisect.bisect_right([t for t, _ in samples], when)
     return samples[index - 1][1] if index else 0.0
+
+
+def cpu_at(samples: list[tuple[float, float]], when: float) -> float:
+    """CPU seconds a process had used by ``when``, interpolated between the samples around it
+    (a window of a few seconds is only a dozen samples long); 0 before its first sample, its
+    last after its last; NaN without samples."""
+    if not samples:
+        return math.nan
+    times = [t for t, _ in samples]
+    index = bisect.bisect_right(times, when)
+    if index == 0:
+        return 0.0
+    if index == len(samples):
+        return samples[-1][1]
+    (t0, c0), (t1, c1) = samples[index - 1], samples[index]
+    return c0 + (c1 - c0) * (when - t0) / (t1 - t0) if t1 > t0 else c1

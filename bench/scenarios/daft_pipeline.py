@@ -25,7 +25,14 @@ from typing import Any
 
 from bench.call_trace import busy_fraction, calls, trace_rate
 from bench.scenario import Context
-from bench.traced_run import TracedRun, bench_env, run_traced, startup_figures, steady_figures
+from bench.traced_run import (
+    TracedRun,
+    bench_env,
+    run_traced,
+    startup_figures,
+    steady_cores,
+    steady_figures,
+)
 from embedding_job.imaging.datapath import available_cpus
 
 
@@ -123,6 +130,7 @@ def pipeline_figures(
         "first_batch_done_s": embed[0][1] if embed else math.nan,
         "after_last_batch_s": run.seconds - embed[-1][1] if embed else None,
         "embedder_busy_fraction": busy_fraction(embed),
+        "steady_cores": steady_cores(run),
         "failed": summary["rowsFailed"],
         "threads": available_cpus(),
         "startup": startup_figures(run),

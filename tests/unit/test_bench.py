@@ -190,7 +190,10 @@ def _mode(mode: str, per_core: float, busy: float) -> dict[str, object]:
 def test_the_pipeline_ceiling_goals_per_input_mode() -> None:
     variants = {
         "ceiling_datapath_mt": {"images_per_s_per_core": 100.0, "data_only": True},
-        "ceiling_local": _mode("local", 95.0, 0.99),
+        "ceiling_local": {
+            **_mode("local", 95.0, 0.99),
+            "steady_cores": {"driver": 0.05, "embedder": 1.5, "other": 0.0, "total": 1.55},
+        },
         "ceiling_http": _mode("http", 91.0, 0.94),  # busy misses
         "ceiling_base64": _mode("base64", 70.0, 0.97),  # per core misses
     }
@@ -214,6 +217,8 @@ def test_the_pipeline_ceiling_goals_per_input_mode() -> None:
     assert (
         "local" in printed and "95% of datapath_mt" in printed and "busy 94.0%: MISSES" in printed
     )
+    assert "cores used 1.55 (embedder 1.50, driver 0.05, other 0.00)" in printed
+    assert "cores used nan" in printed  # a mode measured without the CPU samples
     no_reference = ceiling_goals({"ceiling_local": variants["ceiling_local"]})
     assert "datapath_mt - img/s/core" in format_ceiling(no_reference, variants)
 

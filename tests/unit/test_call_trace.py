@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from bench import call_trace
-from bench.traced_run import TracedRun, startup_figures, steady_figures
-from bench.tree_memory import TreeMemory, cpu_by
+from bench.traced_run import TracedRun, startup_figures, steady_cores, steady_figures
+from bench.tree_memory import TreeMemory, cpu_at, cpu_by
 from tests.support.models import DINOV2
 
 
@@ -274,6 +274,31 @@ def test_the_cpu_a_process_had_used_by_a_time() -> None:
     assert cpu_by(samples, 1.4) == 0.4
     assert cpu_by(samples, 9.0) == 0.45
     assert math.isnan(cpu_by([], 1.0))
+
+
+def test_the_cpu_a_process_had_used_interpolated_between_samples() -> None:
+    samples = [(1.0, 0.2), (1.5, 0.4), (2.0, 0.4)]
+    assert cpu_at(samples, 0.5) == 0.0
+    assert cpu_at(samples, 1.25) == pytest.approx(0.3)
+    assert cpu_at(samples, 1.75) == pytest.approx(0.4)
+    assert cpu_at(samples, 9.0) == 0.4
+    assert math.isnan(cpu_at([], 1.0))
+
+
+def test_where_the_cpus_went_in_the_steady_window() -> None:
+    # Embedder calls end at 2, 3, 4 and 6 s: the steady window is 3 s → 6 s.
+    records = [_record(end - 0.9, end, 8, 20, "embed") for end in (2.0, 3.0, 4.0, 6.0)]
+    cpu = {
+        10: [(0.0, 0.0), (3.0, 1.0), (6.0, 2.5)],  # the driver: 1.5 s in 3 s
+        20: [(0.0, 0.0), (3.0, 2.0), (6.0, 5.0)],  # the embedder: 3.0 s in 3 s
+        30: [(2.0, 0.0), (4.5, 0.3), (7.0, 0.3)],  # a helper: 0.3 s, interpolated at both ends
+    }
+    run = TracedRun(7.0, records, "", 1.0, 1.0, None, 10, cpu)
+    cores = steady_cores(run)
+    assert cores["driver"] == pytest.approx(0.5) and cores["embedder"] == pytest.approx(1.0)
+    assert cores["other"] == pytest.approx((0.3 - 0.12) / 3)
+    assert cores["total"] == pytest.approx(sum(cores[k] for k in ("driver", "embedder", "other")))
+    assert steady_cores(TracedRun(7.0, records[:1], "", 1.0, 1.0, None, 10, cpu)) == {}
 
 
 def test_tree_memory_samples_each_processs_cpu_time() -> None:

@@ -84,10 +84,15 @@ def test_base64_variants() -> None:
     assert decode_base64("data:image/png;base64," + plain) == payload
     assert decode_base64(base64.urlsafe_b64encode(payload).decode().rstrip("=")) == payload
     assert decode_base64(plain[:40] + "\n" + plain[40:]) == payload
+    assert decode_base64(plain.encode()) == payload  # bytes holding base64 text
     with pytest.raises(RowError, match="invalid base64"):
         decode_base64("not base64 at all!!")
     with pytest.raises(RowError, match="empty"):
         decode_base64("")
+    # What the one-pass path refuses goes the general way, and is refused there too.
+    for bad in (plain + "=", "=" + plain, plain[:-4] + "é" + plain[-3:], plain + "AB=C"):
+        with pytest.raises(RowError, match="invalid base64"):
+            decode_base64(bad)
 
 
 def test_inline_cells() -> None:
