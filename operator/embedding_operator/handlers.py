@@ -246,6 +246,9 @@ def _create(
     problem = _previous_or_taken(owner, "RayJob", rayjob["metadata"])
     if problem is not None:
         return _failed_or_wait(body, problem, waited)
+    # One adopted from an earlier attempt (a restart, a lost patch) may predate a change of
+    # spec.suspend, which the update handler, not run for a new job, would not pass on.
+    _match_suspend(body, rayjob)
     # Its Event is the phase change's (New → Submitted): one write per job, not two alike.
     _reflect(body, rayjob, owner.name, patch)
     return None
@@ -276,7 +279,7 @@ def suspend(body: kopf.Body, new: Any, **_: Any) -> None:
     """spec.suspend is the one mutable field: pass it to the RayJob (the resync does too)."""
     status = body.get("status") or {}
     if status.get("phase") in TERMINAL_PHASES or not status.get("rayJobName"):
-        return  # not submitted yet: the RayJob will be created with spec.suspend
+        return  # not submitted yet (a namesake's objects still going): created as it says
     _match_suspend(body, kube.get_rayjob(str(body.metadata.namespace), status["rayJobName"]))
 
 

@@ -19,7 +19,7 @@ from embedding_job.errors import RowError
 from embedding_job.imaging.datapath import DataPath
 from embedding_job.imaging.decode import decode_image, decode_scaled
 from embedding_job.imaging.gpu_jpeg import GpuJpegDecoder
-from embedding_job.imaging.transform import ImageTransform, _rgbx_memory, _torch_resize
+from embedding_job.imaging.transform import ImageTransform, _rgbx_pixels, _torch_resize
 from embedding_job.model.embedder import Embedder, EmbedderSettings
 from tests.support.embedding import fake_torchvision_io, reference_embeddings
 from tests.support.images import bad_images, good_images
@@ -106,7 +106,7 @@ def test_torch_resize_is_within_two_grey_levels_of_pillow(
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
 def test_torch_resize_reads_pillows_memory_with_the_same_result_as_a_copy(mode: str) -> None:
     image = sample_image(5, (1000, 750))
-    assert _rgbx_memory(image) is not None  # the path without a copy is the one taken
+    assert _rgbx_pixels(image) is not None  # the path without a copy is the one taken
     copied = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     batch = copied.view(750, 1000, 3).permute(2, 0, 1).unsqueeze(0)
     expected = torch.nn.functional.interpolate(
@@ -118,7 +118,7 @@ def test_torch_resize_reads_pillows_memory_with_the_same_result_as_a_copy(mode: 
     # Where Pillow cannot hand its memory over (rows in separate blocks, another mode), the
     # copy is made.
     large = image.resize((4200, 3150))
-    assert _rgbx_memory(large) is None and _rgbx_memory(image.convert("L")) is None
+    assert _rgbx_pixels(large) is None and _rgbx_pixels(image.convert("L")) is None
     assert _torch_resize(large, (224, 224), mode).shape == (224, 224, 3)
 
 

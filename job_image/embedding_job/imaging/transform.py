@@ -8,7 +8,6 @@ tensor ops on the model's device, so images travel to the device as uint8.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import math
 from dataclasses import dataclass
@@ -166,15 +165,13 @@ class ImageTransform:
 
 
 def _torch_resize(image: Image.Image, size: tuple[int, int], mode: str) -> np.ndarray:
-    rgbx = _rgbx_memory(image)
-    if rgbx is not None:
-        # Resized as RGBX (the fast uint8 kernels take 4 channels too); X is dropped after.
-        pixels = torch.frombuffer(rgbx[1], dtype=torch.uint8).view(image.height, image.width, 4)
-    else:
+    pixels = _rgbx_pixels(image)
+    if pixels is None:
         # A writable copy that torch can wrap; np.array(image) takes ~3x longer.
         raw = bytearray(image.tobytes())
         pixels = torch.frombuffer(raw, dtype=torch.uint8).view(image.height, image.width, 3)
-    # (H, W, C) viewed as (1, C, H, W) is channels-last: the layout of the fast uint8 kernels.
+    # (H, W, C) viewed as (1, C, H, W) is channels-last: the layout of the fast uint8 kernels
+    # (which take RGBX's 4 channels too; X is dropped after).
     batch = pixels.permute(2, 0, 1).unsqueeze(0)
     resized = torch.nn.functional.interpolate(
         batch, size=size, mode=mode, antialias=True, align_corners=False
@@ -182,25 +179,24 @@ def _torch_resize(image: Image.Image, size: tuple[int, int], mode: str) -> np.nd
     return np.ascontiguousarray(resized[0, :3].permute(1, 2, 0).numpy())
 
 
-def _rgbx_memory(image: Image.Image) -> tuple[Any, Any] | None:
-    """An RGB image's own pixel memory (Pillow keeps RGB as RGBX rows), without a copy: its
-    Arrow export, and a writable ctypes view of it that torch can wrap (torch warns on a
-    read-only one), to be used while the image lives. ``tobytes`` instead copies the decoded
-    image twice holding the GIL (3.4 ms of 4.2 for a 1000x750 photo to 224x224, measured),
-    which the other decode threads wait for. None where Pillow cannot export it: other
-    modes, an older Pillow, rows in separate blocks (images of more than about 16 MB)."""
-    if image.mode != "RGB" or not hasattr(image, "__arrow_c_array__"):
+def _rgbx_pixels(image: Image.Image) -> torch.Tensor | None:
+    """An RGB image's own pixel memory as an (H, W, 4) tensor, without a copy: Pillow keeps RGB
+    as RGBX rows and exports them to Arrow, which torch takes by DLPack (the tensor keeps that
+    memory alive). ``tobytes`` instead copies the decoded image twice holding the GIL (3.4 ms
+    of 4.2 for a 1000x750 photo to 224x224, measured), which the other decode threads wait
+    for. None where Pillow cannot export it: other modes, rows in separate blocks (images of
+    more than about 16 MB)."""
+    if image.mode != "RGB":
         return None
     import pyarrow as pa
 
     try:
-        exported = pa.array(image)
+        values = pa.array(image).flatten()
     except (ValueError, pa.ArrowException):
         return None
-    memory = exported.buffers()[-1]
-    if memory is None or memory.size != image.width * image.height * 4:
+    if len(values) != image.width * image.height * 4:
         return None
-    return exported, (ctypes.c_uint8 * memory.size).from_address(memory.address)
+    return torch.from_dlpack(values).view(image.height, image.width, 4)
 
 
 #: The image processor attributes that decide its output (what from_config reads).
