@@ -11,17 +11,22 @@ from embedding_job.api import load_config, parse_spec
 from embedding_operator.builders import Defaults, build_rayjob
 from embedding_operator.job_objects import Owner
 from tests.support.kube import Cluster, Operator
-from tests.support.operator_jobs import JOB, apply_job, ej_status, events, submitted, wait_phase
+from tests.support.operator_jobs import (
+    JOB,
+    apply_job,
+    ej_status,
+    events,
+    running,
+    submitted,
+    wait_phase,
+)
 from tests.support.waiting import wait_for
 
 
 def test_a_rayjob_deleted_under_a_running_job_fails_it(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply_job(cluster, namespace, "orphan")
-    wait_for(lambda: cluster.get("rayjob", "orphan", namespace), message="RayJob orphan")
-    cluster.drive(namespace, "orphan", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
-    wait_phase(cluster, namespace, "orphan", "Running")
+    running(cluster, namespace, "orphan")
     cluster.kubectl("delete", "rayjob", "orphan", "-n", namespace)
     status = wait_phase(cluster, namespace, "orphan", "Failed")
     assert status["reason"] == "RayJobMissing" and "re-create" in status["message"]
@@ -50,10 +55,7 @@ def test_a_restart_never_recreates_a_deleted_rayjob(
 def test_a_lost_status_update_is_repaired_by_the_resync(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
-    apply_job(cluster, namespace, "drift")
-    wait_for(lambda: cluster.get("rayjob", "drift", namespace), message="RayJob drift")
-    cluster.drive(namespace, "drift", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
-    wait_phase(cluster, namespace, "drift", "Running")
+    running(cluster, namespace, "drift")
     # As if the operator's patch for Running had failed: the status says Submitted again.
     cluster.kubectl(
         "patch",

@@ -52,3 +52,11 @@ def events(cluster: Cluster, namespace: str) -> list[tuple[str, str, str]]:
         for e in items
         if e["involvedObject"]["kind"] == "EmbeddingJob"
     ]
+
+
+def running(cluster: Cluster, namespace: str, name: str) -> None:
+    """Apply the job, let its RayJob report a running Ray job, and wait for phase Running."""
+    apply_job(cluster, namespace, name)
+    wait_for(lambda: cluster.get("rayjob", name, namespace), message=f"RayJob {name}")
+    cluster.drive(namespace, name, {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
+    wait_phase(cluster, namespace, name, "Running")
