@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from embedding_job.demo import make_random_model
-from tests.e2e.checks import E2E_LOG, show
+from embedding_job.demo import TINY, make_random_model
+from tests.e2e.checks import show
 from tests.e2e.steps import MODEL
+from tests.support.hub_models import CLIP, hub_preprocessor
 from tests.support.kube import Cluster
+from tests.support.models import DINOV2
 from tests.support.providers import Provider, make_provider, provider_class
 
 PROVIDERS = [p for p in os.environ.get("EMBOP_E2E_PROVIDER", "local,node").split(",") if p]
@@ -71,9 +73,16 @@ def provider(request: pytest.FixtureRequest) -> Iterator[Provider]:
 
 @pytest.fixture(scope="package")
 def models(provider: Provider) -> Path:
-    """A tiny random-init ViT under its original name, in the directory the job sees."""
+    """Tiny random-init models under their real names, in the directory the job sees: the ViT
+    every scenario embeds with, and a DINOv2 and a CLIP (each with the hub's preprocessor file,
+    weights drawn wide so that distinct images get distinct vectors) for several models in one
+    job."""
     root = provider.workdir / "models"
     make_random_model(root / MODEL, "vit", seed=1)
+    wide = {**TINY, "initializer_range": 0.2, "initializer_factor": 2.0}
+    for seed, (name, kind) in enumerate([(DINOV2, "dinov2"), (CLIP, "clip")], start=2):
+        config = hub_preprocessor(name)
+        make_random_model(root / name, kind, size=wide, seed=seed, preprocessor_config=config)
     for path in [root, *root.rglob("*")]:
         path.chmod(0o777 if path.is_dir() else 0o666)
     return root
@@ -83,11 +92,3 @@ def models(provider: Provider) -> Path:
 def cluster(provider: Provider) -> Cluster:
     """The provider's cluster (tests/support/fixtures.py's namespace fixture uses it)."""
     return provider.cluster
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """What the cluster did (bindings, GPU requests, KubeRay's transitions, outcomes)."""
-    if E2E_LOG:
-        terminalreporter.section("e2e: what the cluster did")
-        for line in E2E_LOG:
-            terminalreporter.write_line(f"[e2e] {line}")
