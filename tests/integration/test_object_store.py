@@ -6,43 +6,17 @@ pointed at a test server.
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tests.support.images import good_images
-from tests.support.jobs import assert_exactly_bad_rows_null, job, run_cli, write_config
+from tests.support.jobs import assert_exactly_bad_rows_null, job
 from tests.support.models import VIT
+from tests.support.object_store_jobs import manifest, parquet_table, read_parquet_output, run
 from tests.support.s3_server import Bucket
 
 IMAGES = good_images()
-
-
-def run(tmp_path: Path, bucket: Bucket, config: dict[str, Any], *args: str) -> Any:
-    path = write_config(tmp_path / "job.yaml", config)
-    return run_cli("run", "--config", str(path), *args, env=bucket.server.env)
-
-
-def manifest(bucket: Bucket, prefix: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(bucket.get(f"{prefix}/_manifest.json"))
-    return data
-
-
-def read_parquet_output(bucket: Bucket, prefix: str) -> dict[str, list[Any]]:
-    import daft
-
-    uri = f"{bucket.uri}/{prefix}/*.parquet"
-    return daft.read_parquet(uri, io_config=bucket.server.io_config()).to_pydict()
-
-
-def parquet_table(rows: dict[str, list[Any]]) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(pa.table(rows), sink)
-    return sink.getvalue()
 
 
 def test_images_on_s3_to_parquet_on_s3_with_manifest_and_success(

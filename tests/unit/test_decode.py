@@ -111,3 +111,5 @@ def test_inline_cells() -> None:
 def test_short_error_keeps_first_line_and_innermost_cause() -> None:
     exc = OSError("MiscTransient\n\nCaused by:\n  1: outer\n  2: Connection refused (os error 111)")
     assert short_error(exc) == "MiscTransient (Connection refused (os error 111))"
+    throttled = OSError("DaftError::ComputeError Throttled when trying to read path `s3://b/k`")
+    assert short_error(throttled) == "Throttled when trying to read path `s3://b/k`"

@@ -332,11 +332,12 @@ class RemoteImage:
 
 
 def short_error(exc: BaseException, limit: int = 300) -> str:
-    """First line and innermost cause of an exception message, bounded in length."""
+    """First line and innermost cause of an exception message, bounded in length, without
+    Daft's internal error kind (``DaftError::ComputeError``), which tells a user nothing."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     if not lines:
         return type(exc).__name__
-    first = lines[0]
+    first = re.sub(r"^DaftError::\w+\s+", "", lines[0]) or lines[0]
     causes = [ln for ln in lines[1:] if re.match(r"^\d+:", ln)]
     text = first
     if causes:
