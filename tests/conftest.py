@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from embedding_job.api import TELEMETRY_OFF
+from tests.support.summary import SECTIONS
 
 os.environ.update({key: os.environ.get(key, value) for key, value in TELEMETRY_OFF.items()})
 os.environ.setdefault("DAFT_PROGRESS_BAR", "0")
@@ -38,3 +39,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = tier_of(item.path)
         if tier is not None:
             item.add_marker(tier)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the tests measured or saw, passed or not (tests/support/summary.py)."""
+    for section, lines in SECTIONS.items():
+        terminalreporter.section(section)
+        for line in lines:
+            terminalreporter.write_line(line)

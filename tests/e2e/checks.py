@@ -15,17 +15,15 @@ from tests.e2e.steps import (
     wait_scheduled_workers,
 )
 from tests.support.providers import Provider
+from tests.support.summary import report
 from tests.support.waiting import wait_for
-
-#: Every line the scenarios report, printed again in pytest's terminal summary (conftest.py)
-#: so that a CI log shows what the cluster did even when every test passes.
-E2E_LOG: list[str] = []
 
 
 def note(line: str) -> None:
-    """One line of the e2e log."""
-    E2E_LOG.append(line)
-    print(f"[e2e] {line}")
+    """One line of the e2e log: printed again in pytest's terminal summary, so that a CI log
+    shows what the cluster did (bindings, GPU requests, KubeRay's transitions, outcomes) even
+    when every test passes."""
+    report("e2e: what the cluster did", f"[e2e] {line}")
 
 
 def show(title: str, lines: list[str]) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +211,42 @@ def test_too_many_failures_fail_the_job_and_mark_the_output_incomplete(
     manifest = read_manifest(tmp_path / "out")
     assert manifest["status"] == "failed" and manifest["rowsFailed"] == 2
     assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+
+#: The job's CLI with a defect planted between input and output: the rows whose id is "lost"
+#: vanish, as a bug in the pipeline would make them. Only the count from the input can tell.
+LOSING_A_ROW = """
+import sys
+from daft import col
+from embedding_job import cli
+from embedding_job.run import pipeline
+embed = pipeline.embed
+pipeline.embed = lambda df, *args, **kwargs: embed(df, *args, **kwargs).where(col("id") != "lost")
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_run_whose_output_lacks_a_row_of_its_input_fails(
+    tmp_path: Path, models_root: Path
+) -> None:
+    ids = ["a", "b", "lost", "c"]
+    table = tmp_path / "input.parquet"
+    cells = pa.array([good_images()["jpeg"]] * len(ids), pa.binary())
+    pq.write_table(pa.table({"id": ids, "image": cells}), table)
+    config = job(models_root, table, tmp_path / "out", input={"srcType": "image_binary"})
+    path = write_config(tmp_path / "job.yaml", config)
+    argv = [sys.executable, "-c", LOSING_A_ROW, "--log-format", "json"]
+    argv += ["run", "--config", str(path)]
+    env = {**os.environ, "DAFT_PROGRESS_BAR": "0"}
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, check=False)
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "1 of 4 input rows have no output row" in result.stderr, result.stderr[-3000:]
+    manifest = read_manifest(tmp_path / "out")
+    assert (manifest["status"], manifest["rowsIn"], manifest["rowsOut"]) == ("failed", 4, 3)
+    assert manifest["message"] == "1 of 4 input rows have no output row"
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+    assert sorted(read_output(tmp_path / "out")["id"]) == ["a", "b", "c"]  # what it did write
 
 
 def test_missing_model_fails_before_any_data_is_read(tmp_path: Path, models_root: Path) -> None:

@@ -27,8 +27,11 @@ from embedding_job.model.embedder import Embedder, EmbedderSettings
 from tests.support.embedding import as_opened, reference_embeddings
 from tests.support.hub_models import ORIGINAL_MODELS
 from tests.support.images import PHOTO_SIZES, mode_photos, photos
+from tests.support.summary import report
 
 TOLERANCE = 1e-4
+#: Where the measured distances go in every run's output (tests/support/summary.py).
+PARITY = f"parity with the original component: cosine distance (tolerance {TOLERANCE:g})"
 
 
 @pytest.mark.parametrize("name", list(ORIGINAL_MODELS))
@@ -79,7 +82,7 @@ def test_non_square_photos_match_the_original_computation(
     ours = embed(original_models / name, images, pooling)
     expected = reference_embeddings(original_models / name, images, pooling is Pooling.CLS)
     distance = cosine_distance(ours, expected)
-    print(f"{name} {pooling.value}: max cosine distance {distance.max():.2e}")
+    report(PARITY, f"{name} {pooling.value}: max cosine distance {distance.max():.2e}")
     assert distance.max() <= TOLERANCE, dict(zip(PHOTO_SIZES, distance, strict=False))
     # The check means something only if the model tells these images apart by far more.
     similarity = expected @ expected.T
@@ -97,7 +100,7 @@ def test_every_image_mode_matches_the_original_computation_by_default(
     ours = embed(original_models / name, images)
     expected = reference_embeddings(original_models / name, images, cls_token=True)
     distance = dict(zip(modes, cosine_distance(ours, expected), strict=True))
-    print(f"{name} cls: " + ", ".join(f"{k} {d:.2e}" for k, d in distance.items()))
+    report(PARITY, f"{name} cls: " + ", ".join(f"{k} {d:.2e}" for k, d in distance.items()))
     assert max(distance.values()) <= TOLERANCE, distance
 
 
@@ -122,7 +125,7 @@ def test_each_option_changes_exactly_the_images_it_is_about(
     ours = embed(original_models / name, list(modes.values()), options=options)
     expected = reference_embeddings(original_models / name, list(modes.values()), True)
     distance = dict(zip(modes, cosine_distance(ours, expected), strict=True))
-    print(f"{name} {option}: " + ", ".join(f"{k} {d:.2e}" for k, d in distance.items()))
+    report(PARITY, f"{name} {option}: " + ", ".join(f"{k} {d:.2e}" for k, d in distance.items()))
     assert {k for k, d in distance.items() if d > 10 * TOLERANCE} == affected, distance
     assert all(distance[k] <= TOLERANCE for k in modes if k not in affected), distance
 
@@ -138,5 +141,5 @@ def test_white_transparency_is_what_transformers_5_does_with_the_image_as_opened
     ours = embed(original_models / name, images, options=OPTIONS["transparency: white"][0])
     expected = reference_embeddings(original_models / name, images, True, load=as_opened)
     distance = dict(zip(modes, cosine_distance(ours, expected), strict=True))
-    print(f"{name} transparency white vs as opened: {max(distance.values()):.2e}")
+    report(PARITY, f"{name} transparency white vs as opened: {max(distance.values()):.2e}")
     assert max(distance.values()) <= TOLERANCE, distance
