@@ -152,7 +152,7 @@ def build_crd() -> dict[str, Any]:
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": [
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
+                        {"name": "Model", "type": "string", "jsonPath": ".status.model"},
                         {
                             "name": "Rows",
                             "type": "integer",

@@ -27,6 +27,7 @@ from embedding_job.api import (
     OutputStatus,
     Phase,
     check_name,
+    named_models,
     parse_spec,
     timestamp,
 )
@@ -74,6 +75,7 @@ def _refuse(body: kopf.Body, patch: kopf.Patch, problems: list[str], reason: Eve
         phase=Phase.FAILED,
         reason=reason.value,
         message=message,
+        model=named_models(body.spec),
         observed_generation=generation,
         conditions=conditions(
             Phase.FAILED, reason.value, message, generation, timestamp(), submitted=False
@@ -98,6 +100,7 @@ def _record(
     status = status_patch(
         observation, rayjob_status, current, meta.get("generation", 1), timestamp()
     )
+    status["model"] = named_models(ej.get("spec") or {})
     if extra is not None:
         status.update(extra.to_patch())
     if {k: v for k, v in current.items() if k in status} == status:

@@ -176,6 +176,34 @@ def test_semantically_invalid_spec_fails_once_without_a_rayjob(
     assert sum(1 for _, r, _ in events(cluster, namespace) if r == "InvalidSpec") == 1
 
 
+def test_kubectl_get_names_the_models_a_job_embeds_with(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    two = JOB.format(name="two").replace(
+        "model: {name: facebook/dinov2-base}",
+        "models: [{name: openai/clip-vit-base-patch32}, {name: facebook/dinov2-base}]",
+    )
+    apply_job(cluster, namespace, "two", two)
+    apply_job(cluster, namespace, "one", JOB.format(name="one"))
+    refused = JOB.format(name="refused").replace(  # fails the contract: no RayJob
+        'input: {uri: "s3://bucket/images/"}',
+        'input: {uri: "s3://bucket/images/", format: images-glob, srcType: image_base64}',
+    )
+    apply_job(cluster, namespace, "refused", refused)
+    for name, phase in [("two", "Submitted"), ("one", "Submitted"), ("refused", "Failed")]:
+        wait_phase(cluster, namespace, name, phase)
+    # The apiserver stores spec.model's defaults next to models: the column must not show it.
+    assert cluster.get("ej", "two", namespace)["spec"]["model"]["name"] == "facebook/dinov2-large"
+    header, *rows = cluster.kubectl("get", "ej", "-n", namespace).stdout.splitlines()
+    start = header.index("MODEL")
+    shown = {row.split()[0]: row[start : header.index("ROWS")].strip() for row in rows}
+    assert shown == {
+        "two": "openai/clip-vit-base-patch32, facebook/dinov2-base",
+        "one": "facebook/dinov2-base",
+        "refused": "facebook/dinov2-base",
+    }, shown
+
+
 def test_restart_creates_no_duplicate_and_keeps_tracking(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:

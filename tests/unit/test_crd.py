@@ -64,6 +64,8 @@ def test_enums_defaults_minimums_and_cel_rules() -> None:
 def test_printer_columns() -> None:
     columns = {c["name"]: c for c in version()["additionalPrinterColumns"]}
     assert list(columns)[:5] == ["Phase", "Model", "Rows", "Output", "Age"]
+    # The status's, not spec.model.name: with models, spec.model is an unused default.
+    assert columns["Model"]["jsonPath"] == ".status.model"
     assert columns["RayJob"]["priority"] == 1
     # `kubectl get ej -o wide`: the rate and the time left, as the job reports them.
     assert columns["Images/s"]["jsonPath"] == ".status.progress.imagesPerSecond"

@@ -266,6 +266,20 @@ def test_a_spec_with_a_clip_and_a_dinov2_model_parses_and_its_job_config_round_t
     assert load_config(single.to_json()) == single
 
 
+def test_a_job_is_named_by_the_models_it_embeds_with() -> None:
+    from embedding_job.api import DEFAULT_MODEL, EmbeddingJobSpec, named_models
+
+    # As stored: the apiserver's defaulting gives model its defaults even next to models.
+    defaulted = EmbeddingJobSpec.model_validate({**BASE, "models": TWO_MODELS})
+    stored = defaulted.model_dump(mode="json", by_alias=True)
+    assert stored["model"]["name"] == DEFAULT_MODEL
+    assert named_models(stored) == "openai/clip-vit-base-patch32, facebook/dinov2-base"
+    assert named_models({**BASE, "model": {"name": "facebook/dinov2-base"}}) == (
+        "facebook/dinov2-base"
+    )
+    assert named_models(BASE) == named_models({**BASE, "models": []}) == DEFAULT_MODEL
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

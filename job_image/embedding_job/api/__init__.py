@@ -117,6 +117,7 @@ from embedding_job.api.resource import (
     EmbeddingJobSpec,
     PodModelSpec,
     check_name,
+    named_models,
     parse_spec,
 )
 from embedding_job.api.status import (
@@ -234,6 +235,7 @@ __all__ = [
     "json_schema",
     "label_map_schema",
     "load_config",
+    "named_models",
     "parse_config",
     "parse_spec",
     "parse_time",

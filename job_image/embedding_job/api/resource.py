@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,7 +17,7 @@ from embedding_job.api.base import ConfigError, format_errors
 from embedding_job.api.cluster import TMP_PATH, ClusterSpec
 from embedding_job.api.job import EmbeddingJobConfig
 from embedding_job.api.kube_names import DNS_LABEL, AbsolutePath
-from embedding_job.api.model import DEFAULT_MODELS_ROOT, MAX_MODELS, ModelSpec
+from embedding_job.api.model import DEFAULT_MODEL, DEFAULT_MODELS_ROOT, MAX_MODELS, ModelSpec
 
 GROUP = "embedding.dev"
 VERSION = "v1alpha1"
@@ -52,6 +53,14 @@ def _model_left_out_rule() -> str:
         for key, value in defaults.items()
     )
     return f"!has(self.models) || self.models.size() == 0 || !has(self.model) || ({unchanged})"
+
+
+def named_models(spec: Mapping[str, Any]) -> str:
+    """The models an EmbeddingJob's spec (as stored) embeds with, in its order: ``models``'
+    names when given (``model`` is then only what defaulting made of nothing), else
+    ``model``'s. What its status and ``kubectl get ej`` call its model."""
+    chosen = spec.get("models") or [spec.get("model") or {}]
+    return ", ".join(str(model.get("name") or DEFAULT_MODEL) for model in chosen)
 
 
 class EmbeddingJobSpec(EmbeddingJobConfig):

@@ -202,6 +202,11 @@ class EmbeddingJobStatus(StatusPart):
         description="Submitted, Running, Succeeded, Failed and Suspended conditions.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
+    model: str | None = Field(
+        None,
+        description="The model, or the models in their order, the job embeds with (the spec's "
+        "model or models; kubectl get ej's MODEL column).",
+    )
     ray_job_name: str | None = Field(None, description="The RayJob that runs this job.")
     ray_cluster_name: str | None = Field(
         None, description="The RayCluster KubeRay created for the RayJob."
