@@ -1,16 +1,15 @@
 """Thin kopf handlers: parse → decide (pure modules) → act (kube.py).
 
 Level-triggered: the EmbeddingJob's status is derived from the RayJob's current state, on
-every RayJob event and again on a timer (``resync``), so a lost event or a failed status patch
-is repaired at the next pass. Every error that retrying cannot fix ends in phase Failed with a
-reason, a message and a Warning Event.
+every RayJob event and again by the resync loop (``resync``; resync.py), so a lost event or a
+failed status patch is repaired at the next pass. Every error that retrying cannot fix ends
+in phase Failed with a reason, a message and a Warning Event.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-import random
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -42,6 +41,7 @@ from embedding_operator.pod_status import (
     torn_down,
 )
 from embedding_operator.policy import violations
+from embedding_operator.resync import Followed, Resync
 from embedding_operator.settings import (
     IMAGE_PULL_GRACE,
     RESYNC_SECONDS,
@@ -193,9 +193,9 @@ def submit(
     name, namespace = str(body.metadata.name), str(body.metadata.namespace)
     uid = str(body.metadata.uid)
     if status.get("rayJobName"):
-        # Submitted before (an operator restart): never create it again. Its resync timer
-        # looks at the RayJob, at a random point of its first interval, so that a restart
-        # does not read every RayJob of every job at once.
+        # Submitted before (an operator restart): never create it again. The resync loop
+        # looks at its RayJob within one interval, paced, so that a restart does not read
+        # every RayJob of every job at once.
         return
     try:
         problems = check_name(name)
@@ -325,45 +325,38 @@ def rayjob_changed(
         try:
             _reflect(ej, dict(body), str(body.metadata.name))
         except kopf.TemporaryError as exc:
-            # kopf does not retry event handlers: the resync timer repairs this one.
+            # kopf does not retry event handlers: the resync repairs this one.
             logger.warning("status of %s not updated (%s); the resync will retry", ref["name"], exc)
 
 
-def _resyncable(status: Mapping[str, Any], **_: Any) -> bool:
-    return in_flight(dict(status or {}))
+#: The in-flight jobs the resync loop visits, fed by ``follow``.
+FOLLOWED = Followed()
 
 
-def _first_resync(**_: Any) -> float:
-    """Spread the first resync of each job over one interval: a burst of new jobs, or every
-    job at a restart, would otherwise read their RayJobs all at once (and a new job's RayJob
-    was only just read by ``submit``)."""
-    return random.uniform(0, RESYNC_SECONDS)
-
-
-@kopf.timer(
-    GROUP,
-    VERSION,
-    PLURAL,
-    interval=RESYNC_SECONDS,
-    initial_delay=_first_resync,
-    when=_resyncable,
-)
 @metrics.timed("resync")
-def resync(body: kopf.Body, **_: Any) -> None:
-    """Every running job, from its RayJob's current state: a lost RayJob event, a failed
-    status patch or a RayJob deleted under the job is repaired or reported here."""
-    name = str(body.status["rayJobName"])
-    rayjob = kube.get_rayjob(str(body.metadata.namespace), name)
+def resync(body: dict[str, Any]) -> None:
+    """One running job, from its RayJob's current state: a lost RayJob event, a failed status
+    patch or a RayJob deleted under the job is repaired or reported here."""
+    name = str(body["status"]["rayJobName"])
+    rayjob = kube.get_rayjob(str(body["metadata"]["namespace"]), name)
     observation = _reflect(body, rayjob, name, look_at_pods=True)
     if observation.phase not in TERMINAL_PHASES:
         _match_suspend(body, rayjob)
 
 
+#: The loop (resync.py); it starts with the first EmbeddingJob event and stops with kopf.
+RESYNC = Resync(FOLLOWED, RESYNC_SECONDS, resync)
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def count_phases(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 - kopf's
-    """Keep the jobs-by-phase gauge in step with every EmbeddingJob, whoever changed it."""
+def follow(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 - kopf's
+    """Keep the jobs-by-phase gauge and the resync's jobs in step with every EmbeddingJob,
+    whoever changed it."""
     uid = str(body.metadata.uid)
     if type == "DELETED":
         metrics.JOBS.gone(uid)
+        FOLLOWED.gone(uid)
     else:
         metrics.JOBS.seen(uid, (body.get("status") or {}).get("phase"))
+        FOLLOWED.seen(body)
+    RESYNC.start_once()  # here, in a handler's context: see Resync.start_once

@@ -15,8 +15,13 @@ from embedding_operator.settings import HANDLER_THREADS, configure
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     configure(settings)
-    kube.login(connections=HANDLER_THREADS)
+    kube.login(connections=HANDLER_THREADS + 1)  # the handler threads and the resync
     metrics.serve()
+
+
+@kopf.on.cleanup()
+def cleanup(**_: Any) -> None:
+    handlers.RESYNC.stop()
 
 
 @kopf.on.probe(id="now")

@@ -69,6 +69,8 @@ def test_create_makes_exactly_one_rayjob(
     assert "s3://bucket" not in rayjob["spec"]["entrypoint"]
     status = wait_phase(cluster, namespace, "photos", "Submitted")
     assert status["rayJobName"] == "photos" and status["output"]["uri"] == "s3://bucket/out/photos/"
+    # No finalizer: nothing of ours must run before the job goes (the resync only reads).
+    assert "finalizers" not in cluster.get("ej", "photos", namespace)["metadata"]
     submitted_event = (
         "Normal",
         "RayJobSubmitted",
