@@ -206,6 +206,26 @@ def test_kubectl_get_names_the_models_a_job_embeds_with(
     }, shown
 
 
+def test_the_finalizer_an_older_operator_put_on_a_job_is_taken_off(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    # Before the resync loop, kopf's per-job timer kept this finalizer on every running job;
+    # left there, it would hold the job's deletion with nothing to remove it.
+    operator.stop()
+    apply_job(cluster, namespace, "upgraded")
+    finalizer = {"metadata": {"finalizers": ["embedding.dev/finalizer"]}}
+    cluster.kubectl("patch", "ej", "upgraded", "-n", namespace, "--type", "merge",
+                    "-p", json.dumps(finalizer))  # fmt: skip
+    operator.start()
+    wait_phase(cluster, namespace, "upgraded", "Submitted")
+    wait_for(
+        lambda: "finalizers" not in cluster.get("ej", "upgraded", namespace)["metadata"],
+        message="the old finalizer to be removed",
+    )
+    cluster.kubectl("delete", "ej", "upgraded", "-n", namespace, "--timeout=60s")
+    assert cluster.get("ej", "upgraded", namespace) is None
+
+
 def test_restart_creates_no_duplicate_and_keeps_tracking(
     cluster: Cluster, namespace: str, operator: Operator
 ) -> None:
