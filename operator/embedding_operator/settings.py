@@ -61,12 +61,14 @@ _UNWATCHED = [
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
-    """Our own annotation/finalizer prefix, watch timeouts and event posting."""
+    """Where kopf keeps its record, our finalizer's name (for the finalizer older versions
+    put on jobs, which kopf takes off), watch timeouts and event posting."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration", ignored_fields=_UNWATCHED
-    )
+    # kopf's record in status.kopf, not in annotations: it then goes out with the status in one
+    # PATCH of the status subresource, where annotations take a PATCH of the object of their
+    # own (one write a job fewer).
+    settings.persistence.progress_storage = kopf.StatusProgressStorage()
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(ignored_fields=_UNWATCHED)
     # Only our own RayJobs cross the wire: the apiserver filters the watch by their label.
     settings.watching.label_selectors[RAY_GROUP, RAY_PLURAL] = LABEL_JOB
     # Watches end and restart on these timeouts, so a silently dropped connection heals.

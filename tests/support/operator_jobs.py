@@ -31,6 +31,12 @@ def ej_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     return (cluster.get("ej", name, namespace) or {}).get("status") or {}
 
 
+def kopf_record(cluster: Cluster, namespace: str, name: str) -> str | None:
+    """What kopf recorded as the job's last handled spec (in status.kopf), once it has."""
+    status = ej_status(cluster, namespace, name)
+    return (status.get("kopf") or {}).get("last-handled-configuration")
+
+
 def wait_phase(cluster: Cluster, namespace: str, name: str, phase: str) -> dict[str, Any]:
     return wait_for(
         lambda: (s := ej_status(cluster, namespace, name)).get("phase") == phase and s,

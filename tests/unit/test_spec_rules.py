@@ -135,8 +135,8 @@ def test_the_largest_admitted_spec_leaves_the_driver_command_alone() -> None:
 
 
 def test_kopf_remembers_only_what_can_change_of_the_largest_spec() -> None:
-    # kopf keeps its last-handled state in an annotation; every annotation of an object
-    # together may hold 256 KiB, less than the largest spec: it keeps spec.suspend only.
+    # kopf keeps its last-handled state in the status: a copy of the largest spec there would
+    # double an object etcd stores whole (1.5 MiB at most); it keeps spec.suspend only.
     settings = kopf.OperatorSettings()
     configure(settings)
     body = {

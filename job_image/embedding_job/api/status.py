@@ -224,3 +224,9 @@ class EmbeddingJobStatus(StatusPart):
     progress: Progress | None = Field(None, description=Progress.__doc__)
     job_error: JobErrorReport | None = Field(None, description=JobErrorReport.__doc__)
     output: OutputStatus | None = Field(None, description=OutputStatus.__doc__)
+    kopf: dict[str, Any] | None = Field(
+        None,
+        description="The operator's own record (kopf's): what it last handled, and its "
+        "handlers' progress. Kept in the status so that one write carries it with the status.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
