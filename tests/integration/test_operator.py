@@ -167,15 +167,19 @@ def test_a_failed_rayjob_carries_kuberay_reason_and_message(
     )
 
 
-def test_semantically_invalid_spec_fails_once_without_a_rayjob(
-    cluster: Cluster, namespace: str, operator: Operator
-) -> None:
-    # Passes the schema (each field is fine) but not the contract: images-glob needs URL sources.
-    text = JOB.format(name="confused").replace(
+def confused(name: str) -> str:
+    """A job that passes the schema (each field is fine) but not the contract: images-glob
+    needs URL sources."""
+    return JOB.format(name=name).replace(
         'input: {uri: "s3://bucket/images/"}',
         'input: {uri: "s3://bucket/images/", format: images-glob, srcType: image_base64}',
     )
-    apply_job(cluster, namespace, "confused", text)
+
+
+def test_semantically_invalid_spec_fails_once_without_a_rayjob(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    apply_job(cluster, namespace, "confused", confused("confused"))
     status = wait_phase(cluster, namespace, "confused", "Failed")
     assert status["reason"] == "InvalidSpec" and "srcType must be image_url" in status["message"]
     wait_for(
@@ -195,11 +199,7 @@ def test_kubectl_get_names_the_models_a_job_embeds_with(
     )
     apply_job(cluster, namespace, "two", two)
     apply_job(cluster, namespace, "one", JOB.format(name="one"))
-    refused = JOB.format(name="refused").replace(  # fails the contract: no RayJob
-        'input: {uri: "s3://bucket/images/"}',
-        'input: {uri: "s3://bucket/images/", format: images-glob, srcType: image_base64}',
-    )
-    apply_job(cluster, namespace, "refused", refused)
+    apply_job(cluster, namespace, "refused", confused("refused"))  # no RayJob
     for name, phase in [("two", "Submitted"), ("one", "Submitted"), ("refused", "Failed")]:
         wait_phase(cluster, namespace, name, phase)
     # The apiserver stores spec.model's defaults next to models: the column must not show it.
