@@ -33,6 +33,7 @@ from embedding_job.api import (
 from embedding_operator import kube, metrics
 from embedding_operator.builders import build_rayjob
 from embedding_operator.job_objects import LABEL_JOB, Owner, build_job_identity
+from embedding_operator.kube import Patched
 from embedding_operator.pod_status import (
     TORN_DOWN,
     diagnose,
@@ -92,10 +93,12 @@ def _record(
     rayjob_status: dict[str, Any] | None = None,
     extra: EmbeddingJobStatus | None = None,
     patch: kopf.Patch | None = None,
-) -> None:
+) -> Patched:
     """Write an observation to the EmbeddingJob's status (when it changes anything), with an
     Event when the phase changes. Within a handler of the EmbeddingJob itself, ``patch`` is
-    kopf's: the status goes out with kopf's own patch, one API call fewer."""
+    kopf's: the status goes out with kopf's own patch, one API call fewer. Otherwise only if
+    the job is still the version ``ej`` is: a status (and an Event) worked out from a stale
+    copy is not written (CHANGED), nor one for a job that is gone (GONE, no longer followed)."""
     meta, current = ej["metadata"], dict(ej.get("status") or {})
     status = status_patch(
         observation, rayjob_status, current, meta.get("generation", 1), timestamp()
@@ -104,17 +107,23 @@ def _record(
     if extra is not None:
         status.update(extra.to_patch())
     if {k: v for k, v in current.items() if k in status} == status:
-        return
+        return Patched.APPLIED  # nothing to change
     if patch is not None:
         patch.status.update(status)
     else:
-        kube.patch_embeddingjob_status(meta["namespace"], meta["name"], status)
+        version = meta.get("resourceVersion")
+        result = kube.patch_embeddingjob_status(meta["namespace"], meta["name"], status, version)
+        if result is Patched.GONE:
+            FOLLOWED.gone(str(meta["uid"]))
+        if result is not Patched.APPLIED:
+            return result
     event = transition_event(current.get("phase"), observation, current.get("reason"))
     if event is not None:
         metrics.entered(observation.phase, observation.reason, meta.get("creationTimestamp"))
         kind, reason, message = event
         target = ej if isinstance(ej, kopf.Body) else kopf.Body(cast(kopf.RawBody, dict(ej)))
         kopf.event(target, type=kind, reason=reason, message=message)
+    return Patched.APPLIED
 
 
 def _reflect(
@@ -124,15 +133,14 @@ def _reflect(
     patch: kopf.Patch | None = None,
     *,
     look_at_pods: bool = False,
-) -> Observation:
+) -> tuple[Observation, Patched]:
     """The EmbeddingJob's status from its RayJob as it is now (a missing one fails the job);
     with ``look_at_pods``, why its pods do not start while it waits for them. Returns what
-    it recorded."""
+    it observed and what became of the status (``_record``)."""
     current = dict(ej.get("status") or {})
     if rayjob is None or ownership(rayjob["metadata"], ej["metadata"]["uid"]) != Ownership.OURS:
         missing = rayjob_missing(rayjob_name)
-        _record(ej, missing, patch=patch)
-        return missing
+        return missing, _record(ej, missing, patch=patch)
     rayjob_status = dict(rayjob.get("status") or {})
     observation = torn_down(rayjob["metadata"]) or with_job_error(observe(rayjob_status), current)
     if look_at_pods and observation.phase is Phase.SUBMITTED:
@@ -140,8 +148,7 @@ def _reflect(
     elif not look_at_pods:
         observation = kept_diagnosis(observation, current)
     extra = EmbeddingJobStatus(ray_job_name=rayjob_name)
-    _record(ej, observation, rayjob_status, extra, patch=patch)
-    return observation
+    return observation, _record(ej, observation, rayjob_status, extra, patch=patch)
 
 
 def _diagnose_pods(
@@ -194,8 +201,8 @@ def submit(
     uid = str(body.metadata.uid)
     if status.get("rayJobName"):
         # Submitted before (an operator restart): never create it again. The resync loop
-        # looks at its RayJob within one interval, paced, so that a restart does not read
-        # every RayJob of every job at once.
+        # looks at its RayJob within an interval or two, paced, so that a restart does not
+        # read every RayJob of every job at once.
         return
     try:
         problems = check_name(name)
@@ -316,17 +323,30 @@ def rayjob_changed(
     for ref in body.metadata.get("ownerReferences", []):
         if ref.get("uid") not in owners:
             continue
-        ej = kube.get_embeddingjob(namespace, ref["name"])
-        if ej is None or ej["metadata"]["uid"] != ref.get("uid"):
-            continue
-        status = ej.get("status") or {}
-        if not in_flight(status) or status.get("rayJobName") != body.metadata.name:
-            continue  # finished, or not the RayJob this job follows (a copied owner reference)
         try:
-            _reflect(ej, dict(body), str(body.metadata.name))
+            _follow_rayjob(namespace, ref, dict(body))
         except kopf.TemporaryError as exc:
             # kopf does not retry event handlers: the resync repairs this one.
             logger.warning("status of %s not updated (%s); the resync will retry", ref["name"], exc)
+
+
+#: Reads of a job that changed between its read and its status patch, before the resync is
+#: left to it (the job's own progress reports change it every few seconds).
+_READS_PER_EVENT = 3
+
+
+def _follow_rayjob(namespace: str, ref: Mapping[str, Any], rayjob: dict[str, Any]) -> None:
+    """Reflect one RayJob's state on the EmbeddingJob ``ref`` names, read fresh."""
+    name = str(rayjob["metadata"]["name"])
+    for _ in range(_READS_PER_EVENT):
+        ej = kube.get_embeddingjob(namespace, ref["name"])
+        if ej is None or ej["metadata"]["uid"] != ref.get("uid"):
+            return
+        status = ej.get("status") or {}
+        if not in_flight(status) or status.get("rayJobName") != name:
+            return  # finished, or not the RayJob this job follows (a copied owner reference)
+        if _reflect(ej, rayjob, name)[1] is not Patched.CHANGED:
+            return
 
 
 #: The in-flight jobs the resync loop visits, fed by ``follow``.
@@ -339,8 +359,9 @@ def resync(body: dict[str, Any]) -> None:
     patch or a RayJob deleted under the job is repaired or reported here."""
     name = str(body["status"]["rayJobName"])
     rayjob = kube.get_rayjob(str(body["metadata"]["namespace"]), name)
-    observation = _reflect(body, rayjob, name, look_at_pods=True)
-    if observation.phase not in TERMINAL_PHASES:
+    observation, patched = _reflect(body, rayjob, name, look_at_pods=True)
+    # CHANGED: the watch's copy was stale; its news is on the way, and the next pass looks again.
+    if patched is Patched.APPLIED and observation.phase not in TERMINAL_PHASES:
         _match_suspend(body, rayjob)
 
 

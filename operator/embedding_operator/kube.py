@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, cast
 
 import kopf
@@ -14,6 +15,17 @@ from embedding_operator import metrics
 
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayjobs"
 _RETRYABLE = {408, 429, 500, 502, 503, 504}
+#: (connect, read) seconds for every call: a connection that stops answering fails the call
+#: (retried) instead of holding a handler thread, or the resync loop, for ever.
+TIMEOUT = (10.0, 30.0)
+
+
+class Patched(StrEnum):
+    """What became of a status patch."""
+
+    APPLIED = "applied"
+    GONE = "gone"  # the EmbeddingJob no longer exists
+    CHANGED = "changed"  # it changed since the version the patch was made from: not applied
 
 
 #: The process's one API client, made by ``login``.
@@ -61,7 +73,12 @@ def create_or_get_rayjob(manifest: dict[str, Any]) -> dict[str, Any]:
     meta = manifest["metadata"]
     try:
         created = _api().create_namespaced_custom_object(
-            RAY_GROUP, RAY_VERSION, meta["namespace"], RAY_PLURAL, manifest
+            RAY_GROUP,
+            RAY_VERSION,
+            meta["namespace"],
+            RAY_PLURAL,
+            manifest,
+            _request_timeout=TIMEOUT,
         )
         return cast(dict[str, Any], created)
     except ApiException as exc:
@@ -69,7 +86,12 @@ def create_or_get_rayjob(manifest: dict[str, Any]) -> dict[str, Any]:
             raise _retry_or_raise(exc, f"creating RayJob {meta['name']}") from exc
     try:
         existing = _api().get_namespaced_custom_object(
-            RAY_GROUP, RAY_VERSION, meta["namespace"], RAY_PLURAL, meta["name"]
+            RAY_GROUP,
+            RAY_VERSION,
+            meta["namespace"],
+            RAY_PLURAL,
+            meta["name"],
+            _request_timeout=TIMEOUT,
         )
     except ApiException as exc:
         raise _retry_or_raise(exc, f"reading RayJob {meta['name']}") from exc
@@ -95,13 +117,13 @@ def ensure_object(manifest: dict[str, Any]) -> dict[str, Any]:
     }
     create, read = calls[kind]
     try:
-        create(namespace, manifest)
+        create(namespace, manifest, _request_timeout=TIMEOUT)
         return cast(dict[str, Any], meta)
     except ApiException as exc:
         if exc.status != 409:
             raise _retry_or_raise(exc, f"creating {kind} {name}") from exc
     try:
-        existing = read(name, namespace)
+        existing = read(name, namespace, _request_timeout=TIMEOUT)
     except ApiException as exc:
         raise _retry_or_raise(exc, f"reading {kind} {name}") from exc
     refs = existing.metadata.owner_references or []
@@ -118,7 +140,7 @@ def get_rayjob(namespace: str, name: str) -> dict[str, Any] | None:
     """The RayJob, or None when it is gone."""
     try:
         body = _api().get_namespaced_custom_object(
-            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name
+            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, _request_timeout=TIMEOUT
         )
         return cast(dict[str, Any], body)
     except ApiException as exc:
@@ -130,7 +152,9 @@ def get_rayjob(namespace: str, name: str) -> dict[str, Any] | None:
 def get_embeddingjob(namespace: str, name: str) -> dict[str, Any] | None:
     """The EmbeddingJob, or None when it is gone."""
     try:
-        body = _api().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        body = _api().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=TIMEOUT
+        )
         return cast(dict[str, Any], body)
     except ApiException as exc:
         if exc.status == 404:
@@ -138,16 +162,25 @@ def get_embeddingjob(namespace: str, name: str) -> dict[str, Any] | None:
         raise _retry_or_raise(exc, f"reading EmbeddingJob {name}") from exc
 
 
-def patch_embeddingjob_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Merge-patch the status subresource."""
+def patch_embeddingjob_status(
+    namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+) -> Patched:
+    """Merge-patch the status subresource; with ``resource_version``, only if the job has not
+    changed since that version (a patch made from a stale copy is then not applied)."""
+    body: dict[str, Any] = {"status": status}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
     try:
         _api().patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=TIMEOUT
         )
     except ApiException as exc:
         if exc.status == 404:
-            return
+            return Patched.GONE
+        if exc.status == 409 and resource_version:
+            return Patched.CHANGED
         raise _retry_or_raise(exc, f"updating status of EmbeddingJob {name}") from exc
+    return Patched.APPLIED
 
 
 def list_cluster_pods(namespace: str, cluster: str) -> list[dict[str, Any]]:
@@ -155,7 +188,7 @@ def list_cluster_pods(namespace: str, cluster: str) -> list[dict[str, Any]]:
     shared = _shared_client()
     try:
         pods = client.CoreV1Api(shared).list_namespaced_pod(
-            namespace, label_selector=f"ray.io/cluster={cluster}"
+            namespace, label_selector=f"ray.io/cluster={cluster}", _request_timeout=TIMEOUT
         )
     except ApiException as exc:
         raise _retry_or_raise(exc, f"listing the pods of Ray cluster {cluster}") from exc
@@ -174,7 +207,7 @@ def patch_rayjob_suspend(
         body["metadata"] = {"annotations": annotations}
     try:
         _api().patch_namespaced_custom_object(
-            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, body
+            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, body, _request_timeout=TIMEOUT
         )
     except ApiException as exc:
         raise _retry_or_raise(exc, f"suspending RayJob {name}") from exc

@@ -51,9 +51,9 @@ WAIT_FOR_PREVIOUS_LIMIT_SECONDS = float(
 HANDLER_THREADS = int(os.environ.get("EMBEDDING_OPERATOR_WORKERS", "32"))
 
 #: What kopf need not remember of a handled EmbeddingJob: the rest of the spec cannot change
-#: (the CRD says so) and no handler looks at labels or annotations. Its annotation then holds
-#: ``spec.suspend`` only, instead of a copy of a spec that can be larger than every
-#: annotation together may be (256 KiB).
+#: (the CRD says so) and no handler looks at labels or annotations. Its record (status.kopf)
+#: then holds ``spec.suspend`` only, not a copy of a spec of up to 320 KB that would double
+#: the object.
 _UNWATCHED = [
     "metadata",
     *(f"spec.{name}" for name in EmbeddingJobSpec.model_fields if name != "suspend"),

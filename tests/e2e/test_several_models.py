@@ -37,6 +37,7 @@ def test_a_clip_and_a_dinov2_model_in_one_job_write_both_embeddings(
 
     status = wait_terminal(provider, namespace, "two")["status"]
     assert status["phase"] == "Succeeded", status
+    assert status["model"] == f"{CLIP}, {DINOV2}"  # kubectl get ej's MODEL column
     assert status["progress"]["rowsDone"] == status["progress"]["rowsTotal"] == 7, status
     uri = status["output"]["uri"]
     out = read_output(uri)
