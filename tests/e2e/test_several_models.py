@@ -4,7 +4,6 @@ the model's own computation on the host, each model's settings kept apart."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -15,7 +14,7 @@ from embedding_job.model.embedder import Embedder, EmbedderSettings
 from tests.e2e.checks import note
 from tests.e2e.steps import embedding_job, stage_images, wait_terminal
 from tests.support.hub_models import CLIP
-from tests.support.jobs import read_output
+from tests.support.jobs import read_manifest, read_output
 from tests.support.models import DINOV2
 from tests.support.providers import Provider
 
@@ -42,7 +41,7 @@ def test_a_clip_and_a_dinov2_model_in_one_job_write_both_embeddings(
     uri = status["output"]["uri"]
     out = read_output(uri)
     assert all(e is None for e in out["embedding_error"]), out["embedding_error"]
-    written = json.loads((Path(uri) / "_manifest.json").read_text())
+    written = read_manifest(Path(uri))
     assert [(e["column"], e["model"], e["pooling"]) for e in written["embeddings"]] == [
         ("embedding_clip", CLIP, "projected"),
         ("embedding_dino", DINOV2, "cls"),

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests.support.jobs import run_cli, write_config
+from tests.support.jobs import read_output, run_cli, write_config
 from tests.support.s3_server import Bucket
 
 
@@ -32,10 +32,8 @@ def manifest(bucket: Bucket, prefix: str) -> dict[str, Any]:
 
 
 def read_parquet_output(bucket: Bucket, prefix: str) -> dict[str, list[Any]]:
-    import daft
-
-    uri = f"{bucket.uri}/{prefix}/*.parquet"
-    return daft.read_parquet(uri, io_config=bucket.server.io_config()).to_pydict()
+    """The Parquet a job wrote under ``prefix`` of ``bucket``."""
+    return read_output(f"{bucket.uri}/{prefix}", io_config=bucket.server.io_config())
 
 
 def parquet_table(rows: dict[str, list[Any]]) -> bytes:
