@@ -133,7 +133,9 @@ def steady_figures(run: TracedRun, rows: int) -> dict[str, Any]:
 def steady_cores(run: TracedRun) -> dict[str, float]:
     """Where the CPUs went in the steady window: the cores (CPU seconds per second) used by the
     command's own process (the driver: Daft's runner, the output), by the embedder's
-    processes (decode and model), and by the rest of its tree (Ray's, Daft's other workers)."""
+    processes (decode and model), and by the rest of its tree (Ray's, Daft's other workers).
+    Where the embedder runs in the command's own process (the native runner's one worker), that
+    process counts as the embedder's and the driver's share is 0."""
     window = steady_window(calls(run.records))
     if window is None:
         return {}
@@ -146,7 +148,7 @@ def steady_cores(run: TracedRun) -> dict[str, float]:
 
     by_role = {"driver": 0.0, "embedder": 0.0, "other": 0.0}
     for pid in run.cpu:
-        role = "driver" if pid == run.pid else "embedder" if pid in embedders else "other"
+        role = "embedder" if pid in embedders else "driver" if pid == run.pid else "other"
         by_role[role] += used(pid)
     cores = {role: seconds / (end - begin) for role, seconds in by_role.items()}
     cores["total"] = sum(cores.values())
@@ -176,6 +178,8 @@ def startup_figures(run: TracedRun) -> dict[str, float | None]:
         "first_batch_done_s": first.end if first else math.nan,
         "first_file_s": run.first_file_s,
         "end_s": run.seconds,
+        # The native runner's one worker is the command's own process (pipeline.Workers).
+        "embedder_in_command": worker == run.pid if worker is not None else None,
     }
     # On a shared machine the wall times stretch with the load; the CPU time of the work on the
     # way to the first batch does much less: the command's own process until the worker

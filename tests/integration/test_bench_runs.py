@@ -89,6 +89,7 @@ def test_the_start_up_scenario_counts_one_model_load_per_worker(context: Context
     figures = StartupScenario().run(replace(context, batch_size=2))
     assert figures["images"] == 4 and figures["workers"] == 1 and figures["model_loads"] == 1
     steps = figures["startup"]
+    assert steps["embedder_in_command"] is True  # no worker process: one import of torch
     order = ["worker_started_s", "model_load_started_s", "model_loaded_s", "first_model_call_s"]
     assert [steps[k] for k in order] == sorted(steps[k] for k in order)
     assert steps["model_loaded_s"] <= steps["first_batch_done_s"] <= steps["end_s"]

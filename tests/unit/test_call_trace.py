@@ -250,6 +250,7 @@ def test_where_a_runs_start_up_went() -> None:
         "first_batch_done_s": 7.3,
         "first_file_s": 7.9,
         "end_s": 9.0,
+        "embedder_in_command": False,
         "driver_cpu_until_worker_s": 2.0,
         "worker_cpu_until_first_batch_s": 4.0,
         "first_batch_cpu_path_s": 6.0,
@@ -299,6 +300,10 @@ def test_where_the_cpus_went_in_the_steady_window() -> None:
     assert cores["other"] == pytest.approx((0.3 - 0.12) / 3)
     assert cores["total"] == pytest.approx(sum(cores[k] for k in ("driver", "embedder", "other")))
     assert steady_cores(TracedRun(7.0, records[:1], "", 1.0, 1.0, None, 10, cpu)) == {}
+    # The native runner's embedder in the command's own process: that process is the embedder.
+    inside = [r._replace(pid=10) for r in records]
+    cores = steady_cores(TracedRun(7.0, inside, "", 1.0, 1.0, None, 10, cpu))
+    assert cores["driver"] == 0.0 and cores["embedder"] == pytest.approx(0.5)
 
 
 def test_tree_memory_samples_each_processs_cpu_time() -> None:

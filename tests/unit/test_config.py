@@ -152,7 +152,18 @@ def test_worker_plan_uses_every_gpu_by_default(monkeypatch: pytest.MonkeyPatch) 
     assert plan_workers(pinned, ray_run).concurrency == 3
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     cpu_only = plan_workers(parse_config(MINIMAL), ray_run)
-    assert (cpu_only.gpus, cpu_only.concurrency) == (0.0, 1)
+    assert (cpu_only.gpus, cpu_only.concurrency, cpu_only.in_process) == (0.0, 1, False)
+
+
+def test_the_native_runners_one_worker_is_the_jobs_own_process() -> None:
+    from embedding_job.run.pipeline import RunOptions, plan_workers
+
+    native = RunOptions(runner="native")
+    cpu = parse_config({**MINIMAL, "inference": {"device": "cpu"}})
+    assert plan_workers(cpu, native).in_process
+    # Several workers asked for: worker processes, each with its own share of the machine.
+    several = parse_config({**MINIMAL, "inference": {"device": "cpu", "concurrency": 2}})
+    assert not plan_workers(several, native).in_process
 
 
 def test_cpu_workers_get_torch_threads_for_the_cpus_they_may_use(

@@ -27,6 +27,7 @@ from embedding_job.run import status_report as report
 from embedding_job.run.metrics import job_labels
 from embedding_job.run.model_plan import PlannedModel, embedder_settings, plan_models
 from embedding_job.run.row_counts import NativeTracker, RayTracker, precision_used
+from embedding_job.run.shared_embedder import release
 from embedding_job.run.udf import EmbedImages, result_dtype, result_field
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,10 @@ def embed(
         udf.embed,
         gpus=workers.gpus,
         cpus=cfg.inference.cpus_per_worker,
-        max_concurrency=workers.concurrency,
+        # In this process: Daft runs the UDF in its own threads (no actor pool, whose size
+        # max_concurrency sets; one Embedder for them all, shared_embedder).
+        use_process=False if workers.in_process else None,
+        max_concurrency=None if workers.in_process else workers.concurrency,
         batch_size=udf_batch_size(
             cfg.inference, max(s.batch_size for s in settings), on_gpu=workers.gpus > 0
         ),
@@ -142,10 +146,15 @@ def embed(
 
 @dataclasses.dataclass(frozen=True)
 class Workers:
-    """How many embedding workers run, and the GPUs each one holds."""
+    """How many embedding workers run, the GPUs each one holds, and whether the one worker is
+    this process itself."""
 
     gpus: float
     concurrency: int
+    #: The native runner's one worker runs in the job's own process, in Daft's threads: no
+    #: worker process to start (a second import of torch and transformers), and no copy of each
+    #: batch's bytes into one (the model waited for it: the ceiling's binary and base64 modes).
+    in_process: bool = False
 
 
 def plan_workers(cfg: EmbeddingJobConfig, options: RunOptions) -> Workers:
@@ -172,8 +181,11 @@ def plan_workers(cfg: EmbeddingJobConfig, options: RunOptions) -> Workers:
         concurrency = max(1, int(available // gpus))
     else:
         concurrency = 1
-    log.info("embedding workers: %d, %s GPU each", concurrency, gpus)
-    return Workers(gpus=gpus, concurrency=concurrency)
+    in_process = options.runner == "native" and concurrency == 1
+    log.info(
+        "embedding workers: %d, %s GPU each%s", concurrency, gpus, " (in this process)" * in_process
+    )
+    return Workers(gpus=gpus, concurrency=concurrency, in_process=in_process)
 
 
 def cpu_threads(inference: InferenceSpec, workers: Workers, runner: str) -> int | None:
@@ -240,7 +252,10 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
         with reporting:
             if skipped < rows_in:
                 plan_df = embed(df, cfg, settings, models, workers, tracker.actor_name)
-                written = output.write(plan_df, cfg, plan, io)
+                try:
+                    written = output.write(plan_df, cfg, plan, io)
+                finally:
+                    release(settings)
             else:
                 # Resuming a complete output: no model to load, and no empty data file to add.
                 log.info("resuming: every input row is already in the output")

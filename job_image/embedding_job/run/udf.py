@@ -16,7 +16,7 @@ from embedding_job.api import SrcType
 from embedding_job.io.cells import image_items
 from embedding_job.io.fetch import Fetcher, FetchSettings
 from embedding_job.logs import exit_without_teardown, main_module_name
-from embedding_job.model.embedder import Embedder, EmbedderSettings
+from embedding_job.model.embedder import EmbedderSettings
 from embedding_job.run.metrics import Call, JobLabels, worker_metrics
 from embedding_job.run.row_counts import (
     FAILED_STAT,
@@ -25,6 +25,7 @@ from embedding_job.run.row_counts import (
     settle,
     worker_counter,
 )
+from embedding_job.run.shared_embedder import shared_embedder
 
 
 def result_field(number: int) -> str:
@@ -109,6 +110,7 @@ class EmbedImages:
     ``source`` is the image column as the input has it (URL or path, base64 text, bytes). The
     worker reads every image itself, on its data path's threads, under ``reads``' bounds: local
     files, remote URLs and base64 text. ``raw_path`` carries a local listing's exact file names.
+    Instances in one process share its Embedder of their settings (shared_embedder).
     """
 
     def __init__(
@@ -120,7 +122,8 @@ class EmbedImages:
         metric_labels: JobLabels | None = None,
     ):
         exit_fast_after_daft_worker()
-        self.embedder = Embedder(settings)
+        self.shared = shared_embedder(settings)
+        self.embedder = self.shared.embedder
         device = self.embedder.device.type
         self.precisions = [
             precision(number, device, str(model.dtype).removeprefix("torch."))
@@ -135,15 +138,16 @@ class EmbedImages:
     # The pipeline sets the return type for its number of models (result_dtype).
     @daft.method.batch(return_dtype=result_dtype())
     def embed(self, source: Series, raw_path: Series | None = None) -> pa.Array:
-        started, model_before = time.perf_counter(), self.embedder.model_seconds
         raws = raw_path.to_pylist() if raw_path is not None else None
         items, errors = image_items(source.to_pylist(), self.src_type, self.fetcher, raws)
-        vectors, row_errors = self.embedder.embed_models(items, errors)
+        with self.shared.turn:
+            started, model_before = time.perf_counter(), self.embedder.model_seconds
+            vectors, row_errors = self.embedder.embed_models(items, errors)
+            model = self.embedder.model_seconds
         failed = sum(e is not None for e in row_errors)
         self._count(len(row_errors), failed)
         if self.metrics is not None:
             seconds = time.perf_counter() - started
-            model = self.embedder.model_seconds
             spent = tuple(after - before for after, before in zip(model, model_before, strict=True))
             self.metrics.record(Call(len(row_errors), failed, seconds, spent))
         return result_array(vectors[0], row_errors, *vectors[1:])
