@@ -16,8 +16,9 @@ outside, in three steps:
    torch for it).
 3. Each wrapped call appends one line: ``<unix start> <unix end> <rows> <pid> <label>``.
 
-``TARGETS``: ``embed`` is ``Embedder.embed_models`` (the job's embedder: decode and every
-model, the busy share of the issue's goals; the pipeline's UDF calls it, ``embed_bytes`` too),
+``TARGETS``: ``embed`` is ``Embedder.embed_started`` (the job's embedder: decode and every
+model, the busy share of the issue's goals; ``embed_models`` and ``embed_bytes`` call it, and
+the pipeline's UDF calls it once its turn on a shared Embedder has come),
 ``load`` is ``Embedder.__init__`` (the model load), and ``model`` is every Hugging Face model's
 forward call (``PreTrainedModel.__call__``: one line per model batch, whoever calls it), which
 is what makes the job and the peers comparable: their steady state is counted the same way,
@@ -56,7 +57,7 @@ TRACE_ENV = "EMBEDDING_BENCH_TRACE_FILE"
 SITE_DIR = Path(__file__).resolve().parent / "trace_site"
 #: What is traced, by label: (module, class, method).
 TARGETS: dict[str, tuple[str, str, str]] = {
-    "embed": ("embedding_job.model.embedder", "Embedder", "embed_models"),
+    "embed": ("embedding_job.model.embedder", "Embedder", "embed_started"),
     "load": ("embedding_job.model.embedder", "Embedder", "__init__"),
     "model": ("transformers.modeling_utils", "PreTrainedModel", "__call__"),
 }

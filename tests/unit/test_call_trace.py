@@ -146,22 +146,22 @@ def test_install_traces_the_process_start_and_patches_every_target_once(tmp_path
         def __init__(self, settings: object) -> None:
             self.settings = settings
 
-        def embed_models(self, items: list[bytes]) -> int:
+        def embed_started(self, items: list[bytes]) -> int:
             return len(items)
 
     module = types.ModuleType("embedding_job.model.embedder")
     module.Embedder = Embedder  # type: ignore[attr-defined]
     call_trace.patch(module, str(trace))
     call_trace.patch(module, str(trace))  # a second import hook must not wrap twice
-    assert Embedder(None).embed_models([b"x", b"y", b"z"]) == 3
+    assert Embedder(None).embed_started([b"x", b"y", b"z"]) == 3
     labels = [line.split()[4] for line in trace.read_text().splitlines()]
     assert labels == ["load", "embed"]
-    original = Embedder.embed_models.__wrapped__  # type: ignore[attr-defined]
+    original = Embedder.embed_started.__wrapped__  # type: ignore[attr-defined]
     assert not getattr(original, "__bench_traced__", False)
     other = types.ModuleType("somewhere.else")
     other.Embedder = Embedder  # type: ignore[attr-defined]
     call_trace.patch(other, str(trace))  # not a target module: nothing more is wrapped
-    Embedder(None).embed_models([b"x"])
+    Embedder(None).embed_started([b"x"])
     assert len(trace.read_text().splitlines()) == 4
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,37 @@ def test_threaded_decode_gives_exactly_the_sequential_results() -> None:
         else:
             assert isinstance(b, np.ndarray)
             np.testing.assert_array_equal(a, b)
+
+
+def test_work_ahead_starts_when_asked_for_and_what_is_left_is_cancelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Embedder.start relies on it: a call waiting for its turn has its first images decoded."""
+    items = [encode(sample_image(i, (640, 480)), "JPEG") for i in range(12)]
+    decoded: list[bytes] = []
+    original = DataPath._read_and_decode
+
+    def counted(self: DataPath, data: Any) -> Any:
+        decoded.append(data)
+        return original(self, data)
+
+    monkeypatch.setattr(DataPath, "_read_and_decode", counted)
+    pool = DataPath(DINO_TRANSFORM, threads=2, io_threads=0)
+    try:
+        ahead = pool.map_views(items, window=4)
+        deadline = time.monotonic() + 30
+        while len(decoded) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(decoded) == sorted(items[:4])  # the window, with nothing taken yet
+        first = next(ahead)
+        assert isinstance(first, list)
+        np.testing.assert_array_equal(first[0], pool.views(items[0])[0])
+        ahead.close()
+        assert list(ahead) == []
+        # At most the window (refilled by one as the first result was taken) ever started.
+        assert len(decoded) <= 5
+    finally:
+        pool.close()
 
 
 def test_embedder_threads_and_batches_keep_rows_isolated_and_identical(models_root: Path) -> None:

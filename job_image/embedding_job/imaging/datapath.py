@@ -164,33 +164,15 @@ class DataPath:
         for result in self.map_views(items, window):
             yield result if isinstance(result, RowError) else result[0]
 
-    def map_views(
-        self, items: Iterable[ImageData], window: int = 64
-    ) -> Iterator[list[np.ndarray] | RowError]:
+    def map_views(self, items: Iterable[ImageData], window: int = 64) -> Ahead:
         """Each item's views (one per transform), or the RowError, in order, working up to
-        ``window`` ahead."""
-        return self._ahead(items, window, decode=True)
+        ``window`` ahead from the moment this is called."""
+        return Ahead(self, items, window, decode=True)
 
-    def load(self, items: Iterable[ImageData], window: int = 64) -> Iterator[bytes | RowError]:
+    def load(self, items: Iterable[ImageData], window: int = 64) -> Ahead:
         """Each item's bytes, or the RowError, in order; sources are read up to ``window``
         ahead on the data path's threads (for the GPU decoder, which takes bytes)."""
-        return self._ahead(items, window, decode=False)
-
-    def _ahead(self, items: Iterable[ImageData], window: int, *, decode: bool) -> Iterator[Any]:
-        # Far enough ahead to keep every read thread busy.
-        limit = max(1, window, self.io_threads)
-        pending: deque[Future[Any] | ImageData] = deque()
-        try:
-            for data in items:
-                pending.append(self._start(data, decode))
-                if len(pending) >= limit:
-                    yield self._finish(pending.popleft(), decode)
-            while pending:
-                yield self._finish(pending.popleft(), decode)
-        finally:
-            for started in pending:
-                if isinstance(started, Future):
-                    started.cancel()
+        return Ahead(self, items, window, decode=False)
 
     def _start(self, data: ImageData, decode: bool) -> Future[Any] | ImageData:
         if decode and self._slots is not None and self._pool is not None:
@@ -231,3 +213,39 @@ class DataPath:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+class Ahead(Iterator[Any]):
+    """A data path's results for ``items``, in order: the work on the first ``window`` (at
+    least one per read thread) starts when this is made, the next item's as each result is
+    taken. ``close`` cancels what has not started; so does the end of the items."""
+
+    def __init__(
+        self, datapath: DataPath, items: Iterable[ImageData], window: int, *, decode: bool
+    ):
+        self._datapath = datapath
+        self._items = iter(items)
+        self._decode = decode
+        self._limit = max(1, window, datapath.io_threads)
+        self._pending: deque[Future[Any] | ImageData] = deque()
+        self._fill()
+
+    def _fill(self) -> None:
+        while len(self._pending) < self._limit:
+            data = next(self._items, None)
+            if data is None:  # no item is None (an ImageData is bytes or a source)
+                return
+            self._pending.append(self._datapath._start(data, self._decode))
+
+    def __next__(self) -> Any:
+        if not self._pending:
+            raise StopIteration
+        oldest = self._pending.popleft()
+        self._fill()
+        return self._datapath._finish(oldest, self._decode)
+
+    def close(self) -> None:
+        while self._pending:
+            started = self._pending.pop()
+            if isinstance(started, Future):
+                started.cancel()

@@ -21,6 +21,7 @@ from embedding_job.imaging.datapath import (
     DEFAULT_DECODE_MEGAPIXELS,
     DEFAULT_DRAFT_FACTOR,
     DEFAULT_IO_THREADS,
+    Ahead,
     DataPath,
     ImageData,
     available_cpus,
@@ -147,6 +148,20 @@ def load(settings: EmbedderSettings, device: torch.device) -> Model:
     return Model(settings, transform, dtype, backbone)
 
 
+@dataclass
+class Started:
+    """A call's rows on their way (Embedder.start): how many, the ones to embed, every row's
+    error so far, and their reads (and decodes) in order."""
+
+    rows: int
+    todo: list[int]
+    row_errors: list[str | None]
+    ahead: Ahead
+
+    def __len__(self) -> int:
+        return self.rows
+
+
 class Embedder:
     """Bytes → embeddings by each model, isolating failures to the rows that cause them."""
 
@@ -239,7 +254,14 @@ class Embedder:
         on earlier batches; each model's batches are its ``batch_size`` images whatever the
         number of items.
         """
-        vectors: list[list[np.ndarray | None]] = [[None] * len(items) for _ in self.models]
+        return self.embed_started(self.start(items, errors))
+
+    def start(
+        self, items: Sequence[ImageData | None], errors: Sequence[str | None] | None = None
+    ) -> Started:
+        """``embed_models``' first step: the rows to embed, their first reads and decodes
+        started on the data path's threads. A call that waits for its turn on a shared
+        Embedder (run/shared_embedder) starts them before it waits."""
         row_errors: list[str | None] = list(errors) if errors is not None else [None] * len(items)
         todo: list[int] = []
         for index, data in enumerate(items):
@@ -249,28 +271,38 @@ class Embedder:
                 row_errors[index] = "missing image (null)"
                 continue
             todo.append(index)
-        if todo and self.gpu_decoder is not None:
-            self._embed_on_gpu(items, todo, vectors, row_errors)
-        elif todo:
-            self._embed_on_cpu_path(items, todo, vectors, row_errors)
-        return vectors, row_errors
+        sources = (items[i] or b"" for i in todo)
+        window = 2 * self._largest_batch
+        ahead = (
+            self.datapath.load(sources, window=window)
+            if self.gpu_decoder is not None
+            else self.datapath.map_views(sources, window=window)
+        )
+        return Started(len(items), todo, row_errors, ahead)
+
+    def embed_started(
+        self, started: Started
+    ) -> tuple[list[list[np.ndarray | None]], list[str | None]]:
+        """``embed_models``' second step: the models' vectors and the rows' errors."""
+        vectors: list[list[np.ndarray | None]] = [[None] * started.rows for _ in self.models]
+        try:
+            if self.gpu_decoder is not None:
+                self._embed_on_gpu(started, vectors)
+            else:
+                self._embed_on_cpu_path(started, vectors)
+        finally:
+            started.ahead.close()
+        return vectors, started.row_errors
 
     @property
     def _largest_batch(self) -> int:
         return max(model.batch_size for model in self.models)
 
-    def _embed_on_cpu_path(
-        self,
-        items: Sequence[ImageData | None],
-        todo: list[int],
-        vectors: list[list[np.ndarray | None]],
-        row_errors: list[str | None],
-    ) -> None:
+    def _embed_on_cpu_path(self, started: Started, vectors: list[list[np.ndarray | None]]) -> None:
+        row_errors = started.row_errors
         rows: list[list[int]] = [[] for _ in self.models]
         pixels: list[list[np.ndarray]] = [[] for _ in self.models]
-        window = 2 * self._largest_batch
-        decoded = self.datapath.map_views((items[i] or b"" for i in todo), window=window)
-        for index, result in zip(todo, decoded, strict=True):
+        for index, result in zip(started.todo, started.ahead, strict=True):
             if isinstance(result, RowError):
                 row_errors[index] = str(result)
                 continue
@@ -298,20 +330,14 @@ class Embedder:
         for row, index in enumerate(rows):
             vectors[number][index] = embedded[row]
 
-    def _embed_on_gpu(
-        self,
-        items: Sequence[ImageData | None],
-        todo: list[int],
-        vectors: list[list[np.ndarray | None]],
-        row_errors: list[str | None],
-    ) -> None:
+    def _embed_on_gpu(self, started: Started, vectors: list[list[np.ndarray | None]]) -> None:
         assert self.gpu_decoder is not None
+        row_errors = started.row_errors
         step = self._largest_batch
         # Sources are read on the data path's threads up to two groups ahead of the GPU.
-        loaded = self.datapath.load((items[i] or b"" for i in todo), window=2 * step)
         rows: list[int] = []
         datas: list[bytes] = []
-        for index, data in zip(todo, loaded, strict=True):
+        for index, data in zip(started.todo, started.ahead, strict=True):
             if isinstance(data, RowError):
                 row_errors[index] = str(data)
                 continue

@@ -140,9 +140,11 @@ class EmbedImages:
     def embed(self, source: Series, raw_path: Series | None = None) -> pa.Array:
         raws = raw_path.to_pylist() if raw_path is not None else None
         items, errors = image_items(source.to_pylist(), self.src_type, self.fetcher, raws)
+        # Its first images are read and decoded while another thread's call has the turn.
+        rows = self.embedder.start(items, errors)
         with self.shared.turn:
             started, model_before = time.perf_counter(), self.embedder.model_seconds
-            vectors, row_errors = self.embedder.embed_models(items, errors)
+            vectors, row_errors = self.embedder.embed_started(rows)
             model = self.embedder.model_seconds
         failed = sum(e is not None for e in row_errors)
         self._count(len(row_errors), failed)
