@@ -50,6 +50,9 @@ class TracedRun:
     #: time: {pid: [(seconds after the start, CPU seconds), ...]}.
     pid: int = 0
     cpu: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    #: The same for the bench's own process, outside the tree: the web and S3 servers of the
+    #: remote input modes run in its threads, on the same CPUs as the command.
+    observer_cpu: list[tuple[float, float]] = field(default_factory=list)
 
 
 class _FirstFile(Sampler):
@@ -95,7 +98,10 @@ def run_traced(command: Sequence[str], out: Path, env: Mapping[str, str], what: 
         env=hook_env(trace, env),
         text=True,
     )
-    with TreeMemory(proc.pid) as memory, _FirstFile(out, started) as first_file:
+    with (
+        TreeMemory(proc.pid, observer=os.getpid()) as memory,
+        _FirstFile(out, started) as first_file,
+    ):
         stdout, stderr = proc.communicate()
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
@@ -112,6 +118,7 @@ def run_traced(command: Sequence[str], out: Path, env: Mapping[str, str], what: 
             pid: [(when - started_unix, used) for when, used in samples]
             for pid, samples in memory.cpu.items()
         },
+        observer_cpu=[(when - started_unix, used) for when, used in memory.observer_cpu],
     )
 
 
@@ -135,7 +142,8 @@ def steady_cores(run: TracedRun) -> dict[str, float]:
     command's own process (the driver: Daft's runner, the output), by the embedder's
     processes (decode and model), and by the rest of its tree (Ray's, Daft's other workers).
     Where the embedder runs in the command's own process (the native runner's one worker), that
-    process counts as the embedder's and the driver's share is 0."""
+    process counts as the embedder's and the driver's share is 0. ``servers``, not in
+    ``total``: the bench's own process (the remote modes' web and S3 servers, the sampler)."""
     window = steady_window(calls(run.records))
     if window is None:
         return {}
@@ -152,6 +160,9 @@ def steady_cores(run: TracedRun) -> dict[str, float]:
         by_role[role] += used(pid)
     cores = {role: seconds / (end - begin) for role, seconds in by_role.items()}
     cores["total"] = sum(cores.values())
+    observer = run.observer_cpu
+    serving = cpu_at(observer, end) - cpu_at(observer, begin) if observer else 0.0
+    cores["servers"] = serving / (end - begin)
     return cores
 
 

@@ -48,14 +48,17 @@ def _memory_kb(pid: int) -> tuple[int, int]:
 
 class TreeMemory(Sampler):
     """Peak summed RSS and PSS of a process and its descendants, and the CPU time each of them
-    had used by each sample (unix time), sampled in a thread."""
+    had used by each sample (unix time), sampled in a thread; and the CPU time of the observing
+    process (``observer``: the bench's, whose threads serve the remote input modes)."""
 
-    def __init__(self, pid: int, interval: float = 0.25):
+    def __init__(self, pid: int, interval: float = 0.25, observer: int | None = None):
         super().__init__(interval, enabled=sys.platform.startswith("linux"))
         self.pid = pid
+        self.observer = observer
         self.peak_rss_kb = 0
         self.peak_pss_kb = 0
         self.cpu: dict[int, list[tuple[float, float]]] = {}
+        self.observer_cpu: list[tuple[float, float]] = []
 
     def sample(self) -> bool:
         now = time.time()
@@ -69,6 +72,8 @@ class TreeMemory(Sampler):
             if pid in cpu:
                 self.cpu.setdefault(pid, []).append((now, cpu[pid]))
             todo.extend(tree.get(pid, []))
+        if self.observer in cpu:
+            self.observer_cpu.append((now, cpu[self.observer]))
         self.peak_rss_kb = max(self.peak_rss_kb, total_rss)
         self.peak_pss_kb = max(self.peak_pss_kb, total_pss)
         return True

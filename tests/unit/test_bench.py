@@ -205,6 +205,8 @@ def test_the_pipeline_ceiling_goals_per_input_mode() -> None:
         "embedder_busy_fraction": 0.99,
         "busy_holds": True,
         "per_core_vs_datapath_mt": pytest.approx(0.95),
+        "per_core_all_cpus_vs_datapath_mt": pytest.approx(0.95),
+        "servers_cores": pytest.approx(math.nan, nan_ok=True),
         "per_core_holds": True,
     }
     assert (modes["http"]["busy_holds"], modes["http"]["per_core_holds"]) == (False, True)
@@ -217,10 +219,33 @@ def test_the_pipeline_ceiling_goals_per_input_mode() -> None:
     assert (
         "local" in printed and "95% of datapath_mt" in printed and "busy 94.0%: MISSES" in printed
     )
-    assert "cores used 1.55 (embedder 1.50, driver 0.05, other 0.00)" in printed
+    assert "cores used 1.55 (embedder 1.50, driver 0.05, other 0.00; the bench" in printed
     assert "cores used nan" in printed  # a mode measured without the CPU samples
     no_reference = ceiling_goals({"ceiling_local": variants["ceiling_local"]})
     assert "datapath_mt - img/s/core" in format_ceiling(no_reference, variants)
+
+
+def test_a_remote_modes_cores_are_those_the_benchs_servers_left_to_the_job() -> None:
+    cores = {"driver": 0.0, "embedder": 1.5, "other": 0.0, "total": 1.5, "servers": 0.4}
+    variants = {
+        "ceiling_datapath_mt": {"images_per_s": 200.0, "threads": 2, "data_only": True},
+        "ceiling_s3": {
+            "input_mode": "s3",
+            "images_per_s": 160.0,
+            "threads": 2,
+            "embedder_busy_fraction": 0.99,
+            "steady_cores": cores,
+        },
+    }
+    add_ratios(variants, flops=0.0, on_gpu=False)
+    assert variants["ceiling_s3"]["images_per_s_per_core_left"] == pytest.approx(100.0)
+    s3 = ceiling_goals(variants)["modes"]["s3"]
+    assert s3["per_core_vs_datapath_mt"] == pytest.approx(1.0) and s3["per_core_holds"]
+    assert s3["per_core_all_cpus_vs_datapath_mt"] == pytest.approx(0.8)
+    assert s3["servers_cores"] == 0.4
+    printed = format_ceiling(ceiling_goals(variants), variants)
+    assert "100.0 img/s/core left (100% of datapath_mt; 80% over every CPU)" in printed
+    assert "the bench's servers 0.40" in printed
 
 
 def test_the_start_up_goal() -> None:

@@ -294,11 +294,15 @@ def test_where_the_cpus_went_in_the_steady_window() -> None:
         20: [(0.0, 0.0), (3.0, 2.0), (6.0, 5.0)],  # the embedder: 3.0 s in 3 s
         30: [(2.0, 0.0), (4.5, 0.3), (7.0, 0.3)],  # a helper: 0.3 s, interpolated at both ends
     }
-    run = TracedRun(7.0, records, "", 1.0, 1.0, None, 10, cpu)
+    # The bench's own process (its servers): 0.9 s in the window, outside the command's total.
+    bench = [(0.0, 0.0), (3.0, 1.0), (6.0, 1.9)]
+    run = TracedRun(7.0, records, "", 1.0, 1.0, None, 10, cpu, bench)
     cores = steady_cores(run)
+    assert cores["servers"] == pytest.approx(0.3)
     assert cores["driver"] == pytest.approx(0.5) and cores["embedder"] == pytest.approx(1.0)
     assert cores["other"] == pytest.approx((0.3 - 0.12) / 3)
     assert cores["total"] == pytest.approx(sum(cores[k] for k in ("driver", "embedder", "other")))
+    assert steady_cores(TracedRun(7.0, records, "", 1.0, 1.0, None, 10, cpu))["servers"] == 0.0
     assert steady_cores(TracedRun(7.0, records[:1], "", 1.0, 1.0, None, 10, cpu)) == {}
     # The native runner's embedder in the command's own process: that process is the embedder.
     inside = [r._replace(pid=10) for r in records]
