@@ -86,8 +86,11 @@ def hook_env(trace: Path, env: Mapping[str, str]) -> dict[str, str]:
 
 def rows_of(args: Sequence[Any], kwargs: Mapping[str, Any]) -> int:
     """The rows of a call: the first argument's (a list, a Series, a tensor's first dimension,
-    or a batch of columns), 0 when it has none."""
+    a batch of columns, or the ``rows`` of the embedder's ``Started``), 0 when it has none."""
     value = args[0] if args else next(iter(kwargs.values()), None)
+    rows = getattr(value, "rows", None)
+    if isinstance(rows, int):
+        return rows
     shape = getattr(value, "shape", None)
     if shape is not None and len(shape):
         return int(shape[0])

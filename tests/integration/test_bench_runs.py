@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import math
 import urllib.request
 from dataclasses import replace
@@ -17,6 +18,7 @@ import pytest
 from bench.inputs import MODES, Inputs
 from bench.scenario import Context
 from bench.scenarios.ceiling import CeilingScenario
+from bench.scenarios.daft_pipeline import JobSetup, images_glob, run_cli_once
 from bench.scenarios.peers import PeerScenario
 from bench.scenarios.startup import StartupScenario
 from embedding_job.demo import TINY, make_random_model, make_sample_images
@@ -94,6 +96,21 @@ def test_the_start_up_scenario_counts_one_model_load_per_worker(context: Context
     assert [steps[k] for k in order] == sorted(steps[k] for k in order)
     assert steps["model_loaded_s"] <= steps["first_batch_done_s"] <= steps["end_s"]
     assert steps["first_file_s"] is not None and steps["first_file_s"] <= steps["end_s"]
+
+
+def test_the_native_runs_calls_take_turns_on_one_model_in_the_jobs_own_process(
+    context: Context,
+) -> None:
+    """Daft calls the in-process UDF from two of its threads (pipeline.in_process_cpus): the
+    calls share one model load and never overlap on it (shared_worker's turn)."""
+    setup = JobSetup.of(context)  # batches of one image: four calls
+    source = images_glob(context.paths[0].parent)
+    run, summary = run_cli_once("native", source, context.workdir / "out-turns", setup)
+    assert summary["rowsIn"] == 4 and summary["rowsFailed"] == 0
+    calls = sorted((r for r in run.records if r.label == "embed"), key=lambda r: r.start)
+    assert len(calls) == 4 and {r.pid for r in calls} == {run.pid}
+    assert all(before.end <= after.start for before, after in itertools.pairwise(calls))
+    assert [r.pid for r in run.records if r.label == "load"] == [run.pid]
 
 
 def test_a_peer_script_runs_traced_like_the_job(context: Context) -> None:

@@ -70,6 +70,7 @@ class _Tensor:
     ("args", "kwargs", "rows"),
     [
         (([b"a", b"b"],), {}, 2),  # Embedder.embed_bytes(items)
+        ((types.SimpleNamespace(rows=4, todo=[0, 2]),), {}, 4),  # Embedder.embed_started
         ((), {"pixel_values": _Tensor()}, 5),  # model(pixel_values=...)
         (({"image": [1, 2, 3], "path": ["a", "b", "c"]},), {}, 3),  # a Ray Data batch
         ((object(),), {}, 0),  # Embedder.__init__(settings)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -164,6 +165,46 @@ def test_the_native_runners_one_worker_is_the_jobs_own_process() -> None:
     # Several workers asked for: worker processes, each with its own share of the machine.
     several = parse_config({**MINIMAL, "inference": {"device": "cpu", "concurrency": 2}})
     assert not plan_workers(several, native).in_process
+
+
+@pytest.mark.parametrize(("cpus", "asked"), [(1, 1.0), (2, 1.0), (3, 1.5), (16, 8.0)])
+def test_the_in_process_udf_asks_for_two_of_dafts_threads(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, asked: float
+) -> None:
+    from embedding_job.api import InferenceSpec
+    from embedding_job.run import pipeline
+
+    monkeypatch.setattr(pipeline, "available_cpus", lambda: cpus)
+    assert pipeline.in_process_cpus(InferenceSpec()) == asked
+    reserved = InferenceSpec.model_validate({"cpusPerWorker": 4})
+    assert pipeline.in_process_cpus(reserved) == 4.0  # as many instances as that leaves
+
+
+def test_the_cpus_a_process_may_use_count_its_cgroups_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from embedding_job.imaging import datapath
+    from embedding_job.imaging.datapath import cgroup_cpu_limit
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("250000 100000\n")
+    assert cgroup_cpu_limit(str(v2)) == 2.5
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(str(v2)) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("150000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(str(v1)) == 1.5
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_limit(str(v1)) is None
+    assert cgroup_cpu_limit(str(tmp_path / "none")) is None
+    # Rounded down, and never more than the CPUs it may run on, nor fewer than one.
+    monkeypatch.setattr(datapath.os, "sched_getaffinity", lambda _: set(range(8)))
+    for limit, cpus in ((2.5, 2), (0.5, 1), (12.0, 8), (None, 8)):
+        monkeypatch.setattr(datapath, "cgroup_cpu_limit", lambda limit=limit: limit)
+        assert datapath.available_cpus() == cpus
 
 
 def test_cpu_workers_get_torch_threads_for_the_cpus_they_may_use(

@@ -12,6 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,10 +39,31 @@ DEFAULT_DRAFT_FACTOR = 2.0
 
 
 def available_cpus() -> int:
-    """CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """CPUs this process may use: those it may run on, and no more than its cgroup's CPU limit
+    (a container's ``resources.limits.cpu``), rounded down, as Rust's ``available_parallelism``
+    counts them for Daft's threads."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        return max(1, min(cpus or 1, int(limit)))
+    return cpus or 1
+
+
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
+    """The CPU limit of this process's cgroup as a container sees it (cgroup v2's ``cpu.max``,
+    or v1's CFS quota over its period); None without one."""
+    base = Path(root)
+    try:
+        quota, period = (base / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = (base / "cpu" / "cpu.cfs_quota_us").read_text()
+        period = (base / "cpu" / "cpu.cfs_period_us").read_text()
+        return int(quota) / int(period) if int(quota) > 0 and int(period) > 0 else None
+    except (OSError, ValueError):
+        return None
 
 
 def default_decode_threads(device: torch.device) -> int:
@@ -123,6 +145,7 @@ class DataPath:
             ThreadPoolExecutor(workers, thread_name_prefix="embedding-decode") if workers else None
         )
         self._slots = threading.BoundedSemaphore(threads) if threads else None
+        self._closed = False
 
     def views(self, data: ImageData) -> list[np.ndarray]:
         """One image, read and decoded once → resized, cropped (H, W, 3) uint8 pixels for each
@@ -175,6 +198,8 @@ class DataPath:
         return Ahead(self, items, window, decode=False)
 
     def _start(self, data: ImageData, decode: bool) -> Future[Any] | ImageData:
+        if self._closed:
+            raise RuntimeError("the data path is closed: its embedder's run has ended")
         if decode and self._slots is not None and self._pool is not None:
             return self._pool.submit(self._read_and_decode, data)
         if isinstance(data, bytes) or self._pool is None:
@@ -210,15 +235,22 @@ class DataPath:
         return (transform or self.transform).normalize(batch, dtype)
 
     def close(self) -> None:
+        """Stop the threads; work not started is cancelled, and none can start after."""
+        self._closed = True
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
 
+#: The end of an Ahead's items (no item is None, but a sentinel says so without relying on it).
+_END: Any = object()
+
+
 class Ahead(Iterator[Any]):
     """A data path's results for ``items``, in order: the work on the first ``window`` (at
-    least one per read thread) starts when this is made, the next item's as each result is
-    taken. ``close`` cancels what has not started; so does the end of the items."""
+    least one per read thread) starts when this is made, and the next item's as each result is
+    taken: at most ``window`` are under way. ``close`` (or losing the last reference) cancels
+    what has not started."""
 
     def __init__(
         self, datapath: DataPath, items: Iterable[ImageData], window: int, *, decode: bool
@@ -232,20 +264,24 @@ class Ahead(Iterator[Any]):
 
     def _fill(self) -> None:
         while len(self._pending) < self._limit:
-            data = next(self._items, None)
-            if data is None:  # no item is None (an ImageData is bytes or a source)
+            data = next(self._items, _END)
+            if data is _END:
                 return
             self._pending.append(self._datapath._start(data, self._decode))
 
     def __next__(self) -> Any:
         if not self._pending:
             raise StopIteration
-        oldest = self._pending.popleft()
+        result = self._datapath._finish(self._pending.popleft(), self._decode)
         self._fill()
-        return self._datapath._finish(oldest, self._decode)
+        return result
 
     def close(self) -> None:
+        """Cancel the work that has not started."""
         while self._pending:
             started = self._pending.pop()
             if isinstance(started, Future):
                 started.cancel()
+
+    def __del__(self) -> None:
+        self.close()

@@ -158,9 +158,6 @@ class Started:
     row_errors: list[str | None]
     ahead: Ahead
 
-    def __len__(self) -> int:
-        return self.rows
-
 
 class Embedder:
     """Bytes → embeddings by each model, isolating failures to the rows that cause them."""
@@ -261,7 +258,7 @@ class Embedder:
     ) -> Started:
         """``embed_models``' first step: the rows to embed, their first reads and decodes
         started on the data path's threads. A call that waits for its turn on a shared
-        Embedder (run/shared_embedder) starts them before it waits."""
+        Embedder (run/shared_worker) starts them before it waits."""
         row_errors: list[str | None] = list(errors) if errors is not None else [None] * len(items)
         todo: list[int] = []
         for index, data in enumerate(items):

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from embedding_job.run import status_report as report
 from embedding_job.run.metrics import job_labels
 from embedding_job.run.model_plan import PlannedModel, embedder_settings, plan_models
 from embedding_job.run.row_counts import NativeTracker, RayTracker, precision_used
-from embedding_job.run.shared_embedder import release
+from embedding_job.run.shared_worker import release
 from embedding_job.run.udf import EmbedImages, result_dtype, result_field
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,9 @@ def configure_runner(options: RunOptions) -> None:
     if options.runner == "ray":
         daft.set_runner_ray(address=options.ray_address, noop_if_initialized=True)
     elif options.runner == "native":
-        daft.set_runner_native()
+        # As many threads as the job counts CPUs (in_process_cpus relies on it); Daft's own
+        # count is the same unless the cgroup's limit is not the process's own.
+        daft.set_runner_native(num_threads=available_cpus())
     else:
         raise JobError(f"unknown runner {options.runner!r}: use native or ray")
 
@@ -91,6 +94,16 @@ def output_columns(cfg: EmbeddingJobConfig) -> list[str]:
     return keep
 
 
+def in_process_cpus(inference: InferenceSpec) -> float:
+    """The CPUs the in-process UDF asks Daft for: Daft runs as many instances at once as its
+    threads (one per CPU, ``configure_runner``) hold that many times. Two: one call runs the
+    models while the next has its rows and its first images started (shared_worker); more
+    would each hold a batch and a Daft thread while they wait. ``cpusPerWorker`` when set."""
+    if inference.cpus_per_worker is not None:
+        return inference.cpus_per_worker
+    return max(1.0, available_cpus() / 2)
+
+
 def embed(
     df: daft.DataFrame,
     cfg: EmbeddingJobConfig,
@@ -98,9 +111,11 @@ def embed(
     models: list[PlannedModel],
     workers: Workers,
     progress_actor: str | None = None,
+    run: str = "",
 ) -> daft.DataFrame:
     """Add one embedding column per model and the error column; one output row per input
-    row. One UDF call embeds each row with every model, from one read and one decode."""
+    row. One UDF call embeds each row with every model, from one read and one decode. ``run``
+    names the query (its in-process worker is released by that name, shared_worker)."""
     spec = cfg.input
     source = (
         col("path") if spec.resolved_format is InputFormat.IMAGES_GLOB else col(spec.image_column)
@@ -108,14 +123,16 @@ def embed(
     # The workers read every image themselves, with the credentials this process has.
     reads = FetchSettings.from_env(spec.download)
     labels = job_labels([model.spec.name for model in models])
-    udf: Any = EmbedImages(settings, spec.src_type, reads, progress_actor, labels)
+    udf: Any = EmbedImages(run, settings, spec.src_type, reads, progress_actor, labels)
+    inference = cfg.inference
+    cpus = in_process_cpus(inference) if workers.in_process else inference.cpus_per_worker
     # Resources are decided per run (GPUs present, concurrency, batch size), not at import time.
     call = dataclasses.replace(
         udf.embed,
         gpus=workers.gpus,
-        cpus=cfg.inference.cpus_per_worker,
+        cpus=cpus,
         # In this process: Daft runs the UDF in its own threads (no actor pool, whose size
-        # max_concurrency sets; one Embedder for them all, shared_embedder).
+        # max_concurrency sets; one Embedder for them all, shared_worker).
         use_process=False if workers.in_process else None,
         max_concurrency=None if workers.in_process else workers.concurrency,
         batch_size=udf_batch_size(
@@ -182,9 +199,8 @@ def plan_workers(cfg: EmbeddingJobConfig, options: RunOptions) -> Workers:
     else:
         concurrency = 1
     in_process = options.runner == "native" and concurrency == 1
-    log.info(
-        "embedding workers: %d, %s GPU each%s", concurrency, gpus, " (in this process)" * in_process
-    )
+    where = " (in this process)" if in_process else ""
+    log.info("embedding workers: %d, %s GPU each%s", concurrency, gpus, where)
     return Workers(gpus=gpus, concurrency=concurrency, in_process=in_process)
 
 
@@ -251,11 +267,12 @@ def run_job(cfg: EmbeddingJobConfig, options: RunOptions | None = None) -> dict[
     try:
         with reporting:
             if skipped < rows_in:
-                plan_df = embed(df, cfg, settings, models, workers, tracker.actor_name)
+                run = uuid.uuid4().hex
+                plan_df = embed(df, cfg, settings, models, workers, tracker.actor_name, run)
                 try:
                     written = output.write(plan_df, cfg, plan, io)
                 finally:
-                    release(settings)
+                    release(run)
             else:
                 # Resuming a complete output: no model to load, and no empty data file to add.
                 log.info("resuming: every input row is already in the output")

@@ -14,7 +14,7 @@ from daft.udf.metrics import increment_counter
 
 from embedding_job.api import SrcType
 from embedding_job.io.cells import image_items
-from embedding_job.io.fetch import Fetcher, FetchSettings
+from embedding_job.io.fetch import FetchSettings
 from embedding_job.logs import exit_without_teardown, main_module_name
 from embedding_job.model.embedder import EmbedderSettings
 from embedding_job.run.metrics import Call, JobLabels, worker_metrics
@@ -25,7 +25,7 @@ from embedding_job.run.row_counts import (
     settle,
     worker_counter,
 )
-from embedding_job.run.shared_embedder import shared_embedder
+from embedding_job.run.shared_worker import shared_worker
 
 
 def result_field(number: int) -> str:
@@ -110,11 +110,12 @@ class EmbedImages:
     ``source`` is the image column as the input has it (URL or path, base64 text, bytes). The
     worker reads every image itself, on its data path's threads, under ``reads``' bounds: local
     files, remote URLs and base64 text. ``raw_path`` carries a local listing's exact file names.
-    Instances in one process share its Embedder of their settings (shared_embedder).
+    The instances of one ``run`` in a process share its Embedder and Fetcher (shared_worker).
     """
 
     def __init__(
         self,
+        run: str,
         settings: EmbedderSettings | Sequence[EmbedderSettings],
         src_type: SrcType,
         reads: FetchSettings,
@@ -122,7 +123,7 @@ class EmbedImages:
         metric_labels: JobLabels | None = None,
     ):
         exit_fast_after_daft_worker()
-        self.shared = shared_embedder(settings)
+        self.shared = shared_worker(run, settings, reads)
         self.embedder = self.shared.embedder
         device = self.embedder.device.type
         self.precisions = [
@@ -130,7 +131,6 @@ class EmbedImages:
             for number, model in enumerate(self.embedder.models)
         ]
         self.src_type = src_type
-        self.fetcher = Fetcher(reads)
         self.counter = worker_counter(progress_actor)
         self.counted = False
         self.metrics = worker_metrics(metric_labels)
@@ -138,12 +138,14 @@ class EmbedImages:
     # The pipeline sets the return type for its number of models (result_dtype).
     @daft.method.batch(return_dtype=result_dtype())
     def embed(self, source: Series, raw_path: Series | None = None) -> pa.Array:
+        started = time.perf_counter()
         raws = raw_path.to_pylist() if raw_path is not None else None
-        items, errors = image_items(source.to_pylist(), self.src_type, self.fetcher, raws)
+        fetcher = self.shared.fetcher
+        items, errors = image_items(source.to_pylist(), self.src_type, fetcher, raws)
         # Its first images are read and decoded while another thread's call has the turn.
         rows = self.embedder.start(items, errors)
         with self.shared.turn:
-            started, model_before = time.perf_counter(), self.embedder.model_seconds
+            model_before = self.embedder.model_seconds
             vectors, row_errors = self.embedder.embed_started(rows)
             model = self.embedder.model_seconds
         failed = sum(e is not None for e in row_errors)
