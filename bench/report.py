@@ -36,10 +36,11 @@ def add_ratios(variants: Variants, flops: float, on_gpu: bool) -> None:
             continue
         threads = figures.get("threads") or 1
         figures["images_per_s_per_core"] = ips / threads
-        # Over the CPUs left to the job by the bench's own servers (the remote input modes).
-        servers = (figures.get("steady_cores") or {}).get("servers")
-        if servers is not None and threads - servers > 0:
-            figures["images_per_s_per_core_left"] = ips / (threads - servers)
+        # Over the CPUs the bench's own process (the remote modes' servers, the samplers) left
+        # to the job.
+        bench = (figures.get("steady_cores") or {}).get("bench")
+        if bench is not None and threads - bench > 0:
+            figures["images_per_s_per_core_left"] = ips / (threads - bench)
     base_core = variants.get("baseline", {}).get("images_per_s_per_core")
     for figures in variants.values():
         ips = figures.get("images_per_s")
@@ -156,8 +157,9 @@ def peer_ratios(variants: Variants, job: str) -> dict[str, dict[str, float]]:
 def ceiling_goals(variants: Variants, reference: str = "ceiling_datapath_mt") -> dict[str, Any]:
     """Each input mode (variants with an ``input_mode``) against the goals: the embedder busy
     ``BUSY_GOAL`` of the steady window, and ``PER_CORE_GOAL`` of the reference's (the raw
-    decode rate's) images/s per core. A mode's cores are those the bench's own servers left to
-    the job (the http and s3 modes' servers share the machine's CPUs; the reference has none);
+    decode rate's) images/s per core. A mode's cores are those the bench's own process left to
+    the job (the http and s3 modes' servers and the samplers share the machine's CPUs; the
+    reference, in-process, has neither);
     ``per_core_all_cpus_vs_datapath_mt`` divides by every CPU. ``all_hold`` is false when a mode
     misses one, or when a figure is missing."""
     ref = variants.get(reference, {}).get("images_per_s_per_core")
@@ -174,7 +176,7 @@ def ceiling_goals(variants: Variants, reference: str = "ceiling_datapath_mt") ->
             "busy_holds": busy >= BUSY_GOAL,
             "per_core_vs_datapath_mt": per_core,
             "per_core_all_cpus_vs_datapath_mt": _ratio(every_cpu, ref),
-            "servers_cores": (figures.get("steady_cores") or {}).get("servers", math.nan),
+            "bench_cores": (figures.get("steady_cores") or {}).get("bench", math.nan),
             "per_core_holds": per_core >= PER_CORE_GOAL,
         }
     return {
@@ -220,7 +222,7 @@ def format_ceiling(goals: dict[str, Any], variants: Variants) -> str:
             f"busy {check['embedder_busy_fraction']:.1%}: {verdict}; cores used "
             f"{cores.get('total', math.nan):.2f} (embedder {cores.get('embedder', math.nan):.2f}, "
             f"driver {cores.get('driver', math.nan):.2f}, other {cores.get('other', math.nan):.2f}"
-            f"; the bench's servers {cores.get('servers', math.nan):.2f})"
+            f"; the bench's process: servers, samplers {cores.get('bench', math.nan):.2f})"
         )
     return "\n".join(lines)
 

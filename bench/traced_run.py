@@ -142,8 +142,8 @@ def steady_cores(run: TracedRun) -> dict[str, float]:
     command's own process (the driver: Daft's runner, the output), by the embedder's
     processes (decode and model), and by the rest of its tree (Ray's, Daft's other workers).
     Where the embedder runs in the command's own process (the native runner's one worker), that
-    process counts as the embedder's and the driver's share is 0. ``servers``, not in
-    ``total``: the bench's own process (the remote modes' web and S3 servers, the sampler)."""
+    process counts as the embedder's and the driver's share is 0. ``bench``, not in
+    ``total``: the bench's own process (the remote modes' web and S3 servers, the samplers)."""
     window = steady_window(calls(run.records))
     if window is None:
         return {}
@@ -162,7 +162,7 @@ def steady_cores(run: TracedRun) -> dict[str, float]:
     cores["total"] = sum(cores.values())
     observer = run.observer_cpu
     serving = cpu_at(observer, end) - cpu_at(observer, begin) if observer else 0.0
-    cores["servers"] = serving / (end - begin)
+    cores["bench"] = serving / (end - begin)
     return cores
 
 

@@ -206,7 +206,7 @@ def test_the_pipeline_ceiling_goals_per_input_mode() -> None:
         "busy_holds": True,
         "per_core_vs_datapath_mt": pytest.approx(0.95),
         "per_core_all_cpus_vs_datapath_mt": pytest.approx(0.95),
-        "servers_cores": pytest.approx(math.nan, nan_ok=True),
+        "bench_cores": pytest.approx(math.nan, nan_ok=True),
         "per_core_holds": True,
     }
     assert (modes["http"]["busy_holds"], modes["http"]["per_core_holds"]) == (False, True)
@@ -226,7 +226,7 @@ def test_the_pipeline_ceiling_goals_per_input_mode() -> None:
 
 
 def test_a_remote_modes_cores_are_those_the_benchs_servers_left_to_the_job() -> None:
-    cores = {"driver": 0.0, "embedder": 1.5, "other": 0.0, "total": 1.5, "servers": 0.4}
+    cores = {"driver": 0.0, "embedder": 1.5, "other": 0.0, "total": 1.5, "bench": 0.4}
     variants = {
         "ceiling_datapath_mt": {"images_per_s": 200.0, "threads": 2, "data_only": True},
         "ceiling_s3": {
@@ -242,10 +242,10 @@ def test_a_remote_modes_cores_are_those_the_benchs_servers_left_to_the_job() -> 
     s3 = ceiling_goals(variants)["modes"]["s3"]
     assert s3["per_core_vs_datapath_mt"] == pytest.approx(1.0) and s3["per_core_holds"]
     assert s3["per_core_all_cpus_vs_datapath_mt"] == pytest.approx(0.8)
-    assert s3["servers_cores"] == 0.4
+    assert s3["bench_cores"] == 0.4
     printed = format_ceiling(ceiling_goals(variants), variants)
     assert "100.0 img/s/core left (100% of datapath_mt; 80% over every CPU)" in printed
-    assert "the bench's servers 0.40" in printed
+    assert "the bench's process: servers, samplers 0.40" in printed
 
 
 def test_the_start_up_goal() -> None:

@@ -299,11 +299,11 @@ def test_where_the_cpus_went_in_the_steady_window() -> None:
     bench = [(0.0, 0.0), (3.0, 1.0), (6.0, 1.9)]
     run = TracedRun(7.0, records, "", 1.0, 1.0, None, 10, cpu, bench)
     cores = steady_cores(run)
-    assert cores["servers"] == pytest.approx(0.3)
+    assert cores["bench"] == pytest.approx(0.3)
     assert cores["driver"] == pytest.approx(0.5) and cores["embedder"] == pytest.approx(1.0)
     assert cores["other"] == pytest.approx((0.3 - 0.12) / 3)
     assert cores["total"] == pytest.approx(sum(cores[k] for k in ("driver", "embedder", "other")))
-    assert steady_cores(TracedRun(7.0, records, "", 1.0, 1.0, None, 10, cpu))["servers"] == 0.0
+    assert steady_cores(TracedRun(7.0, records, "", 1.0, 1.0, None, 10, cpu))["bench"] == 0.0
     assert steady_cores(TracedRun(7.0, records[:1], "", 1.0, 1.0, None, 10, cpu)) == {}
     # The native runner's embedder in the command's own process: that process is the embedder.
     inside = [r._replace(pid=10) for r in records]
