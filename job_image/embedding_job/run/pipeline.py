@@ -94,13 +94,12 @@ def output_columns(cfg: EmbeddingJobConfig) -> list[str]:
     return keep
 
 
-def in_process_cpus(inference: InferenceSpec) -> float:
-    """The CPUs the in-process UDF asks Daft for: Daft runs as many instances at once as its
+def in_process_cpus() -> float:
+    """The CPUs the in-process UDF asks Daft for: Daft runs as many calls at once as its
     threads (one per CPU, ``configure_runner``) hold that many times. Two: one call runs the
     models while the next has its rows and its first images started (shared_worker); more
-    would each hold a batch and a Daft thread while they wait. ``cpusPerWorker`` when set."""
-    if inference.cpus_per_worker is not None:
-        return inference.cpus_per_worker
+    would each hold a batch and a Daft thread while they wait. ``cpusPerWorker`` does not
+    change it: it sets the model's torch threads (cpu_threads)."""
     return max(1.0, available_cpus() / 2)
 
 
@@ -125,7 +124,7 @@ def embed(
     labels = job_labels([model.spec.name for model in models])
     udf: Any = EmbedImages(run, settings, spec.src_type, reads, progress_actor, labels)
     inference = cfg.inference
-    cpus = in_process_cpus(inference) if workers.in_process else inference.cpus_per_worker
+    cpus = in_process_cpus() if workers.in_process else inference.cpus_per_worker
     # Resources are decided per run (GPUs present, concurrency, batch size), not at import time.
     call = dataclasses.replace(
         udf.embed,
