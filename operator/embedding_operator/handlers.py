@@ -305,19 +305,24 @@ def _match_suspend(ej: Mapping[str, Any], rayjob: dict[str, Any] | None) -> None
         kube.patch_rayjob_suspend(meta["namespace"], meta["name"], wanted)
 
 
-@kopf.on.event("ray.io", "v1", "rayjobs", labels={LABEL_JOB: kopf.PRESENT})
+def rayjob_has_news(body: kopf.Body, type: str | None, **_: Any) -> bool:  # noqa: A002
+    """Whether a RayJob event says anything to reflect. Not a deletion: the resync notices a
+    RayJob deleted under a running job. Not a RayJob without a status: just created, KubeRay
+    has said nothing yet, and submit wrote what that means. (kopf asks this on its event loop,
+    so these events take no handler thread.)"""
+    return type != "DELETED" and bool(body.get("status"))
+
+
+@kopf.on.event(
+    "ray.io", "v1", "rayjobs", labels={LABEL_JOB: kopf.PRESENT}, when=rayjob_has_news
+)  # fmt: skip
 @metrics.timed("rayjob_changed")
 def rayjob_changed(
     body: kopf.Body,
-    type: str | None,  # noqa: A002 - kopf's keyword
     logger: logging.Logger | logging.LoggerAdapter[Any],
     **_: Any,
 ) -> None:
     """Reflect a RayJob's status on its EmbeddingJob, with an Event per phase change."""
-    if type == "DELETED":
-        return  # the resync notices a RayJob deleted under a running job
-    if not body.get("status"):
-        return  # just created: KubeRay has said nothing yet, and submit wrote what that means
     namespace = str(body.metadata.namespace)
     owners = set(owner_uids(dict(body.metadata)))
     for ref in body.metadata.get("ownerReferences", []):
@@ -369,8 +374,10 @@ def resync(body: dict[str, Any]) -> None:
 RESYNC = Resync(FOLLOWED, RESYNC_SECONDS, resync)
 
 
+# Async: it only updates memory, so it runs on kopf's event loop at once, instead of waiting
+# for a handler thread (and taking one) on each of every job's events.
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def follow(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 - kopf's
+async def follow(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 - kopf's
     """Keep the jobs-by-phase gauge and the resync's jobs in step with every EmbeddingJob,
     whoever changed it."""
     uid = str(body.metadata.uid)

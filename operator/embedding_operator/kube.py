@@ -32,17 +32,17 @@ class Patched(StrEnum):
 _shared: list[client.ApiClient] = []
 
 
-def login(connections: int) -> None:
-    """Load credentials (in-cluster when running in a pod, else the kubeconfig) and make the
-    process's one API client, keeping up to ``connections`` connections open: one per
-    handler thread."""
+def login(connections: int, kubeconfig: str | None = None) -> None:
+    """Load credentials (in-cluster when running in a pod, else ``kubeconfig``: by default
+    $KUBECONFIG's or ~/.kube/config) and make the process's one API client, keeping up to
+    ``connections`` connections open: one per handler thread."""
     # Typed as Any: some kubernetes releases annotate these loaders and some do not.
     in_cluster: Any = config.load_incluster_config
     from_kubeconfig: Any = config.load_kube_config
     try:
         in_cluster()
     except config.ConfigException:
-        from_kubeconfig()
+        from_kubeconfig(kubeconfig)
     # Our own copy of the settings: kopf's login loads them again, into the global default.
     settings = client.Configuration.get_default_copy()
     # The client keeps 5 connections per CPU it sees: 10 on two cores, where 32 handler
@@ -117,7 +117,8 @@ def ensure_object(manifest: dict[str, Any]) -> dict[str, Any]:
     }
     create, read = calls[kind]
     try:
-        create(namespace, manifest, _request_timeout=TIMEOUT)
+        # What it answers is the manifest we sent: not decoded into the client's models.
+        _discard(create(namespace, manifest, _request_timeout=TIMEOUT, _preload_content=False))
         return cast(dict[str, Any], meta)
     except ApiException as exc:
         if exc.status != 409:
@@ -134,6 +135,12 @@ def ensure_object(manifest: dict[str, Any]) -> dict[str, Any]:
             for r in refs
         ],
     }
+
+
+def _discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Drop an undecoded answer, and give its connection back to the pool."""
+    response.drain_conn()
+    response.release_conn()
 
 
 def get_rayjob(namespace: str, name: str) -> dict[str, Any] | None:

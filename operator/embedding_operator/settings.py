@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 import kopf
 
@@ -50,14 +52,50 @@ WAIT_FOR_PREVIOUS_LIMIT_SECONDS = float(
 #: not served a few at a time, each with a connection of its own (``kube.login``).
 HANDLER_THREADS = int(os.environ.get("EMBEDDING_OPERATOR_WORKERS", "32"))
 
-#: What kopf need not remember of a handled EmbeddingJob: the rest of the spec cannot change
+#: The spec fields kopf remembers of a handled EmbeddingJob: the rest of the spec cannot change
 #: (the CRD says so) and no handler looks at labels or annotations. Its record (status.kopf)
 #: then holds ``spec.suspend`` only, not a copy of a spec of up to 320 KB that would double
 #: the object.
+_WATCHED = ("suspend",)
 _UNWATCHED = [
     "metadata",
-    *(f"spec.{name}" for name in EmbeddingJobSpec.model_fields if name != "suspend"),
+    *(f"spec.{name}" for name in EmbeddingJobSpec.model_fields if name not in _WATCHED),
 ]
+
+
+class SpecRecord(kopf.StatusDiffBaseStorage):
+    """kopf's record of the handled spec, in ``status.kopf``, of the ``_WATCHED`` fields.
+
+    kopf builds the record of every event it gets by deep-copying the whole object (its
+    managedFields, status and spec), then dropping all but those fields; this copies only
+    what the record keeps, and gives an EmbeddingJob the same record. (kopf has one storage
+    for every resource: a RayJob gets the same few fields, and no handler of ours compares
+    RayJob records: they have event handlers only.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__(ignored_fields=_UNWATCHED)
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        spec = body.get("spec") or {}
+        kept: dict[str, Any] = {"spec": {k: spec[k] for k in _WATCHED if k in spec}}
+        for field in extra_fields or ():  # those of handlers with field=: spec.suspend
+            _copy_field(body, kept, tuple(field))
+        return super().build(body=kopf.Body(cast(kopf.RawBody, kept)), extra_fields=extra_fields)
+
+
+def _copy_field(src: Mapping[str, Any], dst: dict[str, Any], path: tuple[str, ...]) -> None:
+    """Put ``src``'s value at ``path`` (absent: nothing) at the same place in ``dst``,
+    sharing it (the caller's build copies)."""
+    for key in path[:-1]:
+        src = src.get(key)  # type: ignore[assignment]
+        if not isinstance(src, Mapping):
+            return
+        dst = dst.setdefault(key, {})
+    if path and path[-1] in src:
+        dst[path[-1]] = src[path[-1]]
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -68,7 +106,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # PATCH of the status subresource, where annotations take a PATCH of the object of their
     # own (one write a job fewer).
     settings.persistence.progress_storage = kopf.StatusProgressStorage()
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(ignored_fields=_UNWATCHED)
+    settings.persistence.diffbase_storage = SpecRecord()
     # Only our own RayJobs cross the wire: the apiserver filters the watch by their label.
     settings.watching.label_selectors[RAY_GROUP, RAY_PLURAL] = LABEL_JOB
     # Watches end and restart on these timeouts, so a silently dropped connection heals.

@@ -1,0 +1,67 @@
+"""kopf's record of a handled EmbeddingJob (settings.SpecRecord)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import kopf
+
+from embedding_operator.settings import _UNWATCHED, SpecRecord
+
+
+def job(**spec: Any) -> dict[str, Any]:
+    """An EmbeddingJob as a watch event brings it: managedFields, labels, annotations, status
+    with kopf's own record."""
+    return {
+        "apiVersion": "embedding.dev/v1alpha1",
+        "kind": "EmbeddingJob",
+        "metadata": {
+            "name": "j",
+            "namespace": "ns",
+            "labels": {"team": "a"},
+            "annotations": {"kopf.zalando.org/x": "y", "note": "kept by kopf unless ignored"},
+            "managedFields": [
+                {"manager": "kopf", "fieldsV1": {"f:status": {"f:phase": {}, "f:kopf": {}}}}
+            ],
+        },
+        "spec": {
+            "input": {"uri": "s3://b/in/"},
+            "output": {"uri": "s3://b/out/"},
+            "cluster": {"workers": 2, "tolerations": [{"key": "gpu", "operator": "Exists"}]},
+            **spec,
+        },
+        "status": {
+            "phase": "Submitted",
+            "output": {"uri": "s3://b/out/"},
+            "kopf": {"last-handled-configuration": '{"spec":{"suspend":false}}'},
+        },
+    }
+
+
+def kopfs_own(body: dict[str, Any], extra: Any = None) -> Any:
+    return kopf.StatusDiffBaseStorage(ignored_fields=_UNWATCHED).build(
+        body=kopf.Body(body), extra_fields=extra
+    )
+
+
+def test_the_record_is_kopfs_own_for_the_same_object() -> None:
+    for body, extra in [
+        (job(suspend=True), None),
+        (job(suspend=False), {("spec", "suspend")}),
+        (job(), {("spec", "suspend")}),  # no suspend at all
+        (job(suspend=True), {("status", "phase")}),  # a field handler on the status
+        (job(suspend=True), {("spec", "cluster", "workers"), ("spec", "absent", "x")}),
+    ]:
+        ours = SpecRecord().build(body=kopf.Body(body), extra_fields=extra)
+        assert ours == kopfs_own(body, extra)
+    assert SpecRecord().build(body=kopf.Body(job(suspend=True))) == {"spec": {"suspend": True}}
+
+
+def test_the_record_shares_nothing_with_the_object() -> None:
+    body = job(suspend=False)
+    before = copy.deepcopy(body)
+    record = SpecRecord().build(body=kopf.Body(body), extra_fields={("status", "output")})
+    record["status"]["output"]["uri"] = "elsewhere"
+    record["spec"]["suspend"] = True
+    assert body == before
