@@ -1,5 +1,6 @@
 """``make bench-operator``'s plumbing at a tiny size, and the write budget of a new job: what
-the operator asks of the apiserver for each EmbeddingJob is what the burst figures rest on."""
+the operator asks of the apiserver for each EmbeddingJob is what the burst figures rest on,
+and what the floor (the same writes with no operator) makes too."""
 
 from __future__ import annotations
 
@@ -21,13 +22,22 @@ WRITE_BUDGET = {
 
 
 def test_a_small_burst_reports_latencies_writes_and_memory() -> None:
-    result = run(jobs=3, rss_jobs=5)
-    burst = result["burst"]
-    assert burst["jobs"] == 3
-    assert 0 < burst["latency_p50_s"] <= burst["latency_p99_s"] <= burst["all_rayjobs_s"]
+    result = run(jobs=3, rss_jobs=5, rounds=1)
+    burst, floor = result["burst"], result["floor"]
+    assert burst["jobs"] == floor["jobs"] == 3
+    for figures in (burst, floor):
+        assert 0 < figures["latency_p50_s"] <= figures["latency_p99_s"] <= figures["all_rayjobs_s"]
+        assert figures["api_writes_by_kind"] == WRITE_BUDGET
+        assert figures["api_writes_per_job"] == sum(WRITE_BUDGET.values())
+        assert figures["cpu_s_by_process"]["kube-apiserver"] > 0
     assert burst["operator_cpu_s"] > 0 and burst["connections_discarded"] == 0
-    assert burst["api_writes_by_kind"] == WRITE_BUDGET
-    assert burst["api_writes_per_job"] == sum(WRITE_BUDGET.values())
+    # The floor made the operator's writes with no operator running.
+    assert "operator" not in floor["cpu_s_by_process"]
+    assert result["vs_floor"] == {
+        key: round(burst[key] / max(floor[key], 0.01), 2)
+        for key in ("all_rayjobs_s", "latency_p50_s", "latency_p99_s")
+    }
+    assert [sorted(r) for r in result["rounds"]] == [["floor", "operator"]]
     memory = result["memory"]
     assert memory["jobs"] == 5 and 0 < memory["rss_mb"] <= memory["chart_limit_mb"]
     assert result["goals"]["rss_within_chart_limit"] is True
