@@ -157,7 +157,9 @@ class Containerd:
         repository = ref.rsplit(":", 1)[0]
         older = [i for i in self.images() if i.rsplit(":", 1)[0] == repository and i != ref]
         if older:
-            self.run("images", "remove", *older)
+            # --sync: collect their content and snapshots now. Without it, containerd's
+            # collector waits for enough other changes, and every version stayed (21 GB).
+            self.run("images", "remove", "--sync", *older)
         if ref in self.images():
             return False
         scratch.mkdir(parents=True, exist_ok=True)
