@@ -33,16 +33,19 @@ _shared: list[client.ApiClient] = []
 
 
 def login(connections: int, kubeconfig: str | None = None) -> None:
-    """Load credentials (in-cluster when running in a pod, else ``kubeconfig``: by default
-    $KUBECONFIG's or ~/.kube/config) and make the process's one API client, keeping up to
-    ``connections`` connections open: one per handler thread."""
+    """Load credentials (from ``kubeconfig`` when given, else in-cluster when running in a
+    pod, else $KUBECONFIG's or ~/.kube/config) and make the process's one API client, keeping
+    up to ``connections`` connections open: one per handler thread."""
     # Typed as Any: some kubernetes releases annotate these loaders and some do not.
     in_cluster: Any = config.load_incluster_config
     from_kubeconfig: Any = config.load_kube_config
-    try:
-        in_cluster()
-    except config.ConfigException:
+    if kubeconfig is not None:
         from_kubeconfig(kubeconfig)
+    else:
+        try:
+            in_cluster()
+        except config.ConfigException:
+            from_kubeconfig()
     # Our own copy of the settings: kopf's login loads them again, into the global default.
     settings = client.Configuration.get_default_copy()
     # The client keeps 5 connections per CPU it sees: 10 on two cores, where 32 handler

@@ -9,17 +9,18 @@ from typing import Any, cast
 
 import kopf
 
-from embedding_job.api import GROUP, EmbeddingJobSpec
+from embedding_job.api import GROUP, KIND, EmbeddingJobSpec
 from embedding_operator.builders import Defaults
 from embedding_operator.job_objects import LABEL_JOB
 from embedding_operator.kube import RAY_GROUP, RAY_PLURAL
 from embedding_operator.policy import Policy
 
 
-def operator_defaults() -> Defaults:
-    """Defaults a spec may leave empty: the job image and the GPU worker shape."""
+def operator_defaults(env: Mapping[str, str] | None = None) -> Defaults:
+    """Defaults a spec may leave empty: the job image and the GPU worker shape (from ``env``,
+    by default the process's environment)."""
     base = Defaults()
-    env = os.environ
+    env = os.environ if env is None else env
     return Defaults(
         job_image=env.get("EMBEDDING_OPERATOR_JOB_IMAGE") or base.job_image,
         worker_gpus=int(env.get("EMBEDDING_OPERATOR_WORKER_GPUS") or base.worker_gpus),
@@ -52,10 +53,10 @@ WAIT_FOR_PREVIOUS_LIMIT_SECONDS = float(
 #: not served a few at a time, each with a connection of its own (``kube.login``).
 HANDLER_THREADS = int(os.environ.get("EMBEDDING_OPERATOR_WORKERS", "32"))
 
-#: The spec fields kopf remembers of a handled EmbeddingJob: the rest of the spec cannot change
-#: (the CRD says so) and no handler looks at labels or annotations. Its record (status.kopf)
-#: then holds ``spec.suspend`` only, not a copy of a spec of up to 320 KB that would double
-#: the object.
+#: The spec fields kopf remembers of a handled EmbeddingJob (``_WATCHED``), and what it need
+#: not (``_UNWATCHED``): the rest of the spec cannot change (the CRD says so) and no handler
+#: looks at labels or annotations. Its record (status.kopf) then holds ``spec.suspend`` only,
+#: not a copy of a spec of up to 320 KB that would double the object.
 _WATCHED = ("suspend",)
 _UNWATCHED = [
     "metadata",
@@ -68,9 +69,8 @@ class SpecRecord(kopf.StatusDiffBaseStorage):
 
     kopf builds the record of every event it gets by deep-copying the whole object (its
     managedFields, status and spec), then dropping all but those fields; this copies only
-    what the record keeps, and gives an EmbeddingJob the same record. (kopf has one storage
-    for every resource: a RayJob gets the same few fields, and no handler of ours compares
-    RayJob records: they have event handlers only.)
+    what the record keeps, and gives an EmbeddingJob the same record. kopf has one storage for
+    every resource: other kinds (RayJobs) get kopf's own record, as they would without us.
     """
 
     def __init__(self) -> None:
@@ -79,10 +79,13 @@ class SpecRecord(kopf.StatusDiffBaseStorage):
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
     ) -> kopf.BodyEssence:
+        if body.get("kind") != KIND:
+            return super().build(body=body, extra_fields=extra_fields)
         spec = body.get("spec") or {}
         kept: dict[str, Any] = {"spec": {k: spec[k] for k in _WATCHED if k in spec}}
         for field in extra_fields or ():  # those of handlers with field=: spec.suspend
-            _copy_field(body, kept, tuple(field))
+            path = tuple(field.split(".")) if isinstance(field, str) else tuple(field)
+            _copy_field(body, kept, path)
         return super().build(body=kopf.Body(cast(kopf.RawBody, kept)), extra_fields=extra_fields)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from embedding_operator.settings import _UNWATCHED, SpecRecord
+from embedding_operator.settings import _UNWATCHED, SpecRecord, configure
 
 
 def job(**spec: Any) -> dict[str, Any]:
@@ -65,3 +65,28 @@ def test_the_record_shares_nothing_with_the_object() -> None:
     record["status"]["output"]["uri"] = "elsewhere"
     record["spec"]["suspend"] = True
     assert body == before
+
+
+def test_a_field_given_as_text_is_a_path() -> None:
+    body = job(suspend=True)
+    assert SpecRecord().build(body=kopf.Body(body), extra_fields=["status.phase"]) == kopfs_own(
+        body, ["status.phase"]
+    )
+
+
+def test_other_kinds_get_kopfs_own_record() -> None:
+    rayjob = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {"name": "j", "labels": {"embedding.dev/job": "j"}},
+        "spec": {"suspend": False, "entrypoint": "embedding-job run", "backoffLimit": 0},
+        "status": {"jobStatus": "RUNNING"},
+    }
+    assert SpecRecord().build(body=kopf.Body(rayjob)) == kopfs_own(rayjob)
+    assert "entrypoint" in SpecRecord().build(body=kopf.Body(rayjob))["spec"]
+
+
+def test_kopf_is_told_to_keep_this_record() -> None:
+    settings = kopf.OperatorSettings()
+    configure(settings)
+    assert isinstance(settings.persistence.diffbase_storage, SpecRecord)
