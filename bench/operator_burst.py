@@ -10,10 +10,10 @@ resource). Then it tops up to ``--rss-jobs`` jobs in all and reads the operator 
 resident memory (current and peak).
 
 The baseline, in the same run: the floor (operator_floor.py), the same burst on a fresh
-control plane with each job's writes, the operator's own, made directly by 32 threads with no
-operator running. ``--rounds`` pairs (operator, then floor, back to back: the machine's speed
-drifts) give the medians; ``vs_floor`` is their ratio. Prints one JSON object (and writes
-``--out``).
+control plane with each job's writes, the operator's own, made directly by a process of
+threads with no operator running. ``--rounds`` pairs of bursts (operator and floor, back to
+back: the machine's speed drifts) give the medians, and ``vs_floor`` the median of the pairs'
+ratios. Prints one JSON object (and writes ``--out``). The measures: burst_probes.py.
 
 Goals (issue 13): 200 jobs → every RayJob within 5 s, p99 ≤ 2 s; RSS within the chart's
 memory limit (``resources.limits.memory``) at 1,000 jobs.
@@ -23,32 +23,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
+import shutil
 import statistics
 import tempfile
-import threading
-import time
-from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client, config, watch
+from kubernetes import client, config
 
+from bench.burst_probes import (
+    NAMESPACE,
+    RayJobWatch,
+    burst,
+    burst_cpu,
+    cpu_used,
+    memory_mb,
+    quiet_writes,
+    writes_per_job,
+)
 from bench.machine import git_commit
-from bench.operator_floor import WRITER_THREADS, Writers, Writes, operators_writes
-from embedding_job.api import GROUP, PLURAL, VERSION, quantity_value
-from embedding_operator import kube
-from tests.support.components import Components
+from bench.operator_floor import Writers, Writes, operators_writes
+from embedding_job.api import quantity_value
+from embedding_operator.settings import operator_defaults
 from tests.support.helm import CHART
 from tests.support.kube import Cluster, Operator, start_cluster, stop_cluster
-from tests.support.scrape import parse
-from tests.support.waiting import wait_for
-
-NAMESPACE = "burst"
 
 
 def chart_memory_limit_mb() -> float:
@@ -57,197 +56,39 @@ def chart_memory_limit_mb() -> float:
     return float(quantity_value(values["resources"]["limits"]["memory"])) / 2**20
 
 
-def job(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "EmbeddingJob",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"input": {"uri": "s3://b/in/"}, "output": {"uri": f"s3://b/out/{name}/"}},
-    }
-
-
-class RayJobWatch:
-    """When each RayJob of the namespace was first seen (monotonic seconds)."""
-
-    def __init__(self, api: client.CustomObjectsApi):
-        self.api, self._stop = api, threading.Event()
-        self.seen: dict[str, float] = {}
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        # Each new watch goes on from the last version seen: one without a version would start
-        # by sending every RayJob so far again, work for the apiserver amid the burst it times.
-        version: str | None = None
-        while not self._stop.is_set():
-            since = {"resource_version": version} if version else {}
-            stream = watch.Watch().stream(
-                self.api.list_namespaced_custom_object,
-                "ray.io", "v1", NAMESPACE, "rayjobs", timeout_seconds=30, **since,
-            )  # fmt: skip
-            try:
-                for event in stream:
-                    meta = event["object"]["metadata"]
-                    version = meta["resourceVersion"]
-                    self.seen.setdefault(meta["name"], time.monotonic())
-            except Exception as exc:
-                if self._stop.is_set():
-                    return  # the control plane went down under a watch no longer needed
-                if not (isinstance(exc, client.ApiException) and exc.status == 410):
-                    raise
-                version = None  # that version is gone: start afresh
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def burst_cpu(workdir: Path, operator: int | None = None) -> dict[str, float]:
-    """CPU seconds used so far by each process on the burst's two cores: the operator (if
-    any), the control plane's components and this benchmark's own process (its client
-    threads, and the floor's writers)."""
-    components = Components(workdir)
-    pids = {name: proc.pid for name in components.names() if (proc := components.process(name))}
-    if operator is not None:
-        pids = {"operator": operator, **pids}
-    used = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    return {**used, "bench": time.process_time(), "stolen": stolen_seconds()}
-
-
-def stolen_seconds() -> float:
-    """CPU time the hypervisor took from this machine so far (/proc/stat's steal): when it
-    grows during a burst, the burst ran on less than two whole cores."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {name: round(seconds - before[name], 2) for name, seconds in after.items()}
-
-
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(resident, peak resident) memory of a process, in MB."""
-    fields = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-    )
-    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
-
-
-#: The request verbs that write (apiserver_request_total's ``verb`` label).
-WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
-
-
-def api_writes(cluster: Cluster) -> Counter[str]:
-    """Writes the apiserver has served so far, by verb and resource (``PATCH embeddingjobs/
-    status``), from its own request counter; without leases (the apiserver's own identity
-    lease, renewed on a timer: no job's doing)."""
-    _, samples = parse(cluster.kubectl("get", "--raw", "/metrics").stdout)
-    writes: Counter[str] = Counter()
-    for (name, pairs), count in samples.items():
-        labels = dict(pairs)
-        if name != "apiserver_request_total" or labels.get("verb") not in WRITE_VERBS:
-            continue
-        if labels["resource"] != "leases":
-            resource = "/".join(filter(None, (labels["resource"], labels.get("subresource"))))
-            writes[f"{labels['verb']} {resource}"] += int(count)
-    return writes
-
-
-def quiet_writes(cluster: Cluster) -> Counter[str]:
-    """The apiserver's writes so far, once they have stopped (none new for 2 s)."""
-    last: list[Counter[str] | None] = [None]
-
-    def quiet() -> Counter[str] | None:
-        now = api_writes(cluster)
-        stopped, last[0] = now == last[0], now
-        return now if stopped else None
-
-    return wait_for(quiet, timeout=120, interval=2, message="the apiserver's writes stop")
-
-
-def writes_per_job(writes: Counter[str], jobs: int) -> dict[str, Any]:
-    """A burst's writes per job, in all and by kind: the benchmark's own create, then the
-    operator's."""
-    return {
-        "api_writes_per_job": round(sum(writes.values()) / jobs, 2),
-        "api_writes_by_kind": {k: round(v / jobs, 2) for k, v in sorted(writes.items())},
-    }
-
-
-def burst(
-    api: client.CustomObjectsApi,
-    names: list[str],
-    seen: RayJobWatch,
-    created_one: Callable[[dict[str, Any]], None] | None = None,
-    failures: list[Exception] | None = None,
-) -> dict[str, Any]:
-    """Create the jobs from 16 threads at once; each one's latency is from its create call
-    returning to its RayJob appearing. ``created_one`` is given each job as created; the
-    first of ``failures`` (of whoever makes the RayJobs, when it is not the operator) ends
-    the wait."""
-    submitted: dict[str, float] = {}
-
-    def create(name: str) -> None:
-        made = api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, job(name))
-        submitted[name] = time.monotonic()
-        if created_one is not None:
-            created_one(made)
-
-    started = time.monotonic()
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(create, names))
-    created = time.monotonic()
-
-    def all_seen() -> bool:
-        if failures:
-            raise RuntimeError(f"the RayJobs' writer failed: {failures[0]!r}")
-        return all(n in seen.seen for n in names)
-
-    wait_for(
-        all_seen,
-        timeout=600,
-        interval=0.1,
-        message=lambda: f"RayJobs: {sum(n in seen.seen for n in names)} of {len(names)}",
-    )
-    latencies = sorted(max(0.0, seen.seen[n] - submitted[n]) for n in names)
-    return {
-        "jobs": len(names),
-        "create_calls_s": round(created - started, 2),
-        "all_rayjobs_s": round(max(seen.seen[n] for n in names) - started, 2),
-        "latency_p50_s": round(statistics.median(latencies), 2),
-        "latency_p99_s": round(latencies[math.ceil(0.99 * len(latencies)) - 1], 2),
-        "latency_max_s": round(latencies[-1], 2),
-    }
-
-
 #: The figures each round gives, of which the result has the medians.
 TIMES = ("create_calls_s", "all_rayjobs_s", "latency_p50_s", "latency_p99_s", "latency_max_s")
+#: Those compared with the floor's.
+COMPARED = ("all_rayjobs_s", "latency_p50_s", "latency_p99_s")
 
 
-def medians(bursts: list[dict[str, Any]]) -> dict[str, float]:
-    return {key: round(statistics.median(b[key] for b in bursts), 2) for key in TIMES}
+def medians(figures: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, float]:
+    """Each key's median over the rounds."""
+    return {key: round(statistics.median(f[key] for f in figures), 2) for key in keys}
 
 
 def run(jobs: int, rss_jobs: int, rounds: int = 3) -> dict[str, Any]:
-    """``rounds`` of the operator's burst, each followed by the floor's burst with the
-    operator's writes (the machine's speed drifts: each pair is run back to back); the
-    operator's memory after the first. Latencies are the rounds' medians."""
+    """``rounds`` pairs of bursts, the operator's and the floor's (with the operator's
+    writes), back to back (the machine's speed drifts), which of the two goes first
+    alternating; the operator's memory in the first. Times are the rounds' medians,
+    ``vs_floor`` the median of each round's ratio."""
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
     paired: list[dict[str, Any]] = []
-    memory: dict[str, Any] = {}
-    for number in range(rounds):
-        operator, writes, measured = run_operator(jobs, rss_jobs if number == 0 else jobs + 1)
-        memory = memory or measured
-        paired.append({"operator": operator, "floor": run_floor(jobs, writes)})
-    ours, floor = (medians([r[side] for r in paired]) for side in ("operator", "floor"))
+    operator, writes, memory = run_operator(jobs, rss_jobs)
+    paired.append({"operator": operator, "floor": run_floor(jobs, writes)})
+    for number in range(1, rounds):
+        floor = run_floor(jobs, writes) if number % 2 else None
+        operator = run_operator(jobs, jobs + 1)[0]
+        paired.append({"operator": operator, "floor": floor or run_floor(jobs, writes)})
+    ours, floor = (medians([r[side] for r in paired], TIMES) for side in ("operator", "floor"))
+    ratios = [
+        {key: r["operator"][key] / max(r["floor"][key], 0.01) for key in COMPARED} for r in paired
+    ]
     return {
         "burst": {"jobs": jobs, **ours, **_writes_and_cpu(paired[0]["operator"])},
         "floor": {"jobs": jobs, **floor, **_writes_and_cpu(paired[0]["floor"])},
-        "vs_floor": {key: round(ours[key] / max(floor[key], 0.01), 2) for key in TIMES[1:4]},
+        "vs_floor": medians(ratios, COMPARED),
         "memory": memory,
         "goals": {
             "all_within_5s": ours["all_rayjobs_s"] <= 5.0,
@@ -273,6 +114,7 @@ def run_operator(jobs: int, rss_jobs: int) -> tuple[dict[str, Any], Writes, dict
     # At the chart's default log level (INFO): kopf's --verbose logs every API response.
     operator = Operator(cluster, workdir / "operator.log", verbose=False)
     operator.env["EMBEDDING_OPERATOR_RESYNC_SECONDS"] = "30"
+    seen: RayJobWatch | None = None
     try:
         cluster.kubectl("create", "namespace", NAMESPACE)
         operator.start()
@@ -281,12 +123,13 @@ def run_operator(jobs: int, rss_jobs: int) -> tuple[dict[str, Any], Writes, dict
         seen = RayJobWatch(api)
         burst(api, ["warm-up"], seen)  # the operator is up and watching
         assert operator.process is not None
+        processes = {"operator": operator.process.pid}
         # The warm-up job's last writes (its status, kopf's record, its Event) land first.
         writes_before = quiet_writes(cluster)
-        cpu_before = burst_cpu(workdir, operator.process.pid)
+        cpu_before = burst_cpu(workdir, processes)
         result = burst(api, [f"j{i:04d}" for i in range(jobs)], seen)
         # Who computed what while the burst ran: the operator, the apiserver...
-        used = cpu_used(cpu_before, burst_cpu(workdir, operator.process.pid))
+        used = cpu_used(cpu_before, burst_cpu(workdir, processes))
         burst_writes = quiet_writes(cluster) - writes_before
         result["operator_cpu_s"] = used["operator"]
         result["cpu_s_by_process"] = used
@@ -295,15 +138,12 @@ def run_operator(jobs: int, rss_jobs: int) -> tuple[dict[str, Any], Writes, dict
         # new TLS connection for the next call (0 when every handler thread keeps its own).
         log = operator.log.read_text(errors="replace")
         result["connections_discarded"] = log.count("Connection pool is full")
-        writes = operators_writes(
-            cluster, NAMESPACE, "j0000", operator.env["EMBEDDING_OPERATOR_JOB_IMAGE"]
-        )
+        writes = operators_writes(cluster, NAMESPACE, "j0000", operator_defaults(operator.env))
         rest = [f"r{i:04d}" for i in range(max(0, rss_jobs - jobs - 1))]
         if rest:
             burst(api, rest, seen)
         rss, peak = memory_mb(operator.process.pid)
         limit = chart_memory_limit_mb()
-        seen.stop()
         memory = {
             "jobs": 1 + jobs + len(rest),
             "rss_mb": round(rss, 1),
@@ -312,8 +152,11 @@ def run_operator(jobs: int, rss_jobs: int) -> tuple[dict[str, Any], Writes, dict
         }
         return result, writes, memory
     finally:
+        if seen is not None:
+            seen.stop()
         operator.stop()
         stop_cluster(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run_floor(jobs: int, writes: Writes) -> dict[str, Any]:
@@ -323,19 +166,21 @@ def run_floor(jobs: int, writes: Writes) -> dict[str, Any]:
     cluster = start_cluster(workdir)
     try:
         cluster.kubectl("create", "namespace", NAMESPACE)
-        kube.login(WRITER_THREADS, str(cluster.kubeconfig))
         config.load_kube_config(str(cluster.kubeconfig))
         api = client.CustomObjectsApi()
         seen = RayJobWatch(api)
-        writers = Writers(writes)
+        writers = Writers(str(cluster.kubeconfig), writes)
+        processes = {"writers": writers.process.pid or 0}
         try:
-            burst(api, ["warm-up"], seen, writers.jobs.put, writers.failures)
+            burst(api, ["warm-up"], seen, writers.put, writers.failed)
             writes_before = quiet_writes(cluster)
-            cpu_before = burst_cpu(workdir)
+            cpu_before = burst_cpu(workdir, processes)
             names = [f"j{i:04d}" for i in range(jobs)]
-            result = burst(api, names, seen, writers.jobs.put, writers.failures)
-            used = cpu_used(cpu_before, burst_cpu(workdir))
+            result = burst(api, names, seen, writers.put, writers.failed)
+            used = cpu_used(cpu_before, burst_cpu(workdir, processes))
             burst_writes = quiet_writes(cluster) - writes_before
+            if failure := writers.failed():  # a status or Event after the last RayJob
+                raise RuntimeError(f"the floor's writers failed: {failure}")
         finally:
             seen.stop()
             writers.close()
@@ -343,13 +188,21 @@ def run_floor(jobs: int, writes: Writes) -> dict[str, Any]:
         return {**result, **writes_per_job(burst_writes, jobs)}
     finally:
         stop_cluster(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def rounds_count(text: str) -> int:
+    rounds = int(text)
+    if rounds < 1:
+        raise argparse.ArgumentTypeError("at least 1")
+    return rounds
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.operator_burst", description=__doc__)
     parser.add_argument("--jobs", type=int, default=200, help="EmbeddingJobs in the burst")
     parser.add_argument("--rss-jobs", type=int, default=1000, help="jobs in all for the RSS")
-    parser.add_argument("--rounds", type=int, default=3, help="operator and floor bursts")
+    parser.add_argument("--rounds", type=rounds_count, default=3, help="operator/floor pairs")
     parser.add_argument("--out", type=Path, default=Path("bench-operator.json"))
     args = parser.parse_args(argv)
     result = {"commit": git_commit(), **run(args.jobs, args.rss_jobs, args.rounds)}

@@ -31,8 +31,9 @@ def test_a_small_burst_reports_latencies_writes_and_memory() -> None:
         assert figures["api_writes_per_job"] == sum(WRITE_BUDGET.values())
         assert figures["cpu_s_by_process"]["kube-apiserver"] > 0
     assert burst["operator_cpu_s"] > 0 and burst["connections_discarded"] == 0
-    # The floor made the operator's writes with no operator running.
+    # The floor made the operator's writes with no operator running, in a process of its own.
     assert "operator" not in floor["cpu_s_by_process"]
+    assert floor["cpu_s_by_process"]["writers"] > 0
     assert result["vs_floor"] == {
         key: round(burst[key] / max(floor[key], 0.01), 2)
         for key in ("all_rayjobs_s", "latency_p50_s", "latency_p99_s")
