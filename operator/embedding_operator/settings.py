@@ -68,9 +68,10 @@ class SpecRecord(kopf.StatusDiffBaseStorage):
     """kopf's record of the handled spec, in ``status.kopf``, of the ``_WATCHED`` fields.
 
     kopf builds the record of every event it gets by deep-copying the whole object (its
-    managedFields, status and spec), then dropping all but those fields; this copies only
-    what the record keeps, and gives an EmbeddingJob the same record. kopf has one storage for
-    every resource: other kinds (RayJobs) get kopf's own record, as they would without us.
+    managedFields, status and spec), then dropping its metadata but labels and annotations,
+    its status and the ignored fields. This copies only what the record keeps, and gives the
+    same record: of an EmbeddingJob, ``_WATCHED``; of another kind (a RayJob; kopf has one
+    storage for every resource), its spec, labels and annotations.
     """
 
     def __init__(self) -> None:
@@ -79,10 +80,11 @@ class SpecRecord(kopf.StatusDiffBaseStorage):
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
     ) -> kopf.BodyEssence:
-        if body.get("kind") != KIND:
-            return super().build(body=body, extra_fields=extra_fields)
-        spec = body.get("spec") or {}
-        kept: dict[str, Any] = {"spec": {k: spec[k] for k in _WATCHED if k in spec}}
+        kept = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+        metadata = body.get("metadata") or {}
+        kept["metadata"] = {k: metadata[k] for k in ("labels", "annotations") if k in metadata}
+        if body.get("kind") == KIND and "spec" in body:
+            kept["spec"] = {k: body["spec"][k] for k in _WATCHED if k in body["spec"]}
         for field in extra_fields or ():  # those of handlers with field=: spec.suspend
             path = tuple(field.split(".")) if isinstance(field, str) else tuple(field)
             _copy_field(body, kept, path)

@@ -82,7 +82,11 @@ def test_other_kinds_get_kopfs_own_record() -> None:
         "spec": {"suspend": False, "entrypoint": "embedding-job run", "backoffLimit": 0},
         "status": {"jobStatus": "RUNNING"},
     }
-    assert SpecRecord().build(body=kopf.Body(rayjob)) == kopfs_own(rayjob)
+    rayjob["metadata"]["managedFields"] = [{"manager": "kopf", "fieldsV1": {"f:spec": {}}}]
+    for extra in (None, {("status", "jobStatus")}, {("metadata", "name")}):
+        assert SpecRecord().build(body=kopf.Body(rayjob), extra_fields=extra) == kopfs_own(
+            rayjob, extra
+        )
     assert "entrypoint" in SpecRecord().build(body=kopf.Body(rayjob))["spec"]
 
 
