@@ -29,6 +29,7 @@ NAMESPACE = "burst"
 
 
 def job(name: str) -> dict[str, Any]:
+    """One EmbeddingJob of the burst: a spec with defaults for all but its input and output."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "EmbeddingJob",

@@ -168,9 +168,10 @@ def run_floor(jobs: int, writes: Writes) -> dict[str, Any]:
         cluster.kubectl("create", "namespace", NAMESPACE)
         config.load_kube_config(str(cluster.kubeconfig))
         api = client.CustomObjectsApi()
-        seen = RayJobWatch(api)
         writers = Writers(str(cluster.kubeconfig), writes)
-        processes = {"writers": writers.process.pid or 0}
+        assert writers.process.pid is not None
+        processes = {"writers": writers.process.pid}
+        seen = RayJobWatch(api)
         try:
             burst(api, ["warm-up"], seen, writers.put, writers.failed)
             writes_before = quiet_writes(cluster)
@@ -192,6 +193,7 @@ def run_floor(jobs: int, writes: Writes) -> dict[str, Any]:
 
 
 def rounds_count(text: str) -> int:
+    """--rounds: a whole number, at least 1."""
     rounds = int(text)
     if rounds < 1:
         raise argparse.ArgumentTypeError("at least 1")

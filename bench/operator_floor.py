@@ -1,14 +1,15 @@
 """The floor under the operator burst: every job's writes made directly, without an operator.
 
-For each EmbeddingJob the burst creates, a process of its own (not the benchmark's, which
-times the burst) makes the writes the operator makes for it, with as many threads as the
-operator's handler threads: its ServiceAccount, Role, RoleBinding and RayJob, built by the
-operator's builders from the operator's own settings and created through its ``kube``
-module; then, off that path as kopf does them (from its event loop, after the handler), the
-status and the Event the operator wrote for a job of its own burst. No watch, no kopf: the
-jobs go straight from their create call to these threads. On a fresh control plane, with the
-same burst and the same watch timing each RayJob, its latencies are what an operator making
-these writes with no overhead of its own would get on this machine.
+One process for all the jobs (not the benchmark's, which times the burst) makes, for each
+EmbeddingJob the burst creates, the writes the operator makes for it, with as many threads as
+the operator's handler threads: its ServiceAccount, Role, RoleBinding and RayJob, built by
+the operator's builders from the operator's own settings and created through its ``kube``
+module; then, off that path as kopf does them (from its event loop, on connections of its
+own), the status and the Event the operator wrote for a job of its own burst. No watch, no
+kopf: the jobs go straight from their create call to these threads. On a fresh control plane,
+with the same burst and the same watch timing each RayJob, its latencies are what an operator
+making these writes would get on this machine if it learnt of each job for free and spent
+nothing of its own.
 
 A write the apiserver refuses ends the floor (``failed``); the operator would retry it.
 """
@@ -25,7 +26,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from embedding_job.api import parse_spec
+from embedding_job.api import GROUP, PLURAL, VERSION, parse_spec
 from embedding_operator import kube
 from embedding_operator.builders import Defaults, build_rayjob
 from embedding_operator.job_objects import Owner, build_job_identity
@@ -76,6 +77,8 @@ class Writers:
     def __init__(self, kubeconfig: str, writes: Writes):
         context = multiprocessing.get_context("spawn")  # not a fork of a threaded process
         self.jobs: multiprocessing.Queue[dict[str, Any] | None] = context.Queue()
+        # Jobs left unread after a failure must not hold this process at its exit.
+        self.jobs.cancel_join_thread()
         self._failures: multiprocessing.Queue[str] = context.Queue()
         self._failed: str | None = None
         self.process = context.Process(
@@ -87,15 +90,18 @@ class Writers:
         self.process.start()
 
     def put(self, ej: dict[str, Any]) -> None:
-        self.jobs.put(ej)
+        """A job as created, to write for (none after a failure: nobody reads them)."""
+        if self.failed() is None:
+            self.jobs.put(ej)
 
     def failed(self) -> str | None:
         """The first write that failed, if one has."""
         if self._failed is None:
+            alive = self.process.is_alive()
             with contextlib.suppress(queue.Empty):
                 self._failed = self._failures.get_nowait()
-        if self._failed is None and not self.process.is_alive():
-            self._failed = f"the writers' process exited ({self.process.exitcode})"
+            if self._failed is None and not alive:
+                self._failed = f"the writers' process exited ({self.process.exitcode})"
         return self._failed
 
     def close(self) -> None:
@@ -116,10 +122,13 @@ def _write_jobs(
 ) -> None:
     """The writers' process: ``HANDLER_THREADS`` threads make each job's objects, as many
     again its status and Event; a None job stops them."""
+    failures.cancel_join_thread()  # the parent reads the first only
     kube.login(HANDLER_THREADS, kubeconfig)
+    # The status and Event's own connections, as kopf's session is the operator's.
     settings = client.Configuration.get_default_copy()
     settings.connection_pool_maxsize = HANDLER_THREADS
-    events = client.CoreV1Api(client.ApiClient(settings))
+    reporting = client.ApiClient(settings)
+    statuses, events = client.CustomObjectsApi(reporting), client.CoreV1Api(reporting)
     after: queue.Queue[Owner | None] = queue.Queue()
 
     def guarded(work: Any, *args: Any) -> bool:
@@ -140,7 +149,14 @@ def _write_jobs(
         after.put(owner)
 
     def status_and_event(owner: Owner) -> None:
-        kube.patch_embeddingjob_status(owner.namespace, owner.name, writes.status_for(owner))
+        statuses.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            owner.namespace,
+            PLURAL,
+            owner.name,
+            {"status": writes.status_for(owner)},
+        )
         events.create_namespaced_event(owner.namespace, writes.event_for(owner))
 
     def handler() -> None:

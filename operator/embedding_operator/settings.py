@@ -60,7 +60,11 @@ HANDLER_THREADS = int(os.environ.get("EMBEDDING_OPERATOR_WORKERS", "32"))
 _WATCHED = ("suspend",)
 _UNWATCHED = [
     "metadata",
-    *(f"spec.{name}" for name in EmbeddingJobSpec.model_fields if name not in _WATCHED),
+    *(
+        f"spec.{field.serialization_alias or name}"  # the name in the object: camelCase
+        for name, field in EmbeddingJobSpec.model_fields.items()
+        if (field.serialization_alias or name) not in _WATCHED
+    ),
 ]
 
 
@@ -71,7 +75,7 @@ class SpecRecord(kopf.StatusDiffBaseStorage):
     managedFields, status and spec), then dropping its metadata but labels and annotations,
     its status and the ignored fields. This copies only what the record keeps, and gives the
     same record: of an EmbeddingJob, ``_WATCHED``; of another kind (a RayJob; kopf has one
-    storage for every resource), its spec, labels and annotations.
+    storage for every resource), what kopf's own build gives it.
     """
 
     def __init__(self) -> None:
@@ -80,15 +84,17 @@ class SpecRecord(kopf.StatusDiffBaseStorage):
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
     ) -> kopf.BodyEssence:
+        extra = list(extra_fields or ())  # those of handlers with field=: spec.suspend
         kept = {k: v for k, v in body.items() if k not in ("metadata", "status")}
         metadata = body.get("metadata") or {}
         kept["metadata"] = {k: metadata[k] for k in ("labels", "annotations") if k in metadata}
-        if body.get("kind") == KIND and "spec" in body:
-            kept["spec"] = {k: body["spec"][k] for k in _WATCHED if k in body["spec"]}
-        for field in extra_fields or ():  # those of handlers with field=: spec.suspend
+        spec = body.get("spec")
+        if body.get("kind") == KIND and isinstance(spec, Mapping):
+            kept["spec"] = {k: spec[k] for k in _WATCHED if k in spec}
+        for field in extra:
             path = tuple(field.split(".")) if isinstance(field, str) else tuple(field)
             _copy_field(body, kept, path)
-        return super().build(body=kopf.Body(cast(kopf.RawBody, kept)), extra_fields=extra_fields)
+        return super().build(body=kopf.Body(cast(kopf.RawBody, kept)), extra_fields=extra)
 
 
 def _copy_field(src: Mapping[str, Any], dst: dict[str, Any], path: tuple[str, ...]) -> None:
