@@ -143,7 +143,7 @@ def quiet_writes(cluster: Cluster) -> Counter[str]:
 
 def writes_per_job(writes: Counter[str], jobs: int) -> dict[str, Any]:
     """A burst's writes per job, in all and by kind: the benchmark's own create, then the
-    operator's."""
+    operator's (or the floor's writers')."""
     return {
         "api_writes_per_job": round(sum(writes.values()) / jobs, 2),
         "api_writes_by_kind": {k: round(v / jobs, 2) for k, v in sorted(writes.items())},

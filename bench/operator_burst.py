@@ -78,9 +78,13 @@ def run(jobs: int, rss_jobs: int, rounds: int = 3) -> dict[str, Any]:
     operator, writes, memory = run_operator(jobs, rss_jobs)
     paired.append({"operator": operator, "floor": run_floor(jobs, writes)})
     for number in range(1, rounds):
-        floor = run_floor(jobs, writes) if number % 2 else None
-        operator = run_operator(jobs, jobs + 1)[0]
-        paired.append({"operator": operator, "floor": floor or run_floor(jobs, writes)})
+        if number % 2:  # the floor first
+            floor = run_floor(jobs, writes)
+            operator = run_operator(jobs, jobs + 1)[0]
+        else:
+            operator = run_operator(jobs, jobs + 1)[0]
+            floor = run_floor(jobs, writes)
+        paired.append({"operator": operator, "floor": floor})
     ours, floor = (medians([r[side] for r in paired], TIMES) for side in ("operator", "floor"))
     ratios = [
         {key: r["operator"][key] / max(r["floor"][key], 0.01) for key in COMPARED} for r in paired
