@@ -34,9 +34,11 @@ def test_a_busy_pool_is_not_waited_for_beyond_the_timeout() -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         busy = concurrent.futures.Future[None]()
         pool.submit(busy.result)  # one thread taken until the end of the test
-        asyncio.run(start_handler_threads(pool, 2, timeout=0.2))
-        assert len(pool._threads) == 2
-        busy.set_result(None)
+        try:
+            asyncio.run(start_handler_threads(pool, 2, timeout=0.2))
+            assert len(pool._threads) == 2
+        finally:
+            busy.set_result(None)  # else the pool's shutdown would wait for it forever
 
 
 def record(level: int, msg: object) -> logging.LogRecord:

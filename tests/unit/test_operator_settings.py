@@ -9,6 +9,7 @@ import kopf
 
 from embedding_job.api import GROUP, KIND, PLURAL, VERSION
 from embedding_operator import main  # noqa: F401 - registers the operator's handlers
+from embedding_operator.crd import build_crd
 from embedding_operator.settings import _UNWATCHED, SpecRecord, configure
 
 
@@ -94,7 +95,9 @@ def test_kopf_compares_records_of_the_recorded_kinds_only() -> None:
     registry = kopf.get_default_registry()
     selectors = registry._changing.get_all_selectors() | registry._spawning.get_all_selectors()
     assert {(s.group, s.version, s.any_name) for s in selectors} == {(GROUP, VERSION, PLURAL)}
-    assert KIND in SpecRecord.recorded_kinds  # the kind of GROUP/PLURAL: recorded
+    names = build_crd()["spec"]["names"]  # the kind those handlers' resource is of
+    assert (names["plural"], names["kind"]) == (PLURAL, KIND)
+    assert SpecRecord.recorded_kinds == {names["kind"]}
 
 
 def test_kopf_is_told_to_keep_this_record() -> None:
