@@ -89,7 +89,7 @@ class SpecRecord(kopf.StatusDiffBaseStorage):
 
     def __init__(self) -> None:
         # Parsed once: kopf parses a field given as text on each of its uses, on every event.
-        super().__init__(ignored_fields=[tuple(field.split(".")) for field in _UNWATCHED])
+        super().__init__(ignored_fields=[_field_path(field) for field in _UNWATCHED])
 
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
@@ -103,9 +103,13 @@ class SpecRecord(kopf.StatusDiffBaseStorage):
         if isinstance(spec, Mapping):
             kept["spec"] = {k: spec[k] for k in _WATCHED if k in spec}
         for field in extra:
-            path = tuple(field.split(".")) if isinstance(field, str) else tuple(field)
-            _copy_field(body, kept, path)
+            _copy_field(body, kept, _field_path(field))
         return super().build(body=kopf.Body(cast(kopf.RawBody, kept)), extra_fields=extra)
+
+
+def _field_path(field: str | Iterable[str]) -> tuple[str, ...]:
+    """A field given as dotted text (``spec.suspend``) or as its keys, as its keys."""
+    return tuple(field.split(".")) if isinstance(field, str) else tuple(field)
 
 
 def _copy_field(src: Mapping[str, Any], dst: dict[str, Any], path: tuple[str, ...]) -> None:
