@@ -108,7 +108,8 @@ class SpecRecord(kopf.StatusDiffBaseStorage):
 
 
 def _field_path(field: str | Iterable[str]) -> tuple[str, ...]:
-    """A field given as dotted text (``spec.suspend``) or as its keys, as its keys."""
+    """The keys of a field given as dotted text (``spec.suspend``) or already as keys (kopf's
+    ``FieldPath``)."""
     return tuple(field.split(".")) if isinstance(field, str) else tuple(field)
 
 
